@@ -1,0 +1,63 @@
+//! The outer kernel: an ordinary monolithic kernel that runs on top of the
+//! nested kernel (`nk`). It owns devices, memory policy, the shell and the
+//! tests; it asks the NK for anything privileged.
+//!
+//! `unsafe` is denied here except in the narrow, named modules that talk to
+//! hardware (`arch`, `console`) or hand raw memory to Rust (`mm`, `ktest`).
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod arch;
+mod console;
+mod ktest;
+mod mm;
+mod panic;
+mod shell;
+mod time;
+mod trap;
+
+use nk::BootInfo;
+
+nk::entry_point!(kernel_main);
+
+/// Kernel command-line words the kernel understands.
+const KNOWN_WORDS: &[&str] = &["test"];
+
+static BOOT_INFO: spin::Once<&'static BootInfo> = spin::Once::new();
+
+/// What the NK told us at boot.
+pub fn boot_info() -> &'static BootInfo {
+    BOOT_INFO.get().expect("boot info is set first thing in kernel_main")
+}
+
+fn kernel_main(info: &'static BootInfo) -> ! {
+    BOOT_INFO.call_once(|| info);
+    console::init();
+    println!();
+    println!(
+        "Nested Kernel {} on x86-64: nested kernel active, outer kernel starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    let cmdline = info.cmdline();
+    println!("cmdline: \"{}\"", cmdline);
+    for w in klib::cmdline::unknown(cmdline, KNOWN_WORDS) {
+        println!("cmdline: unknown word '{}' ignored", w.raw);
+    }
+    if info.cmdline_truncated {
+        println!("cmdline: longer than {} bytes, cut", nk::boot_info::MAX_CMDLINE);
+    }
+
+    mm::init(info);
+    trap::init();
+    time::init(info.boot_tsc);
+    arch::enable_interrupts();
+    println!("boot: ready in {} ms since the NK started", time::since_tsc_ms(info.boot_tsc));
+
+    if let Some(filter) = klib::cmdline::get(cmdline, "test") {
+        ktest::run_all(filter.unwrap_or(""));
+    }
+    shell::run()
+}

@@ -1,0 +1,61 @@
+//! Physical memory: which frames are free (from the boot memory map), the
+//! frame allocator, and the kernel heap. All of it is reached through the
+//! NK's direct map; this module maps nothing itself.
+
+pub mod frames;
+pub mod heap;
+
+use klib::memmap::RangeSet;
+use nk::{BootInfo, MemoryKind};
+
+/// The first MiB holds firmware tables and is where CPUs start; never used.
+const LOW_MEMORY_END: u64 = 1 << 20;
+
+/// What the boot memory map gave us, for `mem` and the tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhysicalSummary {
+    pub ram_bytes: u64,
+    pub usable_bytes: u64,
+    pub usable_regions: usize,
+}
+
+static SUMMARY: spin::Once<PhysicalSummary> = spin::Once::new();
+
+pub fn summary() -> PhysicalSummary {
+    SUMMARY.get().copied().unwrap_or_default()
+}
+
+/// RAM from the memory map minus everything that is already in use.
+pub fn usable_ranges(info: &BootInfo) -> RangeSet<64> {
+    let mut set = RangeSet::new();
+    let limit = nk::layout::DIRECT_MAP_LIMIT;
+    for r in info.memory_map().iter().filter(|r| r.kind == MemoryKind::Ram) {
+        set.insert(r.start.min(limit)..r.end().min(limit));
+    }
+    set.remove(0..LOW_MEMORY_END);
+    set.remove(info.image.start..info.image.end);
+    if let Some(initrd) = info.initrd {
+        set.remove(initrd.start..initrd.end);
+    }
+    set
+}
+
+pub fn init(info: &BootInfo) {
+    let usable = usable_ranges(info);
+    let ram_bytes =
+        info.memory_map().iter().filter(|r| r.kind == MemoryKind::Ram).map(|r| r.len).sum();
+    if info.ram_end() > nk::layout::DIRECT_MAP_LIMIT {
+        crate::println!("mm: RAM above {} GiB is not used", nk::layout::DIRECT_MAP_LIMIT >> 30);
+    }
+    if usable.overflowed > 0 || info.memory_dropped > 0 {
+        crate::println!("mm: memory map too fragmented; some RAM is not used");
+    }
+    SUMMARY.call_once(|| PhysicalSummary {
+        ram_bytes,
+        usable_bytes: usable.total(),
+        usable_regions: usable.as_slice().len(),
+    });
+    frames::init(&usable);
+    heap::init();
+}
+

@@ -1,0 +1,166 @@
+//! The kernel's built-in serial shell (`ksh`): a line editor and a few
+//! commands for looking at the machine.
+
+use crate::arch::{self, ExitCode};
+use crate::{console, mm, print, println, time};
+use klib::line::{Event, LineEditor};
+
+pub const PROMPT: &str = "ksh> ";
+const LINE_MAX: usize = 255;
+
+struct Command {
+    name: &'static str,
+    args: &'static str,
+    help: &'static str,
+    run: fn(&[&str]),
+}
+
+const COMMANDS: &[Command] = &[
+    Command { name: "help", args: "", help: "list the commands", run: help },
+    Command { name: "mem", args: "", help: "physical memory, frames and heap", run: mem },
+    Command { name: "uptime", args: "", help: "time since boot and timer ticks", run: uptime },
+    Command { name: "sleep", args: "MS", help: "wait MS milliseconds (timer interrupts keep ticking)", run: sleep },
+    Command { name: "cpu", args: "", help: "CPU protection features the NK found", run: cpu },
+    Command {
+        name: "crash",
+        args: "page-fault|panic|breakpoint",
+        help: "trigger a fault to see how the kernel reports it",
+        run: crash,
+    },
+    Command { name: "poweroff", args: "", help: "stop the machine", run: poweroff },
+];
+
+pub fn run() -> ! {
+    println!("Type 'help' for commands.");
+    let mut editor = LineEditor::<LINE_MAX>::new();
+    print!("{}", PROMPT);
+    loop {
+        let Some(b) = console::try_read() else {
+            arch::wait_for_interrupt();
+            continue;
+        };
+        match editor.feed(b) {
+            Event::None => {}
+            Event::Echo(bytes) => console::write_bytes(bytes),
+            Event::EchoByte(b) => console::write_bytes(&[b]),
+            Event::Erase(n) => {
+                for _ in 0..n {
+                    console::write_bytes(b"\x08 \x08");
+                }
+            }
+            Event::Cancel => {
+                println!("^C");
+                print!("{}", PROMPT);
+            }
+            Event::Line => {
+                println!();
+                if editor.dropped() > 0 {
+                    println!(
+                        "ksh: line too long ({} bytes), cut to {}",
+                        LINE_MAX + editor.dropped(),
+                        LINE_MAX
+                    );
+                }
+                execute(editor.line());
+                editor.clear();
+                print!("{}", PROMPT);
+            }
+        }
+    }
+}
+
+/// Runs one command line.
+pub fn execute(line: &str) {
+    let mut words = line.split_ascii_whitespace();
+    let Some(name) = words.next() else { return };
+    let args: alloc::vec::Vec<&str> = words.collect();
+    match COMMANDS.iter().find(|c| c.name == name) {
+        Some(c) => (c.run)(&args),
+        None => {
+            // Show at most a screenful of a long unknown word.
+            let shown: alloc::string::String = name.chars().take(40).collect();
+            let more = if shown.len() < name.len() { "..." } else { "" };
+            println!("ksh: unknown command '{}{}' (try 'help')", shown, more);
+        }
+    }
+}
+
+fn help(_: &[&str]) {
+    println!("commands:");
+    for c in COMMANDS {
+        let usage = if c.args.is_empty() {
+            alloc::format!("{} ", c.name)
+        } else {
+            alloc::format!("{} {} ", c.name, c.args)
+        };
+        println!("  {:<38}{}", usage, c.help);
+    }
+}
+
+fn mem(_: &[&str]) {
+    let p = mm::summary();
+    let (free, total) = mm::frames::stats();
+    let (heap_used, heap_size) = mm::heap::stats();
+    println!(
+        "physical: {} MiB usable in {} region{} ({} KiB of RAM in the memory map)",
+        p.usable_bytes >> 20,
+        p.usable_regions,
+        if p.usable_regions == 1 { "" } else { "s" },
+        p.ram_bytes >> 10
+    );
+    println!("frames: {} free of {} ({} MiB free)", free, total, free * 4096 >> 20);
+    println!("heap: {} KiB used of {} KiB", heap_used >> 10, heap_size >> 10);
+}
+
+fn uptime(_: &[&str]) {
+    let us = time::uptime_us();
+    println!("up {}.{:03} s, {} timer ticks", us / 1_000_000, us / 1000 % 1000, time::ticks());
+}
+
+fn sleep(args: &[&str]) {
+    match args.first().and_then(|a| a.parse::<u64>().ok()) {
+        Some(ms) if ms <= 60_000 => time::sleep_ms(ms),
+        _ => println!("usage: sleep MS (at most 60000)"),
+    }
+}
+
+fn cpu(_: &[&str]) {
+    let f = crate::boot_info().cpu;
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "cpu: SMEP {} SMAP {} PKU {} PKS {} 1GiB-pages {}; local APIC id {} version {:#x}",
+        yes(f.smep),
+        yes(f.smap),
+        yes(f.pku),
+        yes(f.pks),
+        yes(f.huge_1g),
+        arch::lapic::id(),
+        arch::lapic::version()
+    );
+}
+
+fn crash(args: &[&str]) {
+    match args.first().copied() {
+        Some("page-fault") => {
+            // A canonical kernel address in a PML4 slot nothing maps.
+            let p = 0xffff_c000_0000_0000usize as *const u64;
+            println!("crash: reading {:p}", p);
+            // SAFETY: deliberately unsound: this is the demonstration of the
+            // page-fault report, and the kernel stops right after it.
+            #[allow(unsafe_code)]
+            let v = unsafe { core::ptr::read_volatile(p) };
+            println!("crash: read {:#x}?!", v);
+        }
+        Some("panic") => panic!("crash: panic requested from the shell"),
+        Some("breakpoint") => {
+            arch::breakpoint();
+            println!("crash: resumed after the breakpoint");
+        }
+        _ => println!("usage: crash page-fault|panic|breakpoint"),
+    }
+}
+
+fn poweroff(_: &[&str]) {
+    println!("poweroff");
+    arch::exit_qemu(ExitCode::Success);
+}

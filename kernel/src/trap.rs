@@ -1,0 +1,107 @@
+//! The outer kernel's trap handler: timer ticks, spurious interrupts, and
+//! exception reports. The NK's entry stubs call it for every vector.
+
+use crate::arch::{self, lapic, ExitCode, PIC_SPURIOUS_BASE};
+use crate::{console, println};
+use core::sync::atomic::{AtomicU64, Ordering};
+use nk::trap::{TrapFrame, TrapInfo, VECTOR_BREAKPOINT, VECTOR_PAGE_FAULT};
+
+static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn init() {
+    arch::disable_legacy_pic();
+    nk::trap::set_handler(handle);
+}
+
+/// How many INT3 traps were taken (tests use it to see the handler ran).
+pub fn breakpoints() -> u64 {
+    BREAKPOINTS.load(Ordering::Relaxed)
+}
+
+fn handle(frame: &mut TrapFrame, info: TrapInfo) {
+    let vector = frame.vector as u8;
+    match vector {
+        lapic::TIMER_VECTOR => {
+            crate::time::tick();
+            lapic::end_of_interrupt();
+        }
+        lapic::SPURIOUS_VECTOR => {}
+        v if (PIC_SPURIOUS_BASE..PIC_SPURIOUS_BASE + 16).contains(&v) => {}
+        VECTOR_BREAKPOINT => {
+            BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
+            println!("EXCEPTION: breakpoint (#BP, vector 3) at rip={:#x}; resuming", frame.rip);
+        }
+        0..32 => fatal_exception(frame, info),
+        v => {
+            println!("trap: unexpected interrupt vector {:#x}", v);
+            lapic::end_of_interrupt();
+        }
+    }
+}
+
+fn exception_name(vector: u8) -> (&'static str, &'static str) {
+    match vector {
+        0 => ("divide error", "#DE"),
+        1 => ("debug", "#DB"),
+        2 => ("non-maskable interrupt", "NMI"),
+        4 => ("overflow", "#OF"),
+        5 => ("bound range exceeded", "#BR"),
+        6 => ("invalid opcode", "#UD"),
+        7 => ("device not available", "#NM"),
+        8 => ("double fault", "#DF"),
+        10 => ("invalid TSS", "#TS"),
+        11 => ("segment not present", "#NP"),
+        12 => ("stack-segment fault", "#SS"),
+        13 => ("general protection fault", "#GP"),
+        14 => ("page fault", "#PF"),
+        16 => ("x87 floating-point error", "#MF"),
+        17 => ("alignment check", "#AC"),
+        18 => ("machine check", "#MC"),
+        19 => ("SIMD floating-point error", "#XM"),
+        20 => ("virtualization exception", "#VE"),
+        21 => ("control protection", "#CP"),
+        _ => ("reserved exception", "#??"),
+    }
+}
+
+/// Describes a page-fault error code (Intel SDM vol. 3, 4.7).
+fn page_fault_cause(code: u64) -> (&'static str, &'static str, &'static str, &'static str) {
+    let access = if code & (1 << 4) != 0 {
+        "instruction fetch"
+    } else if code & (1 << 1) != 0 {
+        "write"
+    } else {
+        "read"
+    };
+    let presence = if code & 1 != 0 { "protection violation" } else { "not present" };
+    let mode = if code & (1 << 2) != 0 { "user" } else { "supervisor" };
+    let extra = if code & (1 << 5) != 0 {
+        ", protection key"
+    } else if code & (1 << 3) != 0 {
+        ", reserved bit set"
+    } else {
+        ""
+    };
+    (access, presence, mode, extra)
+}
+
+fn fatal_exception(f: &TrapFrame, info: TrapInfo) -> ! {
+    console::force_unlock();
+    let vector = f.vector as u8;
+    let (name, mnemonic) = exception_name(vector);
+    let mode = if f.from_user() { "user" } else { "kernel" };
+    println!("EXCEPTION: {} ({}, vector {}) in {} mode", name, mnemonic, vector, mode);
+    if vector == VECTOR_PAGE_FAULT {
+        let (access, presence, who, extra) = page_fault_cause(f.error_code);
+        println!("  cr2={:#018x} (faulting address): {} {}, {}{}", info.fault_addr, who, access, presence, extra);
+    }
+    println!("  rip={:#018x} cs={:#06x} rflags={:#010x} error={:#x}", f.rip, f.cs, f.rflags, f.error_code);
+    println!("  rsp={:#018x} ss={:#06x}", f.rsp, f.ss);
+    println!("  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}", f.rax, f.rbx, f.rcx, f.rdx);
+    println!("  rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}", f.rsi, f.rdi, f.rbp, f.r8);
+    println!("  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}", f.r9, f.r10, f.r11, f.r12);
+    println!("  r13={:#018x} r14={:#018x} r15={:#018x}", f.r13, f.r14, f.r15);
+    crate::ktest::report_panic();
+    println!("kernel halted: unrecoverable exception in kernel mode");
+    arch::exit_qemu(ExitCode::Failure)
+}

@@ -1,0 +1,9 @@
+//! Pure building blocks of the outer kernel: no hardware, no `unsafe`, so
+//! each runs under `cargo test` on the host exactly as it runs in the kernel.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod bitmap;
+pub mod cmdline;
+pub mod line;
+pub mod memmap;

@@ -1,0 +1,8 @@
+//! The nested kernel's rules as pure data and functions: no `unsafe`, no
+//! hardware access, so every rule runs under `cargo test` on the host and the
+//! same code runs inside the NK.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod layout;
+pub mod pte;

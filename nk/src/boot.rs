@@ -1,0 +1,171 @@
+//! The first instructions: the PVH entry point (32-bit, paging off), the
+//! switch to long mode, and the NK's boot sequence up to the hand-off.
+//!
+//! QEMU's `-kernel` finds `nk_pvh_entry` through the Xen PVH ELF note and
+//! jumps to it in 32-bit protected mode with `ebx` holding the physical
+//! address of `hvm_start_info`. The trampoline and its page tables live in
+//! the low `.boot` sections, linked and loaded at their physical addresses;
+//! everything else runs in the higher half.
+
+use crate::boot_info::{self, BootInfo, BootStack};
+use crate::{console, cpu, gdt, paging, start_info, trap};
+
+core::arch::global_asm!(
+    r#"
+    .section .note.pvh, "a", @note
+    .balign 4
+    .long 4                 /* name size */
+    .long 4                 /* descriptor size */
+    .long 18                /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .long nk_pvh_entry
+    .balign 4
+
+    .section .boot.text, "ax", @progbits
+    .code32
+    .global nk_pvh_entry
+nk_pvh_entry:
+    cli
+    cld
+    movl %ebx, %edi             /* hvm_start_info; cpuid clobbers ebx */
+
+    /* Long mode (bit 29) and NX (bit 20) are required. */
+    movl $0x80000000, %eax
+    cpuid
+    cmpl $0x80000001, %eax
+    jb 9f
+    movl $0x80000001, %eax
+    cpuid
+    btl $29, %edx
+    jnc 9f
+    btl $20, %edx
+    jnc 9f
+
+    movl %cr4, %eax
+    orl $(1 << 5), %eax         /* PAE */
+    movl %eax, %cr4
+    movl $boot_pml4, %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx      /* EFER */
+    rdmsr
+    orl $((1 << 8) | (1 << 11)), %eax   /* LME, NXE */
+    wrmsr
+    movl %cr0, %eax
+    orl $((1 << 31) | (1 << 16) | (1 << 0)), %eax   /* PG, WP, PE */
+    movl %eax, %cr0
+    lgdt boot_gdt_ptr
+    ljmp $0x08, $1f
+
+9:  /* No long mode or no NX: say so on COM1 and stop. */
+    movl $boot_no_long_mode, %esi
+    movw $0x3f8, %dx
+2:  lodsb
+    testb %al, %al
+    jz 3f
+    outb %al, %dx
+    jmp 2b
+3:  hlt
+    jmp 3b
+
+    .code64
+1:  movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    movabsq $nk_boot_stack_top, %rsp
+    xorl %ebp, %ebp
+    movl %edi, %edi             /* zero-extend the start-info address */
+    movabsq $nk_start64, %rax
+    call *%rax
+    ud2
+
+    .section .boot.data, "aw", @progbits
+boot_no_long_mode:
+    .asciz "nk: this CPU lacks long mode or NX; cannot boot\r\n"
+    .balign 8
+boot_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff    /* 0x08: 64-bit code */
+    .quad 0x00cf92000000ffff    /* 0x10: data */
+boot_gdt_ptr:
+    .word 23
+    .long boot_gdt
+
+    /* Early page tables: the first GiB, identity-mapped (slot 0), at the
+       direct map (slot 256) and at the kernel image base (slot 511, entry
+       510), with 2 MiB pages. The NK replaces them before the hand-off. */
+    .balign 4096
+boot_pml4:
+    .quad boot_pdpt + 0x3
+    .fill 255, 8, 0
+    .quad boot_pdpt + 0x3
+    .fill 254, 8, 0
+    .quad boot_pdpt + 0x3
+boot_pdpt:
+    .quad boot_pd + 0x3
+    .fill 509, 8, 0
+    .quad boot_pd + 0x3
+    .quad 0
+boot_pd:
+    .set boot_i, 0
+    .rept 512
+    .quad (boot_i << 21) + 0x83
+    .set boot_i, boot_i + 1
+    .endr
+
+    .section .bss.nk_boot_stack, "aw", @nobits
+    .balign 16
+nk_boot_stack:
+    .skip 16384
+nk_boot_stack_top:
+"#,
+    options(att_syntax)
+);
+
+// Both sides are Rust; only a pointer crosses, so the C ABI is only a
+// calling convention here.
+#[allow(improper_ctypes)]
+unsafe extern "C" {
+    /// Defined by the outer kernel through [`crate::entry_point!`].
+    fn nk_outer_entry(info: &'static BootInfo) -> !;
+    static NK_OUTER_BOOT_STACK: BootStack;
+}
+
+/// The NK's boot sequence, called by the trampoline in 64-bit mode on the
+/// NK boot stack, with the early page tables live and interrupts off.
+#[unsafe(no_mangle)]
+extern "C" fn nk_start64(start_info_phys: u64) -> ! {
+    let boot_tsc = cpu::rdtsc();
+    let features = cpu::features();
+    let info = match start_info::read(start_info_phys) {
+        Ok(parsed) => parsed,
+        Err(why) => console::fatal(why),
+    };
+    let info = boot_info::publish(BootInfo { boot_tsc, cpu: features, ..info });
+
+    paging::build_kernel_tables(info);
+    cpu::enable_protection(&features);
+    gdt::init_bsp();
+    trap::init_bsp();
+
+    // SAFETY: the stack symbol is defined by `entry_point!` in the outer
+    // kernel; only its address is taken here.
+    let stack_top = unsafe { NK_OUTER_BOOT_STACK.top() };
+    // SAFETY: the outer entry never returns; it gets a fresh stack of its
+    // own, 16-byte aligned, and `info` in `rdi` as the C ABI says.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {stack}",
+            "xor ebp, ebp",
+            "call {entry}",
+            "ud2",
+            stack = in(reg) stack_top,
+            entry = sym nk_outer_entry,
+            in("rdi") info,
+            options(noreturn),
+        )
+    }
+}

@@ -1,0 +1,48 @@
+//! The nested kernel (NK): the small trusted part of the kernel.
+//!
+//! It runs first at boot, builds the page tables and descriptor tables, and
+//! hands the machine to the outer kernel through [`entry_point!`]. It is the
+//! only code in the image that contains privileged instructions (writes to
+//! control registers, MSRs, descriptor-table loads); the outer kernel asks the
+//! NK for those operations through this crate's public functions.
+//!
+//! Rules for this crate: no heap, no dependencies but `core` and `nk-model`,
+//! every `unsafe` block says why it is sound.
+#![no_std]
+
+pub mod boot_info;
+pub mod layout;
+pub mod trap;
+
+mod boot;
+mod console;
+mod cpu;
+mod gdt;
+mod paging;
+mod start_info;
+
+pub use boot_info::{BootInfo, BootStack, CpuFeatures, MemoryKind, MemoryRegion, PhysRange};
+pub use console::fatal;
+pub use gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
+
+/// Declares the outer kernel's entry function, `fn(&'static BootInfo) -> !`.
+///
+/// The NK calls it once, on the bootstrap CPU, after the page tables and
+/// descriptor tables are live, with interrupts disabled, on a 64 KiB stack
+/// that this macro places in the outer kernel's own data.
+#[macro_export]
+macro_rules! entry_point {
+    ($path:path) => {
+        // The NK finds these two by name.
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        extern "C" fn nk_outer_entry(info: &'static $crate::BootInfo) -> ! {
+            let entry: fn(&'static $crate::BootInfo) -> ! = $path;
+            entry(info)
+        }
+
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        static NK_OUTER_BOOT_STACK: $crate::BootStack = $crate::BootStack::new();
+    };
+}
