@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 pub type TestResult = Result<(), String>;
 
 /// One registered test.
+#[repr(C)]
 pub struct TestCase {
     pub name: &'static str,
     pub run: fn() -> TestResult,
@@ -58,6 +59,8 @@ macro_rules! kassert_eq {
     }};
 }
 
+// Only the addresses of these two symbols are used.
+#[allow(improper_ctypes)]
 unsafe extern "C" {
     static __ktests_start: TestCase;
     static __ktests_end: TestCase;

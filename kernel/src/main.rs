@@ -61,3 +61,24 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     }
     shell::run()
 }
+
+ktest!(fn boot_info_describes_the_machine() {
+    let info = boot_info();
+    let ram: u64 = info.memory_map().iter().filter(|r| r.kind == nk::MemoryKind::Ram).map(|r| r.len).sum();
+    kassert!(ram >= 64 << 20, "only {} KiB of RAM in the memory map", ram >> 10);
+    kassert!(info.image.start == 1 << 20 && info.image.end > info.image.start);
+    kassert!(info.image.end <= info.ram_end());
+    kassert!(klib::cmdline::get(info.cmdline(), "test").is_some(), "cmdline {:?}", info.cmdline());
+    kassert!(info.boot_tsc > 0 && info.boot_tsc < arch::rdtsc());
+    Ok(())
+});
+
+ktest!(fn cpu_protection_is_on_where_offered() {
+    use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+    let f = boot_info().cpu;
+    kassert!(Cr0::read().contains(Cr0Flags::WRITE_PROTECT));
+    let cr4 = Cr4::read();
+    kassert_eq!(cr4.contains(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION), f.smep);
+    kassert_eq!(cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION), f.smap);
+    Ok(())
+});

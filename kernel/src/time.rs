@@ -63,3 +63,22 @@ pub fn sleep_ms(ms: u64) {
         arch::wait_for_interrupt();
     }
 }
+
+crate::ktest!(fn timer_ticks_while_sleeping() {
+    let t0 = ticks();
+    let us0 = uptime_us();
+    sleep_ms(100);
+    let (t1, us1) = (ticks(), uptime_us());
+    crate::kassert!(us1 >= us0 + 100_000, "uptime moved {} us over a 100 ms sleep", us1 - us0);
+    // 100 Hz over 100 ms is 10 ticks; allow a wide margin for a loaded host.
+    crate::kassert!(t1 > t0 + 2, "only {} ticks in 100 ms", t1 - t0);
+    Ok(())
+});
+
+crate::ktest!(fn local_apic_is_enabled_and_counting() {
+    crate::kassert!((0x10..=0x15).contains(&lapic::version()), "APIC version {:#x}", lapic::version());
+    let a = lapic::current_count();
+    sleep_ms(1);
+    crate::kassert!(lapic::current_count() != a, "APIC timer count stuck at {}", a);
+    Ok(())
+});

@@ -105,3 +105,19 @@ fn fatal_exception(f: &TrapFrame, info: TrapInfo) -> ! {
     println!("kernel halted: unrecoverable exception in kernel mode");
     arch::exit_qemu(ExitCode::Failure)
 }
+
+crate::ktest!(fn breakpoint_is_reported_and_resumed() {
+    let before = breakpoints();
+    arch::breakpoint();
+    arch::breakpoint();
+    crate::kassert_eq!(breakpoints(), before + 2);
+    Ok(())
+});
+
+crate::ktest!(fn exception_names_and_page_fault_causes() {
+    crate::kassert_eq!(exception_name(14), ("page fault", "#PF"));
+    crate::kassert_eq!(exception_name(13).1, "#GP");
+    crate::kassert_eq!(page_fault_cause(0b00010), ("write", "not present", "supervisor", ""));
+    crate::kassert_eq!(page_fault_cause(0b10101), ("instruction fetch", "protection violation", "user", ""));
+    Ok(())
+});
