@@ -27,6 +27,8 @@ unsafe extern "C" {
     static __rodata_start: u8;
     static __rodata_end: u8;
     static __data_start: u8;
+    static __nk_data_start: u8;
+    static __nk_data_end: u8;
     static __image_end: u8;
 }
 
@@ -58,6 +60,8 @@ pub struct ImageLayout {
     pub rodata: Section,
     /// Writable data and bss, NK and outer kernel.
     pub data: Section,
+    /// The NK's own data and bss, a prefix of `data`.
+    pub nk_data: Section,
 }
 
 pub fn image() -> ImageLayout {
@@ -71,6 +75,7 @@ pub fn image() -> ImageLayout {
             nk_text: Section { start: addr(&__text_start), end: addr(&__nk_text_end) },
             rodata: Section { start: addr(&__rodata_start), end: addr(&__rodata_end) },
             data: Section { start: addr(&__data_start), end: addr(&__image_end) },
+            nk_data: Section { start: addr(&__nk_data_start), end: addr(&__nk_data_end) },
         }
     }
 }
