@@ -82,3 +82,16 @@ ktest!(fn cpu_protection_is_on_where_offered() {
     kassert_eq!(cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION), f.smap);
     Ok(())
 });
+
+ktest!(fn empty_nk_call_crosses_the_gate_once() {
+    use x86_64::registers::control::{Cr0, Cr0Flags};
+    let before = nk::api::gate_crossings();
+    let r = nk::api::nop();
+    kassert_eq!(r, nk::GateResult::OK);
+    kassert_eq!(nk::api::gate_crossings(), before + 1);
+    // Protection is back on, and interrupts are as they were.
+    kassert!(Cr0::read().contains(Cr0Flags::WRITE_PROTECT));
+    kassert!(x86_64::instructions::interrupts::are_enabled());
+    kassert_eq!(nk::trap::found_off_outside_nk(), 0);
+    Ok(())
+});

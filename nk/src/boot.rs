@@ -148,7 +148,7 @@ extern "C" fn nk_start64(start_info_phys: u64) -> ! {
 
     paging::build_kernel_tables(info);
     cpu::enable_protection(&features);
-    gdt::init_bsp();
+    gdt::init_cpu(0);
     trap::init_bsp();
 
     // SAFETY: the stack symbol is defined by `entry_point!` in the outer

@@ -10,6 +10,7 @@
 //! every `unsafe` block says why it is sound.
 #![no_std]
 
+pub mod api;
 pub mod boot_info;
 pub mod layout;
 pub mod trap;
@@ -17,13 +18,17 @@ pub mod trap;
 mod boot;
 mod console;
 mod cpu;
+mod gate;
 mod gdt;
 mod paging;
+mod percpu;
 mod start_info;
 
 pub use boot_info::{BootInfo, BootStack, CpuFeatures, MemoryKind, MemoryRegion, PhysRange};
 pub use console::fatal;
+pub use gate::GateResult;
 pub use gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
+pub use percpu::{current as current_cpu, MAX_CPUS};
 
 /// Declares the outer kernel's entry function, `fn(&'static BootInfo) -> !`.
 ///

@@ -139,6 +139,7 @@ unsafe extern "C" {
 #[unsafe(no_mangle)]
 extern "C" fn nk_trap_dispatch(frame: &mut TrapFrame) {
     let fault_addr = if frame.vector == u64::from(VECTOR_PAGE_FAULT) { cpu::read_cr2() } else { 0 };
+    let lifted = protection::reassert_on_entry(frame.rip);
     let raw = HANDLER.load(Ordering::Acquire);
     if raw == 0 {
         crate::console::fatal_trap("nk: trap before the outer kernel set a handler", frame);
@@ -146,7 +147,50 @@ extern "C" fn nk_trap_dispatch(frame: &mut TrapFrame) {
     // SAFETY: `raw` was stored by `set_handler` from a value of type `Handler`.
     let handler = unsafe { core::mem::transmute::<usize, Handler>(raw) };
     handler(frame, TrapInfo { fault_addr });
+    protection::restore_on_exit(lifted);
 }
+
+/// Re-asserting write protection on every entry (invariant I3): outer code
+/// must never run with protection lifted, even when an interrupt or NMI
+/// lands inside the gate.
+mod protection {
+    use crate::cpu::{self, cr0};
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    /// Entries that found protection lifted outside NK code: never expected.
+    static FOUND_OFF_OUTSIDE_NK: AtomicU64 = AtomicU64::new(0);
+
+    pub fn found_off_outside_nk() -> u64 {
+        FOUND_OFF_OUTSIDE_NK.load(Ordering::Relaxed)
+    }
+
+    /// Turns protection back on if it was off; returns whether the
+    /// interrupted context was the NK with protection lifted (then the exit
+    /// restores it, so the NK finishes its work).
+    pub fn reassert_on_entry(rip: u64) -> bool {
+        if cfg!(feature = "native") {
+            return false;
+        }
+        let value = cpu::read_cr0();
+        if value & cr0::WP != 0 {
+            return false;
+        }
+        crate::gate::rearm();
+        let in_nk = crate::layout::image().nk_text.contains(rip);
+        if !in_nk {
+            FOUND_OFF_OUTSIDE_NK.fetch_add(1, Ordering::Relaxed);
+        }
+        in_nk
+    }
+
+    pub fn restore_on_exit(lifted: bool) {
+        if lifted {
+            crate::gate::lift();
+        }
+    }
+}
+
+pub use protection::found_off_outside_nk;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
