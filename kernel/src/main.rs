@@ -15,6 +15,7 @@ mod console;
 mod ktest;
 mod mm;
 mod panic;
+mod sched;
 mod shell;
 mod time;
 mod trap;
@@ -51,6 +52,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     }
 
     mm::init(info);
+    sched::init();
     trap::init();
     time::init(info.boot_tsc);
     arch::enable_interrupts();

@@ -20,6 +20,7 @@ const COMMANDS: &[Command] = &[
     Command { name: "mem", args: "", help: "physical memory, frames and heap", run: mem },
     Command { name: "uptime", args: "", help: "time since boot and timer ticks", run: uptime },
     Command { name: "sleep", args: "MS", help: "wait MS milliseconds (timer interrupts keep ticking)", run: sleep },
+    Command { name: "threads", args: "", help: "kernel threads and their states", run: threads },
     Command { name: "cpu", args: "", help: "CPU protection features the NK found", run: cpu },
     Command {
         name: "crash",
@@ -121,6 +122,12 @@ fn sleep(args: &[&str]) {
     match args.first().and_then(|a| a.parse::<u64>().ok()) {
         Some(ms) if ms <= 60_000 => time::sleep_ms(ms),
         _ => println!("usage: sleep MS (at most 60000)"),
+    }
+}
+
+fn threads(_: &[&str]) {
+    for (id, name, state) in crate::sched::list() {
+        println!("{:>4} {:<8} {}", id, state, name);
     }
 }
 

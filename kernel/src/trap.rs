@@ -24,6 +24,7 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
         lapic::TIMER_VECTOR => {
             crate::time::tick();
             lapic::end_of_interrupt();
+            crate::sched::preempt();
         }
         lapic::SPURIOUS_VECTOR => {}
         v if (PIC_SPURIOUS_BASE..PIC_SPURIOUS_BASE + 16).contains(&v) => {}
@@ -86,11 +87,20 @@ fn page_fault_cause(code: u64) -> (&'static str, &'static str, &'static str, &'s
 }
 
 fn fatal_exception(f: &TrapFrame, info: TrapInfo) -> ! {
-    console::force_unlock();
     let vector = f.vector as u8;
     let (name, mnemonic) = exception_name(vector);
     let mode = if f.from_user() { "user" } else { "kernel" };
-    println!("EXCEPTION: {} ({}, vector {}) in {} mode", name, mnemonic, vector, mode);
+    let in_nk = nk::layout::image().nk_text.contains(f.rip);
+    let thread = crate::sched::current_name();
+    println!(
+        "EXCEPTION: {} ({}, vector {}) in {} mode, thread '{}'{}",
+        name,
+        mnemonic,
+        vector,
+        mode,
+        thread,
+        if in_nk { ", inside the nested kernel" } else { "" }
+    );
     if vector == VECTOR_PAGE_FAULT {
         let (access, presence, who, extra) = page_fault_cause(f.error_code);
         println!("  cr2={:#018x} (faulting address): {} {}, {}{}", info.fault_addr, who, access, presence, extra);
@@ -101,6 +111,18 @@ fn fatal_exception(f: &TrapFrame, info: TrapInfo) -> ! {
     println!("  rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}", f.rsi, f.rdi, f.rbp, f.r8);
     println!("  r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}", f.r9, f.r10, f.r11, f.r12);
     println!("  r13={:#018x} r14={:#018x} r15={:#018x}", f.r13, f.r14, f.r15);
+    // A fault in an ordinary kernel thread ends that thread only. A fault in
+    // the boot thread (the shell), or inside the NK, stops the machine.
+    if !in_nk {
+        let why = if vector == VECTOR_PAGE_FAULT {
+            alloc::format!("{} at {:#x} (rip {:#x})", name, info.fault_addr, f.rip)
+        } else {
+            alloc::format!("{} (rip {:#x})", name, f.rip)
+        };
+        println!("thread '{}' terminated: {}", thread, why);
+        crate::sched::kill_current(why);
+    }
+    console::force_unlock();
     crate::ktest::report_panic();
     println!("kernel halted: unrecoverable exception in kernel mode");
     arch::exit_qemu(ExitCode::Failure)

@@ -1,0 +1,249 @@
+//! Kernel threads and a round-robin scheduler, preempted by the timer.
+//!
+//! A thread that faults in kernel mode is terminated with a report and the
+//! rest of the system keeps running; this is how attacks on the nested
+//! kernel are contained.
+#![allow(unsafe_code)] // one block: the switch, whose contract the scheduler keeps
+
+mod switch;
+
+use crate::arch;
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use spin::Mutex;
+
+const STACK_WORDS: usize = 32 * 1024 / 8;
+
+pub type ThreadId = u64;
+
+/// How a thread ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It returned from its function.
+    Returned,
+    /// It was terminated (a fault in kernel mode); the text says why.
+    Killed(String),
+}
+
+enum State {
+    Ready,
+    Running,
+    Dead(Exit),
+}
+
+struct Thread {
+    name: String,
+    state: State,
+    /// Saved stack pointer while not running.
+    rsp: u64,
+    /// Owned here so it lives as long as the thread's record; `None` for
+    /// the boot thread, which runs on the NK-provided stack.
+    _stack: Option<Vec<u64>>,
+    entry: Option<Box<dyn FnOnce() + Send>>,
+}
+
+struct Scheduler {
+    threads: BTreeMap<ThreadId, Thread>,
+    ready: VecDeque<ThreadId>,
+    current: ThreadId,
+    next_id: ThreadId,
+}
+
+static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
+
+/// Makes the running code (the boot thread, which becomes the shell) thread 0.
+pub fn init() {
+    let mut threads = BTreeMap::new();
+    threads.insert(0, Thread { name: String::from("kmain"), state: State::Running, rsp: 0, _stack: None, entry: None });
+    *SCHED.lock() = Some(Scheduler { threads, ready: VecDeque::new(), current: 0, next_id: 1 });
+}
+
+fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+    arch::without_interrupts(|| f(SCHED.lock().as_mut().expect("scheduler not initialised")))
+}
+
+pub fn current() -> ThreadId {
+    with(|s| s.current)
+}
+
+pub fn current_name() -> String {
+    with(|s| s.threads.get(&s.current).map(|t| t.name.clone()).unwrap_or_default())
+}
+
+/// Starts `f` in a new kernel thread.
+pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
+    let mut stack = vec![0u64; STACK_WORDS];
+    let rsp = switch::initial_stack(&mut stack, thread_start);
+    with(|s| {
+        let id = s.next_id;
+        s.next_id += 1;
+        let entry: Box<dyn FnOnce() + Send> = Box::new(f);
+        s.threads.insert(id, Thread { name: String::from(name), state: State::Ready, rsp, _stack: Some(stack), entry: Some(entry) });
+        s.ready.push_back(id);
+        id
+    })
+}
+
+extern "C" fn thread_start() -> ! {
+    let entry = with(|s| {
+        let cur = s.current;
+        s.threads.get_mut(&cur).and_then(|t| t.entry.take())
+    });
+    arch::enable_interrupts();
+    if let Some(f) = entry {
+        f();
+    }
+    exit(Exit::Returned)
+}
+
+/// Gives the CPU to the next ready thread, if any.
+pub fn yield_now() {
+    arch::without_interrupts(|| schedule(None));
+}
+
+/// Called from the timer interrupt: preempts the running thread.
+pub fn preempt() {
+    if SCHED.is_locked() {
+        return;
+    }
+    schedule(None);
+}
+
+/// Ends the running thread. Its stack is freed by whoever joins it.
+pub fn exit(how: Exit) -> ! {
+    arch::disable_interrupts();
+    schedule(Some(how));
+    unreachable!("a dead thread was resumed");
+}
+
+/// Terminates the running thread from a fault handler, unless it is the
+/// boot thread (then there is nothing to fall back to; returns false).
+pub fn kill_current(why: String) -> bool {
+    if current() == 0 {
+        return false;
+    }
+    exit(Exit::Killed(why))
+}
+
+/// Switches away from the current thread (marking it dead if `dying`).
+/// Interrupts must be off.
+fn schedule(dying: Option<Exit>) {
+    let switch_to = {
+        let mut guard = SCHED.lock();
+        let Some(s) = guard.as_mut() else { return };
+        let cur = s.current;
+        let Some(next) = s.ready.pop_front() else {
+            if dying.is_some() {
+                drop(guard);
+                panic!("sched: the last thread exited");
+            }
+            return;
+        };
+        let t = s.threads.get_mut(&cur).expect("current thread exists");
+        match dying {
+            Some(how) => t.state = State::Dead(how),
+            None => {
+                t.state = State::Ready;
+                s.ready.push_back(cur);
+            }
+        }
+        let save: *mut u64 = &mut t.rsp;
+        let n = s.threads.get_mut(&next).expect("ready thread exists");
+        n.state = State::Running;
+        s.current = next;
+        (save, n.rsp)
+    };
+    // SAFETY: `save` points into the scheduler's record of the current
+    // thread, which stays in the map (threads are removed only by `join`,
+    // never while running); the next thread's stack pointer was saved by a
+    // switch or laid out by `initial_stack`, and its stack is alive.
+    unsafe { switch::switch(switch_to.0, switch_to.1) };
+}
+
+/// Waits for thread `id` to end and returns how it ended.
+pub fn join(id: ThreadId) -> Option<Exit> {
+    loop {
+        let done = with(|s| match s.threads.get(&id).map(|t| &t.state) {
+            None => Some(None),
+            Some(State::Dead(_)) => {
+                let t = s.threads.remove(&id).expect("checked above");
+                match t.state {
+                    State::Dead(how) => Some(Some(how)),
+                    _ => unreachable!(),
+                }
+            }
+            Some(_) => None,
+        });
+        if let Some(result) = done {
+            return result;
+        }
+        yield_now();
+        arch::wait_for_interrupt();
+    }
+}
+
+/// (id, name, state) of every thread, for the shell.
+pub fn list() -> Vec<(ThreadId, String, &'static str)> {
+    with(|s| {
+        s.threads
+            .iter()
+            .map(|(&id, t)| {
+                let st = match t.state {
+                    State::Ready => "ready",
+                    State::Running => "running",
+                    State::Dead(_) => "dead",
+                };
+                (id, t.name.clone(), st)
+            })
+            .collect()
+    })
+}
+
+crate::ktest!(fn threads_run_and_are_joined() {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static SUM: AtomicU64 = AtomicU64::new(0);
+    let ids: Vec<ThreadId> = (1..=4u64).map(|i| spawn("adder", move || {
+        for _ in 0..10 {
+            SUM.fetch_add(i, Ordering::Relaxed);
+            yield_now();
+        }
+    })).collect();
+    for id in ids {
+        crate::kassert_eq!(join(id), Some(Exit::Returned));
+    }
+    crate::kassert_eq!(SUM.load(Ordering::Relaxed), 10 * (1 + 2 + 3 + 4));
+    Ok(())
+});
+
+crate::ktest!(fn a_spinning_thread_is_preempted() {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let id = spawn("spinner", || {
+        while !STOP.load(Ordering::Relaxed) {
+            core::hint::spin_loop();
+        }
+    });
+    // The spinner never yields; the timer must take the CPU back for us.
+    crate::time::sleep_ms(50);
+    STOP.store(true, Ordering::Relaxed);
+    crate::kassert_eq!(join(id), Some(Exit::Returned));
+    Ok(())
+});
+
+crate::ktest!(fn a_faulting_thread_is_killed_and_the_system_goes_on() {
+    let id = spawn("faulter", || {
+        let p = 0xffff_c000_0000_0000usize as *const u64;
+        // SAFETY: deliberately unsound: this read faults, and the fault
+        // handler must terminate this thread only.
+        #[allow(unsafe_code)]
+        let _ = unsafe { core::ptr::read_volatile(p) };
+    });
+    match join(id) {
+        Some(Exit::Killed(why)) => crate::kassert!(why.contains("page fault"), "killed for: {}", why),
+        other => return Err(alloc::format!("faulting thread ended as {:?}", other)),
+    }
+    Ok(())
+});
