@@ -53,7 +53,12 @@ macro_rules! kassert_eq {
         if l != r {
             return Err(alloc::format!(
                 "{} == {} failed: {:?} != {:?} at {}:{}",
-                stringify!($left), stringify!($right), l, r, file!(), line!()
+                stringify!($left),
+                stringify!($right),
+                l,
+                r,
+                file!(),
+                line!()
             ));
         }
     }};
@@ -117,8 +122,10 @@ pub fn run_all(filter: &str) -> ! {
     arch::exit_qemu(if failed == 0 { ExitCode::Success } else { ExitCode::Failure })
 }
 
-crate::ktest!(fn registry_holds_this_test() {
-    let names: alloc::vec::Vec<&str> = registry().iter().map(|t| t.name).collect();
-    crate::kassert!(names.contains(&"kernel::ktest::registry_holds_this_test"), "registry: {:?}", names);
-    Ok(())
-});
+crate::ktest!(
+    fn registry_holds_this_test() {
+        let names: alloc::vec::Vec<&str> = registry().iter().map(|t| t.name).collect();
+        crate::kassert!(names.contains(&"kernel::ktest::registry_holds_this_test"), "registry: {:?}", names);
+        Ok(())
+    }
+);

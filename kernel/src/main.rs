@@ -38,10 +38,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     BOOT_INFO.call_once(|| info);
     console::init();
     println!();
-    println!(
-        "Nested Kernel {} on x86-64: nested kernel active, outer kernel starting",
-        env!("CARGO_PKG_VERSION")
-    );
+    println!("Nested Kernel {} on x86-64: nested kernel active, outer kernel starting", env!("CARGO_PKG_VERSION"));
     let cmdline = info.cmdline();
     println!("cmdline: \"{}\"", cmdline);
     for w in klib::cmdline::unknown(cmdline, KNOWN_WORDS) {
@@ -64,36 +61,42 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     shell::run()
 }
 
-ktest!(fn boot_info_describes_the_machine() {
-    let info = boot_info();
-    let ram: u64 = info.memory_map().iter().filter(|r| r.kind == nk::MemoryKind::Ram).map(|r| r.len).sum();
-    kassert!(ram >= 64 << 20, "only {} KiB of RAM in the memory map", ram >> 10);
-    kassert!(info.image.start == 1 << 20 && info.image.end > info.image.start);
-    kassert!(info.image.end <= info.ram_end());
-    kassert!(klib::cmdline::get(info.cmdline(), "test").is_some(), "cmdline {:?}", info.cmdline());
-    kassert!(info.boot_tsc > 0 && info.boot_tsc < arch::rdtsc());
-    Ok(())
-});
+ktest!(
+    fn boot_info_describes_the_machine() {
+        let info = boot_info();
+        let ram: u64 = info.memory_map().iter().filter(|r| r.kind == nk::MemoryKind::Ram).map(|r| r.len).sum();
+        kassert!(ram >= 64 << 20, "only {} KiB of RAM in the memory map", ram >> 10);
+        kassert!(info.image.start == 1 << 20 && info.image.end > info.image.start);
+        kassert!(info.image.end <= info.ram_end());
+        kassert!(klib::cmdline::get(info.cmdline(), "test").is_some(), "cmdline {:?}", info.cmdline());
+        kassert!(info.boot_tsc > 0 && info.boot_tsc < arch::rdtsc());
+        Ok(())
+    }
+);
 
-ktest!(fn cpu_protection_is_on_where_offered() {
-    use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
-    let f = boot_info().cpu;
-    kassert!(Cr0::read().contains(Cr0Flags::WRITE_PROTECT));
-    let cr4 = Cr4::read();
-    kassert_eq!(cr4.contains(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION), f.smep);
-    kassert_eq!(cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION), f.smap);
-    Ok(())
-});
+ktest!(
+    fn cpu_protection_is_on_where_offered() {
+        use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+        let f = boot_info().cpu;
+        kassert!(Cr0::read().contains(Cr0Flags::WRITE_PROTECT));
+        let cr4 = Cr4::read();
+        kassert_eq!(cr4.contains(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION), f.smep);
+        kassert_eq!(cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION), f.smap);
+        Ok(())
+    }
+);
 
-ktest!(fn empty_nk_call_crosses_the_gate_once() {
-    use x86_64::registers::control::{Cr0, Cr0Flags};
-    let before = nk::api::gate_crossings();
-    let r = nk::api::nop();
-    kassert_eq!(r, nk::GateResult::OK);
-    kassert_eq!(nk::api::gate_crossings(), before + 1);
-    // Protection is back on, and interrupts are as they were.
-    kassert!(Cr0::read().contains(Cr0Flags::WRITE_PROTECT));
-    kassert!(x86_64::instructions::interrupts::are_enabled());
-    kassert_eq!(nk::trap::found_off_outside_nk(), 0);
-    Ok(())
-});
+ktest!(
+    fn empty_nk_call_crosses_the_gate_once() {
+        use x86_64::registers::control::{Cr0, Cr0Flags};
+        let before = nk::api::gate_crossings();
+        let r = nk::api::nop();
+        kassert_eq!(r, nk::GateResult::OK);
+        kassert_eq!(nk::api::gate_crossings(), before + 1);
+        // Protection is back on, and interrupts are as they were.
+        kassert!(Cr0::read().contains(Cr0Flags::WRITE_PROTECT));
+        kassert!(x86_64::instructions::interrupts::are_enabled());
+        kassert_eq!(nk::trap::found_off_outside_nk(), 0);
+        Ok(())
+    }
+);

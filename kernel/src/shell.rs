@@ -56,11 +56,7 @@ pub fn run() -> ! {
             Event::Line => {
                 println!();
                 if editor.dropped() > 0 {
-                    println!(
-                        "ksh: line too long ({} bytes), cut to {}",
-                        LINE_MAX + editor.dropped(),
-                        LINE_MAX
-                    );
+                    println!("ksh: line too long ({} bytes), cut to {}", LINE_MAX + editor.dropped(), LINE_MAX);
                 }
                 execute(editor.line());
                 editor.clear();
@@ -89,11 +85,8 @@ pub fn execute(line: &str) {
 fn help(_: &[&str]) {
     println!("commands:");
     for c in COMMANDS {
-        let usage = if c.args.is_empty() {
-            alloc::format!("{} ", c.name)
-        } else {
-            alloc::format!("{} {} ", c.name, c.args)
-        };
+        let usage =
+            if c.args.is_empty() { alloc::format!("{} ", c.name) } else { alloc::format!("{} {} ", c.name, c.args) };
         println!("  {:<38}{}", usage, c.help);
     }
 }

@@ -25,12 +25,7 @@ pub fn init(boot_tsc: u64) {
     BOOT_TSC.store(boot_tsc, Ordering::Relaxed);
     let per_tick = (apic_per_ms * 1000 / TICK_HZ).clamp(1, u64::from(u32::MAX)) as u32;
     lapic::start_periodic(per_tick);
-    crate::println!(
-        "time: TSC {} MHz, APIC timer {} kHz, {} Hz ticks",
-        tsc_per_ms / 1000,
-        apic_per_ms,
-        TICK_HZ
-    );
+    crate::println!("time: TSC {} MHz, APIC timer {} kHz, {} Hz ticks", tsc_per_ms / 1000, apic_per_ms, TICK_HZ);
 }
 
 /// Called from the timer interrupt.
@@ -64,21 +59,25 @@ pub fn sleep_ms(ms: u64) {
     }
 }
 
-crate::ktest!(fn timer_ticks_while_sleeping() {
-    let t0 = ticks();
-    let us0 = uptime_us();
-    sleep_ms(100);
-    let (t1, us1) = (ticks(), uptime_us());
-    crate::kassert!(us1 >= us0 + 100_000, "uptime moved {} us over a 100 ms sleep", us1 - us0);
-    // 100 Hz over 100 ms is 10 ticks; allow a wide margin for a loaded host.
-    crate::kassert!(t1 > t0 + 2, "only {} ticks in 100 ms", t1 - t0);
-    Ok(())
-});
+crate::ktest!(
+    fn timer_ticks_while_sleeping() {
+        let t0 = ticks();
+        let us0 = uptime_us();
+        sleep_ms(100);
+        let (t1, us1) = (ticks(), uptime_us());
+        crate::kassert!(us1 >= us0 + 100_000, "uptime moved {} us over a 100 ms sleep", us1 - us0);
+        // 100 Hz over 100 ms is 10 ticks; allow a wide margin for a loaded host.
+        crate::kassert!(t1 > t0 + 2, "only {} ticks in 100 ms", t1 - t0);
+        Ok(())
+    }
+);
 
-crate::ktest!(fn local_apic_is_enabled_and_counting() {
-    crate::kassert!((0x10..=0x15).contains(&lapic::version()), "APIC version {:#x}", lapic::version());
-    let a = lapic::current_count();
-    sleep_ms(1);
-    crate::kassert!(lapic::current_count() != a, "APIC timer count stuck at {}", a);
-    Ok(())
-});
+crate::ktest!(
+    fn local_apic_is_enabled_and_counting() {
+        crate::kassert!((0x10..=0x15).contains(&lapic::version()), "APIC version {:#x}", lapic::version());
+        let a = lapic::current_count();
+        sleep_ms(1);
+        crate::kassert!(lapic::current_count() != a, "APIC timer count stuck at {}", a);
+        Ok(())
+    }
+);

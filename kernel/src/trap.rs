@@ -1,7 +1,7 @@
 //! The outer kernel's trap handler: timer ticks, spurious interrupts, and
 //! exception reports. The NK's entry stubs call it for every vector.
 
-use crate::arch::{self, lapic, ExitCode, PIC_SPURIOUS_BASE};
+use crate::arch::{self, ExitCode, PIC_SPURIOUS_BASE, lapic};
 use crate::{console, println};
 use core::sync::atomic::{AtomicU64, Ordering};
 use nk::trap::{TrapFrame, TrapInfo, VECTOR_BREAKPOINT, VECTOR_PAGE_FAULT};
@@ -128,18 +128,22 @@ fn fatal_exception(f: &TrapFrame, info: TrapInfo) -> ! {
     arch::exit_qemu(ExitCode::Failure)
 }
 
-crate::ktest!(fn breakpoint_is_reported_and_resumed() {
-    let before = breakpoints();
-    arch::breakpoint();
-    arch::breakpoint();
-    crate::kassert_eq!(breakpoints(), before + 2);
-    Ok(())
-});
+crate::ktest!(
+    fn breakpoint_is_reported_and_resumed() {
+        let before = breakpoints();
+        arch::breakpoint();
+        arch::breakpoint();
+        crate::kassert_eq!(breakpoints(), before + 2);
+        Ok(())
+    }
+);
 
-crate::ktest!(fn exception_names_and_page_fault_causes() {
-    crate::kassert_eq!(exception_name(14), ("page fault", "#PF"));
-    crate::kassert_eq!(exception_name(13).1, "#GP");
-    crate::kassert_eq!(page_fault_cause(0b00010), ("write", "not present", "supervisor", ""));
-    crate::kassert_eq!(page_fault_cause(0b10101), ("instruction fetch", "protection violation", "user", ""));
-    Ok(())
-});
+crate::ktest!(
+    fn exception_names_and_page_fault_causes() {
+        crate::kassert_eq!(exception_name(14), ("page fault", "#PF"));
+        crate::kassert_eq!(exception_name(13).1, "#GP");
+        crate::kassert_eq!(page_fault_cause(0b00010), ("write", "not present", "supervisor", ""));
+        crate::kassert_eq!(page_fault_cause(0b10101), ("instruction fetch", "protection violation", "user", ""));
+        Ok(())
+    }
+);

@@ -100,14 +100,7 @@ impl BootInfo {
             rsdp: 0,
             image: PhysRange { start: 0, end: 0 },
             boot_tsc: 0,
-            cpu: CpuFeatures {
-                smep: false,
-                smap: false,
-                pku: false,
-                pks: false,
-                huge_1g: false,
-                invariant_tsc: false,
-            },
+            cpu: CpuFeatures { smep: false, smap: false, pku: false, pks: false, huge_1g: false, invariant_tsc: false },
         }
     }
 
@@ -142,12 +135,7 @@ impl BootInfo {
 
     /// Highest end address of any RAM region.
     pub fn ram_end(&self) -> u64 {
-        self.memory_map()
-            .iter()
-            .filter(|r| r.kind == MemoryKind::Ram)
-            .map(MemoryRegion::end)
-            .max()
-            .unwrap_or(0)
+        self.memory_map().iter().filter(|r| r.kind == MemoryKind::Ram).map(MemoryRegion::end).max().unwrap_or(0)
     }
 }
 
@@ -160,10 +148,8 @@ struct BootInfoCell {
 // any other CPU runs or any shared reference exists; afterwards it is only read.
 unsafe impl Sync for BootInfoCell {}
 
-static BOOT_INFO: BootInfoCell = BootInfoCell {
-    info: UnsafeCell::new(BootInfo::empty()),
-    published: AtomicBool::new(false),
-};
+static BOOT_INFO: BootInfoCell =
+    BootInfoCell { info: UnsafeCell::new(BootInfo::empty()), published: AtomicBool::new(false) };
 
 /// Stores the boot information once and returns the shared view of it.
 pub(crate) fn publish(info: BootInfo) -> &'static BootInfo {

@@ -11,8 +11,8 @@
 //!
 //! The `native` backend compiles the same entry as a plain call.
 
-use crate::percpu::{MAX_CPUS, NK_STACKS, NK_STACK_SIZE};
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use crate::percpu::{MAX_CPUS, NK_STACK_SIZE, NK_STACKS};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// What a gate call returns, in RAX:RDX.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -31,7 +31,7 @@ pub use boot_info::{BootInfo, BootStack, CpuFeatures, MemoryKind, MemoryRegion, 
 pub use console::fatal;
 pub use gate::GateResult;
 pub use gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
-pub use percpu::{current as current_cpu, MAX_CPUS};
+pub use percpu::{MAX_CPUS, current as current_cpu};
 
 /// Declares the outer kernel's entry function, `fn(&'static BootInfo) -> !`.
 ///

@@ -7,10 +7,10 @@
 use crate::boot_info::{BootInfo, MemoryKind};
 use crate::console::fatal;
 use crate::cpu;
-use crate::layout::{self, ImageLayout, DIRECT_MAP_BASE, DIRECT_MAP_LIMIT, KERNEL_BASE};
+use crate::layout::{self, DIRECT_MAP_BASE, DIRECT_MAP_LIMIT, ImageLayout, KERNEL_BASE};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use nk_model::layout::{align_up, table_index, LARGE_PAGE_SIZE, PAGE_SIZE};
+use nk_model::layout::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up, table_index};
 use nk_model::pte::{Pte, PteFlags};
 
 /// Enough for the root, the image tables and a 64 GiB direct map.
@@ -28,10 +28,8 @@ struct TablePool {
 // each table is handed out once (`used` only grows).
 unsafe impl Sync for TablePool {}
 
-static POOL: TablePool = TablePool {
-    tables: UnsafeCell::new([const { Table([0; 512]) }; POOL_TABLES]),
-    used: AtomicUsize::new(0),
-};
+static POOL: TablePool =
+    TablePool { tables: UnsafeCell::new([const { Table([0; 512]) }; POOL_TABLES]), used: AtomicUsize::new(0) };
 
 /// Takes a zeroed table from the pool; returns its physical address.
 fn alloc_table() -> u64 {
@@ -124,23 +122,17 @@ pub fn build_kernel_tables(info: &BootInfo) {
         if chunk >= image_chunks.0 && chunk < image_chunks.1 {
             let mut pa = chunk;
             while pa < chunk + LARGE_PAGE_SIZE {
-                let flags = if pa >= img_start && pa < img_end {
-                    image_page_flags(&image, pa, false)
-                } else {
-                    global_rw
-                };
+                let flags =
+                    if pa >= img_start && pa < img_end { image_page_flags(&image, pa, false) } else { global_rw };
                 map(root, DIRECT_MAP_BASE + pa, pa, PAGE_SIZE, flags);
                 pa += PAGE_SIZE;
             }
         } else {
-            let has_ram = info.memory_map().iter().any(|r| {
-                r.kind == MemoryKind::Ram && r.start < chunk + LARGE_PAGE_SIZE && r.end() > chunk
-            });
-            let flags = if has_ram {
-                global_rw
-            } else {
-                global_rw | PteFlags::CACHE_DISABLE | PteFlags::WRITE_THROUGH
-            };
+            let has_ram = info
+                .memory_map()
+                .iter()
+                .any(|r| r.kind == MemoryKind::Ram && r.start < chunk + LARGE_PAGE_SIZE && r.end() > chunk);
+            let flags = if has_ram { global_rw } else { global_rw | PteFlags::CACHE_DISABLE | PteFlags::WRITE_THROUGH };
             map(root, va, chunk, LARGE_PAGE_SIZE, flags);
         }
         chunk += LARGE_PAGE_SIZE;

@@ -3,7 +3,7 @@
 #![allow(unsafe_code)]
 
 use klib::bitmap::{FrameBitmap, FreeError};
-use klib::memmap::{RangeSet, PAGE};
+use klib::memmap::{PAGE, RangeSet};
 use spin::Mutex;
 
 /// A physical frame (4 KiB), by its physical address.
@@ -42,9 +42,8 @@ pub fn init<const N: usize>(usable: &RangeSet<N>) {
     // SAFETY: [storage_start, +bytes) is usable RAM that nothing else owns
     // (it is removed from the free set below and never freed), mapped by the
     // direct map; it lives for the rest of the kernel's life.
-    let words_slice: &'static mut [u64] = unsafe {
-        core::slice::from_raw_parts_mut(nk::layout::phys_to_virt(storage_start) as *mut u64, words)
-    };
+    let words_slice: &'static mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut(nk::layout::phys_to_virt(storage_start) as *mut u64, words) };
     let mut bitmap = FrameBitmap::new(words_slice, base, frames);
     let mut free = usable.clone();
     free.remove(storage_start..storage_start + storage_pages * PAGE);
@@ -84,81 +83,91 @@ pub fn stats() -> (u64, u64) {
     with(|b| (b.free_frames(), b.total_frames()))
 }
 
-crate::ktest!(fn alloc_gives_distinct_usable_frames() {
-    let info = crate::boot_info();
-    let (free_before, _) = stats();
-    let mut got = alloc::vec::Vec::new();
-    for _ in 0..64 {
-        got.push(alloc().ok_or("out of frames")?);
-    }
-    let mut sorted = got.clone();
-    sorted.sort();
-    sorted.dedup();
-    crate::kassert_eq!(sorted.len(), got.len());
-    for f in &got {
-        crate::kassert!(f.addr() % PAGE == 0);
-        crate::kassert!(f.addr() >= 1 << 20, "frame {:#x} in low memory", f.addr());
-        crate::kassert!(
-            f.addr() >= info.image.end || f.addr() + PAGE <= info.image.start,
-            "frame {:#x} inside the kernel image",
-            f.addr()
-        );
-        crate::kassert!(!is_free(*f));
-    }
-    crate::kassert_eq!(stats().0, free_before - 64);
-    for f in got {
-        free(f).map_err(|e| alloc::format!("{:?}", e))?;
-    }
-    crate::kassert_eq!(stats().0, free_before);
-    Ok(())
-});
-
-crate::ktest!(fn frames_hold_data_through_the_direct_map() {
-    let f = alloc().ok_or("out of frames")?;
-    let words = f.virt() as *mut u64;
-    for i in 0..512 {
-        // SAFETY: the frame is ours until freed below; 512 words fill it.
-        unsafe { words.add(i).write_volatile(f.addr() ^ i as u64) };
-    }
-    for i in 0..512 {
-        // SAFETY: as above.
-        let v = unsafe { words.add(i).read_volatile() };
-        crate::kassert_eq!(v, f.addr() ^ i as u64);
-    }
-    free(f).map_err(|e| alloc::format!("{:?}", e))?;
-    Ok(())
-});
-
-crate::ktest!(fn double_free_is_refused() {
-    let f = alloc().ok_or("out of frames")?;
-    crate::kassert_eq!(free(f), Ok(()));
-    crate::kassert_eq!(free(f), Err(FreeError::AlreadyFree(f.number())));
-    crate::kassert_eq!(free(Frame(0)), Err(FreeError::OutOfRange(0)));
-    Ok(())
-});
-
-crate::ktest!(fn contiguous_runs_are_aligned_and_whole() {
-    let first = alloc_contiguous(512, 512).ok_or("no 2 MiB run")?;
-    crate::kassert_eq!(first.addr() % (2 << 20), 0);
-    for i in 0..512 {
-        crate::kassert!(!is_free(Frame(first.addr() + i * PAGE)));
-    }
-    for i in 0..512 {
-        free(Frame(first.addr() + i * PAGE)).map_err(|e| alloc::format!("{:?}", e))?;
-    }
-    Ok(())
-});
-
-crate::ktest!(fn all_usable_ram_is_reachable() {
-    let usable = super::usable_ranges(crate::boot_info());
-    for r in usable.as_slice() {
-        for addr in [r.start, r.end - 8] {
-            let p = nk::layout::phys_to_virt(addr) as *const u64;
-            // SAFETY: a read of usable RAM through the direct map; the value
-            // is not used, only the absence of a fault matters.
-            let _ = unsafe { p.read_volatile() };
+crate::ktest!(
+    fn alloc_gives_distinct_usable_frames() {
+        let info = crate::boot_info();
+        let (free_before, _) = stats();
+        let mut got = alloc::vec::Vec::new();
+        for _ in 0..64 {
+            got.push(alloc().ok_or("out of frames")?);
         }
+        let mut sorted = got.clone();
+        sorted.sort();
+        sorted.dedup();
+        crate::kassert_eq!(sorted.len(), got.len());
+        for f in &got {
+            crate::kassert!(f.addr() % PAGE == 0);
+            crate::kassert!(f.addr() >= 1 << 20, "frame {:#x} in low memory", f.addr());
+            crate::kassert!(
+                f.addr() >= info.image.end || f.addr() + PAGE <= info.image.start,
+                "frame {:#x} inside the kernel image",
+                f.addr()
+            );
+            crate::kassert!(!is_free(*f));
+        }
+        crate::kassert_eq!(stats().0, free_before - 64);
+        for f in got {
+            free(f).map_err(|e| alloc::format!("{:?}", e))?;
+        }
+        crate::kassert_eq!(stats().0, free_before);
+        Ok(())
     }
-    crate::kassert!(!usable.as_slice().is_empty());
-    Ok(())
-});
+);
+
+crate::ktest!(
+    fn frames_hold_data_through_the_direct_map() {
+        let f = alloc().ok_or("out of frames")?;
+        let words = f.virt() as *mut u64;
+        for i in 0..512 {
+            // SAFETY: the frame is ours until freed below; 512 words fill it.
+            unsafe { words.add(i).write_volatile(f.addr() ^ i as u64) };
+        }
+        for i in 0..512 {
+            // SAFETY: as above.
+            let v = unsafe { words.add(i).read_volatile() };
+            crate::kassert_eq!(v, f.addr() ^ i as u64);
+        }
+        free(f).map_err(|e| alloc::format!("{:?}", e))?;
+        Ok(())
+    }
+);
+
+crate::ktest!(
+    fn double_free_is_refused() {
+        let f = alloc().ok_or("out of frames")?;
+        crate::kassert_eq!(free(f), Ok(()));
+        crate::kassert_eq!(free(f), Err(FreeError::AlreadyFree(f.number())));
+        crate::kassert_eq!(free(Frame(0)), Err(FreeError::OutOfRange(0)));
+        Ok(())
+    }
+);
+
+crate::ktest!(
+    fn contiguous_runs_are_aligned_and_whole() {
+        let first = alloc_contiguous(512, 512).ok_or("no 2 MiB run")?;
+        crate::kassert_eq!(first.addr() % (2 << 20), 0);
+        for i in 0..512 {
+            crate::kassert!(!is_free(Frame(first.addr() + i * PAGE)));
+        }
+        for i in 0..512 {
+            free(Frame(first.addr() + i * PAGE)).map_err(|e| alloc::format!("{:?}", e))?;
+        }
+        Ok(())
+    }
+);
+
+crate::ktest!(
+    fn all_usable_ram_is_reachable() {
+        let usable = super::usable_ranges(crate::boot_info());
+        for r in usable.as_slice() {
+            for addr in [r.start, r.end - 8] {
+                let p = nk::layout::phys_to_virt(addr) as *const u64;
+                // SAFETY: a read of usable RAM through the direct map; the value
+                // is not used, only the absence of a fault matters.
+                let _ = unsafe { p.read_volatile() };
+            }
+        }
+        crate::kassert!(!usable.as_slice().is_empty());
+        Ok(())
+    }
+);

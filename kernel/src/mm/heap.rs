@@ -36,31 +36,35 @@ pub fn stats() -> (u64, u64) {
     (size.saturating_sub(available), size)
 }
 
-crate::ktest!(fn heap_allocates_and_frees() {
-    let (used0, size) = stats();
-    crate::kassert!(size >= MIN_HEAP, "heap is {} bytes", size);
-    let mut v: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
-    for i in 0..100_000 {
-        v.push(i);
+crate::ktest!(
+    fn heap_allocates_and_frees() {
+        let (used0, size) = stats();
+        crate::kassert!(size >= MIN_HEAP, "heap is {} bytes", size);
+        let mut v: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
+        for i in 0..100_000 {
+            v.push(i);
+        }
+        crate::kassert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
+        let (used1, _) = stats();
+        crate::kassert!(used1 >= used0 + 800_000, "heap use {} -> {}", used0, used1);
+        drop(v);
+        let big = alloc::vec![0xa5u8; 1 << 20];
+        crate::kassert!(big.iter().all(|&b| b == 0xa5));
+        drop(big);
+        let (used2, _) = stats();
+        crate::kassert!(used2 < used0 + 4096, "heap did not shrink back: {} -> {}", used0, used2);
+        Ok(())
     }
-    crate::kassert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
-    let (used1, _) = stats();
-    crate::kassert!(used1 >= used0 + 800_000, "heap use {} -> {}", used0, used1);
-    drop(v);
-    let big = alloc::vec![0xa5u8; 1 << 20];
-    crate::kassert!(big.iter().all(|&b| b == 0xa5));
-    drop(big);
-    let (used2, _) = stats();
-    crate::kassert!(used2 < used0 + 4096, "heap did not shrink back: {} -> {}", used0, used2);
-    Ok(())
-});
+);
 
-crate::ktest!(fn heap_reports_exhaustion_without_crashing() {
-    let layout = core::alloc::Layout::from_size_align(1 << 40, 8).map_err(|e| alloc::format!("{e}"))?;
-    // Called on the allocator itself: a call through `alloc::alloc` may be
-    // folded away by the optimiser, which assumes allocations succeed.
-    // SAFETY: a non-zero-size layout; a null result is the expected answer.
-    let p = unsafe { core::alloc::GlobalAlloc::alloc(&HEAP, layout) };
-    crate::kassert!(p.is_null(), "a 1 TiB allocation returned {:p}", p);
-    Ok(())
-});
+crate::ktest!(
+    fn heap_reports_exhaustion_without_crashing() {
+        let layout = core::alloc::Layout::from_size_align(1 << 40, 8).map_err(|e| alloc::format!("{e}"))?;
+        // Called on the allocator itself: a call through `alloc::alloc` may be
+        // folded away by the optimiser, which assumes allocations succeed.
+        // SAFETY: a non-zero-size layout; a null result is the expected answer.
+        let p = unsafe { core::alloc::GlobalAlloc::alloc(&HEAP, layout) };
+        crate::kassert!(p.is_null(), "a 1 TiB allocation returned {:p}", p);
+        Ok(())
+    }
+);

@@ -43,8 +43,7 @@ pub fn usable_ranges(info: &BootInfo) -> RangeSet<64> {
 
 pub fn init(info: &BootInfo) {
     let usable = usable_ranges(info);
-    let ram_bytes =
-        info.memory_map().iter().filter(|r| r.kind == MemoryKind::Ram).map(|r| r.len).sum();
+    let ram_bytes = info.memory_map().iter().filter(|r| r.kind == MemoryKind::Ram).map(|r| r.len).sum();
     if info.ram_end() > nk::layout::DIRECT_MAP_LIMIT {
         crate::println!("mm: RAM above {} GiB is not used", nk::layout::DIRECT_MAP_LIMIT >> 30);
     }
@@ -60,19 +59,21 @@ pub fn init(info: &BootInfo) {
     heap::init();
 }
 
-
-crate::ktest!(fn usable_ranges_exclude_what_is_in_use() {
-    let info = crate::boot_info();
-    let usable = usable_ranges(info);
-    for r in usable.as_slice() {
-        crate::kassert!(r.start >= LOW_MEMORY_END, "{:#x?} in low memory", r);
-        crate::kassert!(r.end <= info.image.start || r.start >= info.image.end, "{:#x?} overlaps the image", r);
-        if let Some(i) = info.initrd {
-            crate::kassert!(r.end <= i.start || r.start >= i.end, "{:#x?} overlaps the initrd", r);
+crate::ktest!(
+    fn usable_ranges_exclude_what_is_in_use() {
+        let info = crate::boot_info();
+        let usable = usable_ranges(info);
+        for r in usable.as_slice() {
+            crate::kassert!(r.start >= LOW_MEMORY_END, "{:#x?} in low memory", r);
+            crate::kassert!(r.end <= info.image.start || r.start >= info.image.end, "{:#x?} overlaps the image", r);
+            if let Some(i) = info.initrd {
+                crate::kassert!(r.end <= i.start || r.start >= i.end, "{:#x?} overlaps the initrd", r);
+            }
+            let in_ram =
+                info.memory_map().iter().any(|m| m.kind == MemoryKind::Ram && m.start <= r.start && r.end <= m.end());
+            crate::kassert!(in_ram, "{:#x?} is not inside one RAM region", r);
         }
-        let in_ram = info.memory_map().iter().any(|m| m.kind == MemoryKind::Ram && m.start <= r.start && r.end <= m.end());
-        crate::kassert!(in_ram, "{:#x?} is not inside one RAM region", r);
+        crate::kassert!(summary().usable_bytes > 0);
+        Ok(())
     }
-    crate::kassert!(summary().usable_bytes > 0);
-    Ok(())
-});
+);

@@ -61,41 +61,47 @@ pub fn translate(root: u64, va: u64) -> Option<Translation> {
     None
 }
 
-crate::ktest!(fn kernel_image_is_w_xor_x() {
-    let image = nk::layout::image();
-    let root = current_root();
-    let t = translate(root, image.text.start).ok_or("text not mapped")?;
-    crate::kassert!(t.executable && !t.writable && !t.user, "text: {:?}", t);
-    let r = translate(root, image.rodata.start).ok_or("rodata not mapped")?;
-    crate::kassert!(!r.executable && !r.writable, "rodata: {:?}", r);
-    let d = translate(root, image.data.start).ok_or("data not mapped")?;
-    crate::kassert!(!d.executable && d.writable, "data: {:?}", d);
-    // Every page of the image: writable xor executable.
-    let mut va = image.text.start;
-    while va < image.data.end {
-        let t = translate(root, va).ok_or(alloc::format!("image page {:#x} not mapped", va))?;
-        crate::kassert!(!(t.writable && t.executable), "page {:#x} is W+X", va);
-        crate::kassert!(!t.user, "page {:#x} is user-accessible", va);
-        va += 4096;
+crate::ktest!(
+    fn kernel_image_is_w_xor_x() {
+        let image = nk::layout::image();
+        let root = current_root();
+        let t = translate(root, image.text.start).ok_or("text not mapped")?;
+        crate::kassert!(t.executable && !t.writable && !t.user, "text: {:?}", t);
+        let r = translate(root, image.rodata.start).ok_or("rodata not mapped")?;
+        crate::kassert!(!r.executable && !r.writable, "rodata: {:?}", r);
+        let d = translate(root, image.data.start).ok_or("data not mapped")?;
+        crate::kassert!(!d.executable && d.writable, "data: {:?}", d);
+        // Every page of the image: writable xor executable.
+        let mut va = image.text.start;
+        while va < image.data.end {
+            let t = translate(root, va).ok_or(alloc::format!("image page {:#x} not mapped", va))?;
+            crate::kassert!(!(t.writable && t.executable), "page {:#x} is W+X", va);
+            crate::kassert!(!t.user, "page {:#x} is user-accessible", va);
+            va += 4096;
+        }
+        Ok(())
     }
-    Ok(())
-});
+);
 
-crate::ktest!(fn direct_map_alias_of_code_is_read_only() {
-    let image = nk::layout::image();
-    let root = current_root();
-    let (text_phys, _) = image.text.phys();
-    let alias = translate(root, nk::layout::phys_to_virt(text_phys)).ok_or("no direct-map alias")?;
-    crate::kassert_eq!(alias.phys, text_phys);
-    crate::kassert!(!alias.writable && !alias.executable, "alias of text: {:?}", alias);
-    Ok(())
-});
-
-crate::ktest!(fn nothing_in_the_user_half_is_mapped() {
-    let root = current_root();
-    // The kernel's tables map nothing in the lower half: user space is empty.
-    for slot in 0..256 {
-        crate::kassert!(!entry(root, slot).is_present(), "PML4 slot {} is present", slot);
+crate::ktest!(
+    fn direct_map_alias_of_code_is_read_only() {
+        let image = nk::layout::image();
+        let root = current_root();
+        let (text_phys, _) = image.text.phys();
+        let alias = translate(root, nk::layout::phys_to_virt(text_phys)).ok_or("no direct-map alias")?;
+        crate::kassert_eq!(alias.phys, text_phys);
+        crate::kassert!(!alias.writable && !alias.executable, "alias of text: {:?}", alias);
+        Ok(())
     }
-    Ok(())
-});
+);
+
+crate::ktest!(
+    fn nothing_in_the_user_half_is_mapped() {
+        let root = current_root();
+        // The kernel's tables map nothing in the lower half: user space is empty.
+        for slot in 0..256 {
+            crate::kassert!(!entry(root, slot).is_present(), "PML4 slot {} is present", slot);
+        }
+        Ok(())
+    }
+);

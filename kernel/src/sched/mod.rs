@@ -81,7 +81,10 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
         let id = s.next_id;
         s.next_id += 1;
         let entry: Box<dyn FnOnce() + Send> = Box::new(f);
-        s.threads.insert(id, Thread { name: String::from(name), state: State::Ready, rsp, _stack: Some(stack), entry: Some(entry) });
+        s.threads.insert(
+            id,
+            Thread { name: String::from(name), state: State::Ready, rsp, _stack: Some(stack), entry: Some(entry) },
+        );
         s.ready.push_back(id);
         id
     })
@@ -202,48 +205,58 @@ pub fn list() -> Vec<(ThreadId, String, &'static str)> {
     })
 }
 
-crate::ktest!(fn threads_run_and_are_joined() {
-    use core::sync::atomic::{AtomicU64, Ordering};
-    static SUM: AtomicU64 = AtomicU64::new(0);
-    let ids: Vec<ThreadId> = (1..=4u64).map(|i| spawn("adder", move || {
-        for _ in 0..10 {
-            SUM.fetch_add(i, Ordering::Relaxed);
-            yield_now();
+crate::ktest!(
+    fn threads_run_and_are_joined() {
+        use core::sync::atomic::{AtomicU64, Ordering};
+        static SUM: AtomicU64 = AtomicU64::new(0);
+        let ids: Vec<ThreadId> = (1..=4u64)
+            .map(|i| {
+                spawn("adder", move || {
+                    for _ in 0..10 {
+                        SUM.fetch_add(i, Ordering::Relaxed);
+                        yield_now();
+                    }
+                })
+            })
+            .collect();
+        for id in ids {
+            crate::kassert_eq!(join(id), Some(Exit::Returned));
         }
-    })).collect();
-    for id in ids {
+        crate::kassert_eq!(SUM.load(Ordering::Relaxed), 10 * (1 + 2 + 3 + 4));
+        Ok(())
+    }
+);
+
+crate::ktest!(
+    fn a_spinning_thread_is_preempted() {
+        use core::sync::atomic::{AtomicBool, Ordering};
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let id = spawn("spinner", || {
+            while !STOP.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        });
+        // The spinner never yields; the timer must take the CPU back for us.
+        crate::time::sleep_ms(50);
+        STOP.store(true, Ordering::Relaxed);
         crate::kassert_eq!(join(id), Some(Exit::Returned));
+        Ok(())
     }
-    crate::kassert_eq!(SUM.load(Ordering::Relaxed), 10 * (1 + 2 + 3 + 4));
-    Ok(())
-});
+);
 
-crate::ktest!(fn a_spinning_thread_is_preempted() {
-    use core::sync::atomic::{AtomicBool, Ordering};
-    static STOP: AtomicBool = AtomicBool::new(false);
-    let id = spawn("spinner", || {
-        while !STOP.load(Ordering::Relaxed) {
-            core::hint::spin_loop();
+crate::ktest!(
+    fn a_faulting_thread_is_killed_and_the_system_goes_on() {
+        let id = spawn("faulter", || {
+            let p = 0xffff_c000_0000_0000usize as *const u64;
+            // SAFETY: deliberately unsound: this read faults, and the fault
+            // handler must terminate this thread only.
+            #[allow(unsafe_code)]
+            let _ = unsafe { core::ptr::read_volatile(p) };
+        });
+        match join(id) {
+            Some(Exit::Killed(why)) => crate::kassert!(why.contains("page fault"), "killed for: {}", why),
+            other => return Err(alloc::format!("faulting thread ended as {:?}", other)),
         }
-    });
-    // The spinner never yields; the timer must take the CPU back for us.
-    crate::time::sleep_ms(50);
-    STOP.store(true, Ordering::Relaxed);
-    crate::kassert_eq!(join(id), Some(Exit::Returned));
-    Ok(())
-});
-
-crate::ktest!(fn a_faulting_thread_is_killed_and_the_system_goes_on() {
-    let id = spawn("faulter", || {
-        let p = 0xffff_c000_0000_0000usize as *const u64;
-        // SAFETY: deliberately unsound: this read faults, and the fault
-        // handler must terminate this thread only.
-        #[allow(unsafe_code)]
-        let _ = unsafe { core::ptr::read_volatile(p) };
-    });
-    match join(id) {
-        Some(Exit::Killed(why)) => crate::kassert!(why.contains("page fault"), "killed for: {}", why),
-        other => return Err(alloc::format!("faulting thread ended as {:?}", other)),
+        Ok(())
     }
-    Ok(())
-});
+);

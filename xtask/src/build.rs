@@ -1,0 +1,77 @@
+//! Builds the kernel ELF with cargo for the bare-metal target.
+
+use crate::Result;
+use crate::setup::{self, TARGET};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::{env, io};
+
+/// What to build; grows with the options that select kernel code.
+#[derive(Debug, Default, Clone)]
+pub struct BuildOptions {
+    /// Cargo features, `crate/feature` for a dependency's (how, for
+    /// example, a nested-kernel backend would be chosen).
+    pub features: Vec<String>,
+}
+
+pub fn cargo_args(opts: &BuildOptions) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["build", "--release", "-p", "kernel", "--target", TARGET].iter().map(|s| s.to_string()).collect();
+    if !opts.features.is_empty() {
+        args.push("--features".into());
+        args.push(opts.features.join(","));
+    }
+    args
+}
+
+pub fn kernel_path() -> PathBuf {
+    setup::target_dir().join(TARGET).join("release").join("kernel")
+}
+
+/// Adds the target if needed, builds, and returns the kernel ELF's path.
+pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf> {
+    setup::ensure_target()?;
+    // The cargo that runs us, when there is one: same toolchain, no proxy.
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let args = cargo_args(opts);
+    let status = Command::new(&cargo)
+        .args(&args)
+        .current_dir(setup::workspace_root())
+        // Our stdout may be the guest console or the test report.
+        .stdout(Stdio::from(io::stderr()))
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("kernel build failed: cargo {} ({status})", args.join(" ")).into());
+    }
+    let kernel = kernel_path();
+    if !kernel.is_file() {
+        return Err(format!("cargo built the kernel but {} is missing", kernel.display()).into());
+    }
+    Ok(kernel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_release_build() {
+        assert_eq!(
+            cargo_args(&BuildOptions::default()).join(" "),
+            "build --release -p kernel --target x86_64-unknown-none"
+        );
+    }
+
+    #[test]
+    fn features_join_into_one_flag() {
+        let opts = BuildOptions { features: vec!["nk/a".into(), "b".into()] };
+        assert!(cargo_args(&opts).join(" ").ends_with("--features nk/a,b"));
+    }
+
+    #[test]
+    fn elf_lives_under_the_target_triple() {
+        assert!(kernel_path().ends_with("x86_64-unknown-none/release/kernel"));
+    }
+}

@@ -1,0 +1,319 @@
+//! The `cargo xtask` command line, parsed by hand: the grammar is small and
+//! this keeps the tool free of dependencies.
+
+use std::fmt;
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build                       build the kernel (release) and print the ELF's path
+  run [options] [--] [WORD...]
+                              build, then boot the kernel in QEMU on this terminal;
+                              the WORDs form the kernel command line
+  test [FILTER]               every test: host tests, kernel build, in-kernel tests,
+                              QEMU scenarios; the last line is \"N passed, M failed\".
+                              FILTER keeps only the tests whose name contains it
+  gdb [options] [--] [WORD...]
+                              like run, but QEMU waits for GDB on localhost:1234;
+                              writes target/gdb-init for `gdb -x target/gdb-init`
+  help                        this text
+
+options for run and gdb:
+  --accel tcg|kvm             tcg (default, -cpu max) is the tested path;
+                              kvm (-cpu host) is opt-in
+  --smp N                     number of CPUs (default 1)
+  --mem SIZE                  guest RAM: 512M, 1G, ... (default 256M)
+  --boot-time                 run only: print the time from QEMU start to the shell prompt
+  --timeout SECS              stop QEMU after SECS seconds (default: never)
+
+`printf 'help\\npoweroff\\n' | cargo xtask run` exits 0: the console reads stdin.
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    /// The name for people, as in the boot-time report.
+    pub fn label(self) -> &'static str {
+        match self {
+            Accel::Tcg => "TCG",
+            Accel::Kvm => "KVM",
+        }
+    }
+}
+
+/// How to boot the kernel, for `run` and `gdb`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    pub accel: Accel,
+    pub smp: u32,
+    pub mem_mib: u64,
+    pub boot_time: bool,
+    pub timeout: Option<Duration>,
+    /// The kernel command line, the positional words joined by spaces.
+    pub cmdline: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { accel: Accel::Tcg, smp: 1, mem_mib: 256, boot_time: false, timeout: None, cmdline: String::new() }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Build,
+    Run(RunOptions),
+    Gdb(RunOptions),
+    Test { filter: Option<String> },
+    Help,
+}
+
+/// A command line that does not parse; the caller shows it with the usage.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn usage_err<T>(msg: impl Into<String>) -> Result<T, UsageError> {
+    Err(UsageError(msg.into()))
+}
+
+pub fn parse(args: &[String]) -> Result<Command, UsageError> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return usage_err("no command given");
+    };
+    match cmd.as_str() {
+        "build" => match rest.first() {
+            None => Ok(Command::Build),
+            Some(a) => usage_err(format!("build takes no arguments, got '{a}'")),
+        },
+        "run" => parse_run(rest).map(Command::Run),
+        "gdb" => {
+            let opts = parse_run(rest)?;
+            if opts.boot_time {
+                return usage_err("--boot-time applies to run only (under gdb, QEMU waits for the debugger)");
+            }
+            Ok(Command::Gdb(opts))
+        }
+        "test" => parse_test(rest),
+        "help" | "-h" | "--help" => Ok(Command::Help),
+        other => usage_err(format!("unknown command '{other}'")),
+    }
+}
+
+fn parse_test(args: &[String]) -> Result<Command, UsageError> {
+    let mut filter = None;
+    for a in args {
+        if a.starts_with('-') {
+            return usage_err(format!("unknown option '{a}' for test"));
+        }
+        if filter.is_some() {
+            return usage_err("test takes at most one FILTER");
+        }
+        // The filter travels on the kernel command line as `test=FILTER`,
+        // where a space would start another word.
+        if a.is_empty() || a.chars().any(char::is_whitespace) {
+            return usage_err(format!("FILTER must be one non-empty word, got '{a}'"));
+        }
+        filter = Some(a.clone());
+    }
+    Ok(Command::Test { filter })
+}
+
+fn parse_run(args: &[String]) -> Result<RunOptions, UsageError> {
+    let mut opts = RunOptions::default();
+    let mut words: Vec<&str> = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            words.extend(it.by_ref().map(String::as_str));
+            break;
+        }
+        if !arg.starts_with('-') {
+            words.push(arg);
+            continue;
+        }
+        // Both `--smp 2` and `--smp=2`.
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String, UsageError> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it.next().cloned().ok_or_else(|| UsageError(format!("{name} needs a value"))),
+            }
+        };
+        match name {
+            "--accel" => {
+                opts.accel = match value()?.as_str() {
+                    "tcg" => Accel::Tcg,
+                    "kvm" => Accel::Kvm,
+                    v => return usage_err(format!("--accel takes tcg or kvm, got '{v}'")),
+                }
+            }
+            "--smp" => {
+                let v = value()?;
+                opts.smp = match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return usage_err(format!("--smp takes a number of CPUs (1 or more), got '{v}'")),
+                }
+            }
+            "--mem" => {
+                let v = value()?;
+                opts.mem_mib = parse_size_mib(&v).map_err(|e| UsageError(format!("--mem: {e}")))?;
+            }
+            "--timeout" => {
+                let v = value()?;
+                opts.timeout = match v.parse::<u64>() {
+                    Ok(s) if s > 0 => Some(Duration::from_secs(s)),
+                    _ => return usage_err(format!("--timeout takes whole seconds (1 or more), got '{v}'")),
+                }
+            }
+            "--boot-time" if inline.is_none() => opts.boot_time = true,
+            _ => return usage_err(format!("unknown option '{arg}'")),
+        }
+    }
+    opts.cmdline = words.join(" ");
+    Ok(opts)
+}
+
+/// A RAM size as QEMU's `-m` takes it, in MiB: a bare number is MiB, and
+/// `M`/`MiB`/`G`/`GiB` suffixes (any case) scale it.
+pub fn parse_size_mib(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size such as 512M or 1G"))?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "" | "m" | "mb" | "mib" => 1,
+        "g" | "gb" | "gib" => 1024,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use M or G)")),
+    };
+    match n.checked_mul(scale) {
+        Some(0) => Err(format!("'{s}': the size must be more than zero")),
+        Some(mib) => Ok(mib),
+        None => Err(format!("'{s}' is too large")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn run_opts(s: &str) -> RunOptions {
+        match parse(&args(s)) {
+            Ok(Command::Run(o)) => o,
+            other => panic!("{s:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mib("512M"), Ok(512));
+        assert_eq!(parse_size_mib("512"), Ok(512));
+        assert_eq!(parse_size_mib("1G"), Ok(1024));
+        assert_eq!(parse_size_mib("2g"), Ok(2048));
+        assert_eq!(parse_size_mib("3GiB"), Ok(3072));
+        assert_eq!(parse_size_mib("64MiB"), Ok(64));
+        assert!(parse_size_mib("0M").is_err());
+        assert!(parse_size_mib("").is_err());
+        assert!(parse_size_mib("M").is_err());
+        assert!(parse_size_mib("1.5G").is_err());
+        assert!(parse_size_mib("12K").is_err());
+        assert!(parse_size_mib("-1G").is_err());
+        assert!(parse_size_mib("99999999999999999999G").is_err());
+        assert!(parse_size_mib("18446744073709551615G").is_err());
+    }
+
+    #[test]
+    fn run_defaults() {
+        assert_eq!(run_opts("run"), RunOptions::default());
+        let d = RunOptions::default();
+        assert_eq!((d.accel, d.smp, d.mem_mib, d.boot_time, d.timeout), (Accel::Tcg, 1, 256, false, None));
+    }
+
+    #[test]
+    fn run_options_both_spellings() {
+        let o = run_opts("run --accel kvm --smp 2 --mem 1G --boot-time --timeout 30");
+        assert_eq!(o.accel, Accel::Kvm);
+        assert_eq!(o.smp, 2);
+        assert_eq!(o.mem_mib, 1024);
+        assert!(o.boot_time);
+        assert_eq!(o.timeout, Some(Duration::from_secs(30)));
+        let o = run_opts("run --accel=tcg --smp=4 --mem=512M --timeout=5");
+        assert_eq!((o.accel, o.smp, o.mem_mib, o.timeout), (Accel::Tcg, 4, 512, Some(Duration::from_secs(5))));
+    }
+
+    #[test]
+    fn run_words_form_the_cmdline() {
+        assert_eq!(run_opts("run test=heap").cmdline, "test=heap");
+        assert_eq!(run_opts("run --smp 2 a b -- --mem c").cmdline, "a b --mem c");
+        let o = run_opts("run -- test --smp 3");
+        assert_eq!((o.cmdline.as_str(), o.smp), ("test --smp 3", 1));
+        assert_eq!(run_opts("run --").cmdline, "");
+    }
+
+    #[test]
+    fn run_errors() {
+        for bad in [
+            "run --smp",
+            "run --smp 0",
+            "run --smp two",
+            "run --accel hvf",
+            "run --mem lots",
+            "run --timeout 0",
+            "run --timeout 1.5",
+            "run --frobnicate",
+            "run -x",
+            "run --boot-time=yes",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse(&args("build")), Ok(Command::Build));
+        assert!(parse(&args("build --release")).is_err());
+        assert_eq!(parse(&args("test")), Ok(Command::Test { filter: None }));
+        assert_eq!(parse(&args("test heap")), Ok(Command::Test { filter: Some("heap".into()) }));
+        assert!(parse(&args("test a b")).is_err());
+        assert!(parse(&args("test --verbose")).is_err());
+        assert!(parse(&["test".to_owned(), "a b".to_owned()]).is_err());
+        assert_eq!(parse(&args("help")), Ok(Command::Help));
+        assert_eq!(parse(&args("--help")), Ok(Command::Help));
+        assert!(parse(&args("")).is_err());
+        assert!(parse(&args("frobnicate")).is_err());
+    }
+
+    #[test]
+    fn gdb_takes_run_options_but_not_boot_time() {
+        match parse(&args("gdb --smp 2 -- test")) {
+            Ok(Command::Gdb(o)) => assert_eq!((o.smp, o.cmdline.as_str()), (2, "test")),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&args("gdb --boot-time")).is_err());
+    }
+
+    #[test]
+    fn usage_lists_every_command_and_option() {
+        for word in ["build", "run", "test", "gdb", "--accel", "--smp", "--mem", "--boot-time", "--timeout"] {
+            assert!(USAGE.contains(word), "usage lacks {word}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `cargo xtask`: the host tool that installs what the kernel needs, builds
+//! it, boots it in QEMU, runs every test and starts a debugging session.
+
+mod build;
+mod cli;
+mod gdb;
+mod qemu;
+mod run;
+mod scenarios;
+mod setup;
+mod test;
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// An error worded for the person at the terminal; `main` prints it.
+#[derive(Debug)]
+pub struct Error(String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for Error {
+    fn from(s: String) -> Self {
+        Error(s)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(s: &str) -> Self {
+        Error(s.to_owned())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xtask: {e}\n");
+            eprint!("{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        cli::Command::Help => {
+            print!("{}", cli::USAGE);
+            Ok(0)
+        }
+        cli::Command::Build => build::build_kernel(&build::BuildOptions::default()).map(|kernel| {
+            println!("{}", kernel.display());
+            0
+        }),
+        cli::Command::Run(opts) => run::run(&opts),
+        cli::Command::Gdb(opts) => gdb::gdb(&opts),
+        cli::Command::Test { filter } => Ok(test::run(filter.as_deref())),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

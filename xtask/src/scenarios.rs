@@ -1,0 +1,437 @@
+//! QEMU scenario tests: each group boots the kernel once, types a script
+//! into the serial console, and judges the captured output and exit status
+//! with several named checks (`scenario GROUP/CHECK`).
+
+use crate::cli::Accel;
+use crate::qemu::{self, EXIT_FAILURE, EXIT_SUCCESS, Machine, PROMPT};
+use crate::test::{Tally, header};
+use std::path::Path;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one boot left behind, for the checks to judge.
+#[derive(Debug)]
+pub struct Seen {
+    /// Console output without carriage returns.
+    pub output: String,
+    /// QEMU's exit status, when it exited by itself.
+    pub code: Option<i32>,
+    pub timed_out: bool,
+}
+
+type Check = (&'static str, fn(&Seen) -> Result<(), String>);
+
+struct Scenario {
+    name: &'static str,
+    mem_mib: u64,
+    smp: u32,
+    cmdline: &'static str,
+    input: String,
+    checks: Vec<Check>,
+    /// Print the time to the prompt, for information only: timing is not a test.
+    boot_time: bool,
+}
+
+impl Scenario {
+    fn new(name: &'static str, input: impl Into<String>, checks: Vec<Check>) -> Scenario {
+        Scenario { name, mem_mib: 256, smp: 1, cmdline: "", input: input.into(), checks, boot_time: false }
+    }
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let long_line = "a".repeat(1000);
+    vec![
+        Scenario {
+            boot_time: true,
+            ..Scenario::new(
+                "shell",
+                format!("help\nmem\nuptime\nfrobnicate\n{long_line}\nsleep 100\nuptime\npoweroff\n"),
+                vec![
+                    ("banner", |s| contains(s, "Nested Kernel")),
+                    ("prompt", |s| contains(s, PROMPT)),
+                    ("help", help_lists_commands),
+                    ("mem", |s| mem_report(s).map(drop)),
+                    ("uptime", uptime_advances),
+                    ("unknown-command", |s| contains(s, "ksh: unknown command 'frobnicate'")),
+                    ("long-line", long_line_is_refused),
+                    ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
+                ],
+            )
+        },
+        Scenario {
+            mem_mib: 1024,
+            ..Scenario::new(
+                "memsize",
+                "mem\npoweroff\n",
+                vec![
+                    ("physical", |s| {
+                        let mib = mem_report(s)?;
+                        if (900..=1024).contains(&mib) {
+                            Ok(())
+                        } else {
+                            Err(format!("{mib} MiB usable with -m 1G, expected 900 to 1024"))
+                        }
+                    }),
+                    ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
+                ],
+            )
+        },
+        Scenario {
+            cmdline: "frobnicate=1 loglevel",
+            ..Scenario::new(
+                "cmdline",
+                "poweroff\n",
+                vec![
+                    ("unknown-words", |s| {
+                        contains(s, "cmdline: unknown word 'frobnicate=1'")?;
+                        contains(s, "cmdline: unknown word 'loglevel'")
+                    }),
+                    ("prompt", |s| contains(s, PROMPT)),
+                    ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
+                ],
+            )
+        },
+        Scenario::new(
+            "page-fault",
+            "crash page-fault\n",
+            vec![
+                ("exception", |s| contains(s, "EXCEPTION: page fault")),
+                ("cr2", |s| contains(s, "cr2=0x")),
+                ("rip", |s| contains(s, "rip=0x")),
+                ("exit-status", |s| exit_status(s, EXIT_FAILURE)),
+            ],
+        ),
+        Scenario::new(
+            "panic",
+            "crash panic\n",
+            vec![("message", panic_has_location), ("exit-status", |s| exit_status(s, EXIT_FAILURE))],
+        ),
+        Scenario::new(
+            "breakpoint",
+            "crash breakpoint\nuptime\npoweroff\n",
+            vec![
+                ("exception", |s| contains(s, "EXCEPTION: breakpoint")),
+                ("resumed", |s| uptime_after(s, "EXCEPTION: breakpoint")),
+                ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
+            ],
+        ),
+        Scenario {
+            smp: 2,
+            ..Scenario::new(
+                "smp",
+                "poweroff\n",
+                vec![("prompt", |s| contains(s, PROMPT)), ("poweroff", |s| exit_status(s, EXIT_SUCCESS))],
+            )
+        },
+    ]
+}
+
+/// Runs the groups with a check whose `GROUP/CHECK` name contains `filter`.
+pub fn run_all(kernel: &Path, filter: Option<&str>, tally: &mut Tally) {
+    header("QEMU scenarios");
+    for sc in scenarios() {
+        let checks: Vec<&Check> = sc
+            .checks
+            .iter()
+            .filter(|(check, _)| filter.is_none_or(|f| format!("{}/{check}", sc.name).contains(f)))
+            .collect();
+        if checks.is_empty() {
+            continue;
+        }
+        let machine = Machine {
+            kernel: kernel.to_path_buf(),
+            accel: Accel::Tcg,
+            smp: sc.smp,
+            mem_mib: sc.mem_mib,
+            cmdline: sc.cmdline.to_string(),
+        };
+        let capture = match qemu::boot_capture(&machine, sc.input.as_bytes(), TIMEOUT, &mut |_| {}) {
+            Ok(c) => c,
+            Err(e) => {
+                for (check, _) in &checks {
+                    println!("scenario {}/{check} ... FAILED", sc.name);
+                    tally.fail(format!("scenario {}/{check}", sc.name));
+                }
+                println!("    {e}");
+                continue;
+            }
+        };
+        let seen = Seen { output: capture.output.clone(), code: capture.code(), timed_out: capture.timed_out };
+        let mut group_failed = false;
+        for (check, judge) in &checks {
+            match judge(&seen) {
+                Ok(()) => {
+                    println!("scenario {}/{check} ... ok", sc.name);
+                    tally.pass();
+                }
+                Err(why) => {
+                    println!("scenario {}/{check} ... FAILED\n    {why}", sc.name);
+                    tally.fail(format!("scenario {}/{check}", sc.name));
+                    group_failed = true;
+                }
+            }
+        }
+        if sc.boot_time
+            && let Some(t) = capture.prompt_at
+        {
+            println!("boot time: {} ms (QEMU start to shell prompt, {})", t.as_millis(), machine.accel.label());
+        }
+        if group_failed {
+            println!("{}", capture.report(&format!("scenario {}", sc.name)));
+        }
+    }
+}
+
+fn contains(s: &Seen, needle: &str) -> Result<(), String> {
+    if s.output.contains(needle) { Ok(()) } else { Err(format!("the output lacks {needle:?}")) }
+}
+
+fn exit_status(s: &Seen, want: i32) -> Result<(), String> {
+    match (s.timed_out, s.code) {
+        (true, _) => {
+            Err(format!("QEMU did not exit within {} s and was stopped (expected status {want})", TIMEOUT.as_secs()))
+        }
+        (false, Some(code)) if code == want => Ok(()),
+        (false, Some(code)) => Err(format!("QEMU exit status {code}, expected {want}")),
+        (false, None) => Err(format!("QEMU was killed by a signal, expected status {want}")),
+    }
+}
+
+fn help_lists_commands(s: &Seen) -> Result<(), String> {
+    let missing: Vec<&str> = ["help", "mem", "uptime", "poweroff"]
+        .into_iter()
+        .filter(|name| !s.output.lines().any(|l| l.starts_with(&format!("  {name} "))))
+        .collect();
+    if missing.is_empty() { Ok(()) } else { Err(format!("no help line '  NAME ' for: {}", missing.join(", "))) }
+}
+
+/// Checks the `mem` report and returns the usable MiB.
+fn mem_report(s: &Seen) -> Result<u64, String> {
+    let physical = s.output.lines().find_map(parse_physical).ok_or("no line 'physical: N MiB usable'")?;
+    let (free, total) = s.output.lines().find_map(parse_frames).ok_or("no line 'frames: N free of M'")?;
+    if total == 0 || free > total {
+        return Err(format!("frames: {free} free of {total}: expected 0 < free <= total"));
+    }
+    if !s.output.lines().any(|l| l.contains("heap: ")) {
+        return Err("no line 'heap: '".into());
+    }
+    Ok(physical)
+}
+
+/// `physical: N MiB usable ...` → N.
+fn parse_physical(line: &str) -> Option<u64> {
+    let (_, rest) = line.split_once("physical: ")?;
+    let mut words = rest.split_whitespace();
+    let n = words.next()?.parse().ok()?;
+    (words.next()? == "MiB" && words.next()? == "usable").then_some(n)
+}
+
+/// `frames: N free of M ...` → (N, M).
+fn parse_frames(line: &str) -> Option<(u64, u64)> {
+    let (_, rest) = line.split_once("frames: ")?;
+    let w: Vec<&str> = rest.split_whitespace().take(4).collect();
+    match w[..] {
+        [free, "free", "of", total] => Some((free.parse().ok()?, total.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// `up S.mmm s, T timer ticks` anywhere in the line → (milliseconds, ticks).
+fn parse_uptime(line: &str) -> Option<(u64, u64)> {
+    line.match_indices("up ").find_map(|(i, _)| {
+        let w: Vec<&str> = line[i + 3..].split_whitespace().take(5).collect();
+        match w[..] {
+            [secs, "s,", ticks, "timer", "ticks"] => Some((parse_ms(secs)?, ticks.parse().ok()?)),
+            _ => None,
+        }
+    })
+}
+
+/// A decimal number of seconds, `12` or `12.345`, in milliseconds.
+fn parse_ms(secs: &str) -> Option<u64> {
+    let (whole, frac) = secs.split_once('.').unwrap_or((secs, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut ms: String = frac.chars().take(3).collect();
+    while ms.len() < 3 {
+        ms.push('0');
+    }
+    whole.parse::<u64>().ok()?.checked_mul(1000)?.checked_add(ms.parse().ok()?)
+}
+
+/// Each `uptime` report as (line index, milliseconds, ticks).
+fn uptimes(output: &str) -> Vec<(usize, u64, u64)> {
+    output.lines().enumerate().filter_map(|(i, l)| parse_uptime(l).map(|(ms, t)| (i, ms, t))).collect()
+}
+
+fn uptime_advances(s: &Seen) -> Result<(), String> {
+    let ups = uptimes(&s.output);
+    let [(_, ms1, ticks1), (_, ms2, ticks2), ..] = ups[..] else {
+        return Err(format!("{} lines 'up S.mmm s, T timer ticks', expected 2", ups.len()));
+    };
+    if ms2 < ms1 {
+        return Err(format!("uptime went back: {ms1} ms, then {ms2} ms"));
+    }
+    // A 100 ms sleep lies between the two: the 100 Hz timer must have ticked.
+    if ticks2 <= ticks1 {
+        return Err(format!("timer ticks do not advance: {ticks1}, then {ticks2}"));
+    }
+    Ok(())
+}
+
+/// An `uptime` answer after the first line containing `marker`: the shell
+/// kept going.
+fn uptime_after(s: &Seen, marker: &str) -> Result<(), String> {
+    let at = s.output.lines().position(|l| l.contains(marker)).ok_or(format!("the output lacks {marker:?}"))?;
+    if uptimes(&s.output).iter().any(|&(i, _, _)| i > at) {
+        Ok(())
+    } else {
+        Err(format!("no 'up ...' answer after {marker:?}: the shell did not go on"))
+    }
+}
+
+fn long_line_is_refused(s: &Seen) -> Result<(), String> {
+    uptime_after(s, "ksh: line too long")
+}
+
+fn panic_has_location(s: &Seen) -> Result<(), String> {
+    const AT: &str = "KERNEL PANIC at kernel/src/";
+    let found = s.output.lines().any(|l| l.split_once(AT).is_some_and(|(_, rest)| rest.contains(".rs:")));
+    if found { Ok(()) } else { Err(format!("no line '{AT}FILE.rs:LINE...'")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(output: &str, code: Option<i32>) -> Seen {
+        Seen { output: output.to_string(), code, timed_out: false }
+    }
+
+    const SHELL: &str = "\
+Nested Kernel 0.1.0 on x86-64: nested kernel active, outer kernel starting
+cmdline: \"\"
+Type 'help' for commands.
+ksh> help
+commands:
+  help                                  list the commands
+  mem                                   physical memory, frames and heap
+  uptime                                time since boot and timer ticks
+  crash page-fault|panic|breakpoint     trigger a fault
+  poweroff                              stop the machine
+ksh> mem
+physical: 254 MiB usable in 2 regions (261628 KiB of RAM in the memory map)
+frames: 64000 free of 65000 (250 MiB free)
+heap: 12 KiB used of 4096 KiB
+ksh> uptime
+up 0.412 s, 41 timer ticks
+ksh> frobnicate
+ksh: unknown command 'frobnicate' (try 'help')
+ksh> aaaaaaaaaaaaaaaaaaaa
+ksh: line too long (1000 bytes), cut to 255
+ksh: unknown command 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' (try 'help')
+ksh> uptime
+up 0.498 s, 49 timer ticks
+ksh> poweroff
+";
+
+    fn shell_checks() -> Vec<Check> {
+        scenarios().into_iter().find(|s| s.name == "shell").unwrap().checks
+    }
+
+    #[test]
+    fn shell_output_passes_every_check() {
+        let s = seen(SHELL, Some(33));
+        for (name, judge) in shell_checks() {
+            assert_eq!(judge(&s), Ok(()), "check {name}");
+        }
+    }
+
+    #[test]
+    fn broken_shell_output_fails() {
+        let fails = |output: &str, check: &str| {
+            let (_, judge) = shell_checks().into_iter().find(|(n, _)| *n == check).unwrap();
+            judge(&seen(output, Some(33))).is_err()
+        };
+        assert!(fails(&SHELL.replace("  mem ", "  memory "), "help"));
+        assert!(fails(&SHELL.replace("up 0.498 s, 49", "up 0.300 s, 49"), "uptime"));
+        assert!(fails(&SHELL.replace("49 timer", "30 timer"), "uptime"));
+        assert!(fails(&SHELL.replace("up 0.412 s, 41", "up 0.0 s, 0").replace("49 timer", "0 timer"), "uptime"));
+        assert!(fails(&SHELL.replace("up 0.498 s, 49 timer ticks", ""), "uptime"));
+        assert!(fails(&SHELL.replace("up 0.498 s, 49 timer ticks", ""), "long-line"));
+        assert!(fails(&SHELL.replace("64000 free of 65000", "7 free of 0"), "mem"));
+        assert!(fails(&SHELL.replace("heap: ", "hep: "), "mem"));
+        assert!(fails(&SHELL.replace("ksh> ", "$ "), "prompt"));
+        assert!(fails(&SHELL.replace("Nested Kernel", "Kernel"), "banner"));
+        assert!(fails(&SHELL.replace("'frobnicate'", "frobnicate"), "unknown-command"));
+    }
+
+    #[test]
+    fn exit_status_checks() {
+        assert_eq!(exit_status(&seen("", Some(33)), 33), Ok(()));
+        assert!(exit_status(&seen("", Some(35)), 33).is_err());
+        assert!(exit_status(&seen("", None), 35).is_err());
+        let hung = Seen { output: String::new(), code: None, timed_out: true };
+        assert!(exit_status(&hung, 33).unwrap_err().contains("did not exit"));
+    }
+
+    #[test]
+    fn uptime_lines() {
+        assert_eq!(parse_uptime("up 12.345 s, 1234 timer ticks"), Some((12345, 1234)));
+        assert_eq!(parse_uptime("ksh> up 0.005 s, 0 timer ticks"), Some((5, 0)));
+        assert_eq!(parse_uptime("up 3 s, 300 timer ticks"), Some((3000, 300)));
+        assert_eq!(parse_uptime("ksh> uptime"), None);
+        assert_eq!(parse_uptime("up 1.2 s, many timer ticks"), None);
+        assert_eq!(parse_ms("1.5"), Some(1500));
+        assert_eq!(parse_ms("1.23456"), Some(1234));
+        assert_eq!(parse_ms(".5"), None);
+        assert_eq!(parse_ms("1.x"), None);
+    }
+
+    #[test]
+    fn mem_lines() {
+        assert_eq!(parse_physical("physical: 1022 MiB usable in 3 regions"), Some(1022));
+        assert_eq!(parse_physical("physical: 1022 MiB total"), None);
+        assert_eq!(parse_frames("frames: 10 free of 20 (0 MiB free)"), Some((10, 20)));
+        assert_eq!(parse_frames("frames: 10 used of 20"), None);
+        let memsize = scenarios().into_iter().find(|s| s.name == "memsize").unwrap();
+        let (_, physical) = memsize.checks[0];
+        let one_gig = SHELL.replace("physical: 254", "physical: 1022");
+        assert_eq!(physical(&seen(&one_gig, Some(33))), Ok(()));
+        assert!(physical(&seen(SHELL, Some(33))).is_err());
+    }
+
+    #[test]
+    fn crash_reports() {
+        let pf = "ksh> crash page-fault\nEXCEPTION: page fault (#PF, vector 14) in kernel mode\n  \
+                  cr2=0x0000000000000000 (faulting address): read\n  rip=0xffffffff80001234 cs=0x8\n";
+        let group = scenarios().into_iter().find(|s| s.name == "page-fault").unwrap();
+        for (name, judge) in &group.checks {
+            assert_eq!(judge(&seen(pf, Some(35))), Ok(()), "check {name}");
+        }
+        assert!(panic_has_location(&seen("KERNEL PANIC at kernel/src/shell.rs:140:9: crash\n", Some(35))).is_ok());
+        assert!(panic_has_location(&seen("KERNEL PANIC at nk/src/x.rs:1:1: y\n", Some(35))).is_err());
+        assert!(panic_has_location(&seen("KERNEL PANIC at kernel/src/\n.rs:\n", Some(35))).is_err());
+        let bp =
+            "EXCEPTION: breakpoint (#BP, vector 3) at rip=0x1; resuming\nksh> uptime\nup 1.000 s, 100 timer ticks\n";
+        assert_eq!(uptime_after(&seen(bp, Some(33)), "EXCEPTION: breakpoint"), Ok(()));
+        assert!(
+            uptime_after(&seen("up 1.000 s, 100 timer ticks\nEXCEPTION: breakpoint\n", None), "EXCEPTION: breakpoint")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn names_are_unique_and_groups_have_checks() {
+        let all = scenarios();
+        let mut names: Vec<String> =
+            all.iter().flat_map(|s| s.checks.iter().map(move |(c, _)| format!("{}/{c}", s.name))).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
+        assert!(all.iter().all(|s| !s.checks.is_empty() && s.input.ends_with('\n')));
+    }
+}

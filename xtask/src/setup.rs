@@ -1,0 +1,138 @@
+//! Installs what the commands need on a fresh machine (the bare-metal Rust
+//! target, QEMU) and knows where the workspace lives. Set-up output goes to
+//! stderr so that stdout stays the guest console or the test report.
+
+use crate::Result;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::{env, fs, io};
+
+pub const TARGET: &str = "x86_64-unknown-none";
+pub const QEMU: &str = "qemu-system-x86_64";
+
+pub fn workspace_root() -> PathBuf {
+    // Fixed at compile time, so the commands work from any directory.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+pub fn target_dir() -> PathBuf {
+    let root = workspace_root();
+    match env::var_os("CARGO_TARGET_DIR") {
+        // `join` keeps an absolute directory as it is.
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// Adds the kernel's Rust target to the pinned toolchain when it is missing.
+pub fn ensure_target() -> Result<()> {
+    let root = workspace_root();
+    // Run in the workspace root so rust-toolchain.toml picks the toolchain.
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(&root)
+        .stderr(Stdio::inherit())
+        .output();
+    let listed = match listed {
+        Ok(out) if out.status.success() => out,
+        Ok(out) => return Err(format!("`rustup target list --installed` failed ({})", out.status).into()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A toolchain not managed by rustup: cargo will say if the target is missing.
+            eprintln!("setup: rustup not found; assuming the {TARGET} target is installed");
+            return Ok(());
+        }
+        Err(e) => return Err(format!("cannot run rustup: {e}").into()),
+    };
+    if has_target(&String::from_utf8_lossy(&listed.stdout)) {
+        return Ok(());
+    }
+    eprintln!("setup: adding the Rust target: rustup target add {TARGET}");
+    run_setup(Command::new("rustup").args(["target", "add", TARGET]).current_dir(&root))
+}
+
+fn has_target(installed: &str) -> bool {
+    installed.lines().any(|l| l.trim() == TARGET)
+}
+
+/// Makes sure QEMU is on PATH, installing Debian's package when we are root.
+pub fn ensure_qemu() -> Result<()> {
+    if find_on_path(QEMU).is_some() {
+        return Ok(());
+    }
+    if effective_uid() != Some(0) {
+        return Err(
+            format!("{QEMU} not found: install Debian's qemu-system-x86 (apt-get install qemu-system-x86)").into()
+        );
+    }
+    eprintln!("setup: {QEMU} not found; installing it: apt-get install qemu-system-x86");
+    run_setup(Command::new("apt-get").arg("update"))?;
+    run_setup(
+        Command::new("apt-get").args(["install", "-y", "qemu-system-x86"]).env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    match find_on_path(QEMU) {
+        Some(_) => Ok(()),
+        None => Err(format!("{QEMU} still not found after installing qemu-system-x86").into()),
+    }
+}
+
+/// Runs a set-up step with its stdout sent to our stderr.
+fn run_setup(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .stdout(Stdio::from(io::stderr()))
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{shown} failed ({status})").into()) }
+}
+
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+fn effective_uid() -> Option<u32> {
+    if let Ok(status) = fs::read_to_string("/proc/self/status") {
+        return parse_status_uid(&status);
+    }
+    let out = Command::new("id").arg("-u").output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// The effective uid from /proc/self/status's `Uid:` line (real, effective,
+/// saved, filesystem).
+fn parse_status_uid(status: &str) -> Option<u32> {
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_from_proc_status() {
+        let status = "Name:\txtask\nUmask:\t0022\nState:\tR (running)\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(parse_status_uid(status), Some(0));
+        assert_eq!(parse_status_uid("Uid:\t0\t1000\t1000\t1000\n"), Some(1000));
+        assert_eq!(parse_status_uid("Name:\tx\n"), None);
+        assert_eq!(parse_status_uid("Uid:\t0\n"), None);
+    }
+
+    #[test]
+    fn installed_target_list() {
+        assert!(has_target("x86_64-unknown-linux-gnu\nx86_64-unknown-none\n"));
+        assert!(!has_target("x86_64-unknown-linux-gnu\n"));
+        assert!(!has_target("x86_64-unknown-none-elf\n"));
+    }
+
+    #[test]
+    fn root_holds_the_workspace_manifest() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+        assert!(workspace_root().join("xtask").is_dir());
+    }
+}

@@ -1,0 +1,391 @@
+//! `cargo xtask test`: host tests, the kernel build, the in-kernel tests and
+//! the QEMU scenarios, counted into one final `N passed, M failed` line.
+//! Anything that cannot run counts as a failure, so the count never hides it.
+
+use crate::build::{self, BuildOptions};
+use crate::cli::Accel;
+use crate::qemu::{self, EXIT_SUCCESS, Machine};
+use crate::scenarios;
+use crate::setup;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const HOST_PACKAGES: &[&str] = &["nk-model", "klib", "xtask"];
+const KTEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The running count, and the names of what failed.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub passed: usize,
+    pub failed: usize,
+    pub failures: Vec<String>,
+}
+
+impl Tally {
+    pub fn pass(&mut self) {
+        self.passed += 1;
+    }
+
+    pub fn fail(&mut self, name: impl Into<String>) {
+        self.failed += 1;
+        self.failures.push(name.into());
+    }
+
+    pub fn summary(&self) -> String {
+        format!("{} passed, {} failed", self.passed, self.failed)
+    }
+}
+
+pub fn header(title: &str) {
+    println!("\n==> {title}");
+}
+
+/// Runs every stage and returns the exit status.
+pub fn run(filter: Option<&str>) -> u8 {
+    let mut tally = Tally::default();
+    host_tests(filter, &mut tally);
+
+    header("kernel build (cargo build --release -p kernel --target x86_64-unknown-none)");
+    match build::build_kernel(&BuildOptions::default()) {
+        Ok(kernel) => {
+            println!("built {}", kernel.display());
+            match setup::ensure_qemu() {
+                Ok(()) => {
+                    kernel_tests(&kernel, filter, &mut tally);
+                    scenarios::run_all(&kernel, filter, &mut tally);
+                }
+                Err(e) => {
+                    println!("{e}\nskipping the in-kernel tests and the QEMU scenarios");
+                    tally.fail("setup: QEMU");
+                }
+            }
+        }
+        Err(e) => {
+            println!("{e}\nskipping the in-kernel tests and the QEMU scenarios");
+            tally.fail("build: kernel");
+        }
+    }
+
+    println!();
+    if !tally.failures.is_empty() {
+        println!("failures:");
+        for name in &tally.failures {
+            println!("    {name}");
+        }
+    }
+    println!("{}", tally.summary());
+    if tally.failed > 0 { 1 } else { 0 }
+}
+
+fn host_tests(filter: Option<&str>, tally: &mut Tally) {
+    let mut args = vec!["test".to_string()];
+    for p in HOST_PACKAGES {
+        args.extend(["-p".to_string(), p.to_string()]);
+    }
+    // Every test binary runs even when an earlier one fails.
+    args.push("--no-fail-fast".into());
+    if let Some(f) = filter {
+        args.extend(["--".to_string(), f.to_string()]);
+    }
+    header(&format!("host tests (cargo {})", args.join(" ")));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let child = Command::new(cargo)
+        .args(&args)
+        .current_dir(setup::workspace_root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            println!("cannot run cargo: {e}");
+            tally.fail("host tests: cargo test did not start");
+            return;
+        }
+    };
+    let mut count = HostCount::default();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut line = Vec::new();
+    while stdout.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        println!("{text}");
+        count.line(text);
+        line.clear();
+    }
+    let status = child.wait();
+    tally.passed += count.passed;
+    tally.failed += count.failed;
+    tally.failures.extend(count.failed_names.iter().map(|n| format!("host: {n}")));
+    match status {
+        Ok(s) if s.success() => {}
+        // Failed tests already count; a failure with none counted (a
+        // compile error, a missing package, a crashed binary) adds one.
+        Ok(s) if count.failed == 0 => tally.fail(format!("host tests: cargo test failed ({s})")),
+        Ok(_) => {}
+        Err(e) => tally.fail(format!("host tests: waiting for cargo: {e}")),
+    }
+}
+
+/// Counts from `cargo test` output.
+#[derive(Debug, Default)]
+struct HostCount {
+    passed: usize,
+    failed: usize,
+    failed_names: Vec<String>,
+}
+
+impl HostCount {
+    fn line(&mut self, line: &str) {
+        if let Some((passed, failed)) = parse_cargo_result(line) {
+            self.passed += passed;
+            self.failed += failed;
+        } else if let Some(TestLine::Failed(name)) = parse_test_line(line) {
+            self.failed_names.push(name.to_string());
+        }
+    }
+}
+
+/// `test result: ok. 3 passed; 1 failed; 0 ignored; ...` → (3, 1).
+pub fn parse_cargo_result(line: &str) -> Option<(usize, usize)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let (_verdict, counts) = rest.split_once(". ")?;
+    let (mut passed, mut failed) = (None, None);
+    for part in counts.split(';') {
+        let Some((n, what)) = part.trim().split_once(' ') else { continue };
+        match what {
+            "passed" => passed = n.parse().ok(),
+            "failed" => failed = n.parse().ok(),
+            _ => {}
+        }
+    }
+    Some((passed?, failed?))
+}
+
+/// A line of test output, from the kernel or from cargo's harness: both
+/// print `test NAME ... ok` and `test NAME ... FAILED`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TestLine<'a> {
+    Ok(&'a str),
+    Failed(&'a str),
+    /// The kernel's `ktest: N passed, M failed`.
+    Summary {
+        passed: usize,
+        failed: usize,
+    },
+}
+
+pub fn parse_test_line(line: &str) -> Option<TestLine<'_>> {
+    let line = line.trim_end();
+    if let Some(rest) = line.strip_prefix("ktest: ") {
+        let (passed, failed) = rest.split_once(", ")?;
+        let passed = passed.strip_suffix(" passed")?.parse().ok()?;
+        let failed = failed.strip_suffix(" failed")?.parse().ok()?;
+        return Some(TestLine::Summary { passed, failed });
+    }
+    let (name, result) = line.strip_prefix("test ")?.split_once(" ... ")?;
+    if name.is_empty() {
+        return None;
+    }
+    if result == "ok" || result.starts_with("ok ") {
+        Some(TestLine::Ok(name))
+    } else if result.starts_with("FAILED") {
+        Some(TestLine::Failed(name))
+    } else {
+        None
+    }
+}
+
+/// What the kernel's test run printed.
+#[derive(Debug, Default)]
+struct KtestCount {
+    passed: usize,
+    failed: Vec<String>,
+    summary: Option<(usize, usize)>,
+}
+
+impl KtestCount {
+    fn record(&mut self, line: TestLine<'_>) {
+        match line {
+            TestLine::Ok(_) => self.passed += 1,
+            TestLine::Failed(name) => self.failed.push(name.to_string()),
+            TestLine::Summary { passed, failed } => self.summary = Some((passed, failed)),
+        }
+    }
+
+    /// Failures beyond the failed tests themselves: how the run ended.
+    fn run_failures(&self, timed_out: bool, code: Option<i32>) -> Vec<String> {
+        let mut extra = Vec::new();
+        if timed_out {
+            extra.push("ktest: timeout".to_string());
+        } else if self.summary.is_none() {
+            extra.push("ktest: kernel stopped before the summary".to_string());
+        }
+        if let Some((p, f)) = self.summary {
+            if (p, f) != (self.passed, self.failed.len()) {
+                extra.push(format!(
+                    "ktest: the summary says {p} passed, {f} failed, but {} ok and {} FAILED lines came",
+                    self.passed,
+                    self.failed.len()
+                ));
+            }
+            if !timed_out && f == 0 && code != Some(EXIT_SUCCESS) {
+                let status = code.map_or("no status".to_string(), |c| format!("status {c}"));
+                extra.push(format!("ktest: QEMU ended with {status} after all tests passed (expected {EXIT_SUCCESS})"));
+            }
+        }
+        extra
+    }
+}
+
+fn kernel_tests(kernel: &Path, filter: Option<&str>, tally: &mut Tally) {
+    let cmdline = match filter {
+        Some(f) => format!("test={f}"),
+        None => "test".to_string(),
+    };
+    header(&format!("in-kernel tests (kernel command line '{cmdline}')"));
+    let machine = Machine { kernel: kernel.to_path_buf(), accel: Accel::Tcg, smp: 1, mem_mib: 256, cmdline };
+    let mut count = KtestCount::default();
+    let capture = qemu::boot_capture(&machine, b"", KTEST_TIMEOUT, &mut |line| {
+        if let Some(parsed) = parse_test_line(line) {
+            println!("{line}");
+            count.record(parsed);
+        }
+    });
+    let capture = match capture {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{e}");
+            tally.fail("ktest: QEMU did not start");
+            return;
+        }
+    };
+    for _ in 0..count.passed {
+        tally.pass();
+    }
+    for name in &count.failed {
+        tally.fail(format!("ktest: {name}"));
+    }
+    let extra = count.run_failures(capture.timed_out, capture.code());
+    for why in &extra {
+        println!("{why}");
+        tally.fail(why.clone());
+    }
+    if !count.failed.is_empty() || !extra.is_empty() {
+        println!("{}", capture.report("in-kernel tests"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_result_lines() {
+        assert_eq!(
+            parse_cargo_result(
+                "test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s"
+            ),
+            Some((12, 0))
+        );
+        assert_eq!(
+            parse_cargo_result("test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out"),
+            Some((3, 2))
+        );
+        assert_eq!(parse_cargo_result("test result: ok. 0 passed; 0 failed; 0 ignored"), Some((0, 0)));
+        assert_eq!(parse_cargo_result("running 3 tests"), None);
+        assert_eq!(parse_cargo_result("test result: garbled"), None);
+    }
+
+    #[test]
+    fn host_count_sums_every_binary() {
+        let out = "\
+running 2 tests
+test a::b ... ok
+test a::c ... FAILED
+
+failures:
+test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+
+running 5 tests
+test result: ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+
+   Doc-tests klib
+test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+";
+        let mut c = HostCount::default();
+        out.lines().for_each(|l| c.line(l));
+        assert_eq!((c.passed, c.failed), (6, 1));
+        assert_eq!(c.failed_names, ["a::c"]);
+    }
+
+    #[test]
+    fn kernel_test_lines() {
+        assert_eq!(parse_test_line("test heap_grows ... ok"), Some(TestLine::Ok("heap_grows")));
+        assert_eq!(parse_test_line("test mm::frames ... ok\r"), Some(TestLine::Ok("mm::frames")));
+        assert_eq!(parse_test_line("test wx ... FAILED"), Some(TestLine::Failed("wx")));
+        assert_eq!(
+            parse_test_line("test wx ... FAILED (the kernel stopped inside the test)"),
+            Some(TestLine::Failed("wx"))
+        );
+        assert_eq!(parse_test_line("ktest: 7 passed, 1 failed"), Some(TestLine::Summary { passed: 7, failed: 1 }));
+        assert_eq!(parse_test_line("ktest: running 8 of 8 tests (filter '')"), None);
+        assert_eq!(parse_test_line("test heap ... "), None);
+        assert_eq!(parse_test_line("test  ... ok"), None);
+        assert_eq!(parse_test_line("testing ... ok"), None);
+        assert_eq!(parse_test_line("  test x ... ok"), None);
+        assert_eq!(parse_test_line("test x ... okay"), None);
+    }
+
+    fn ktest(lines: &str) -> KtestCount {
+        let mut c = KtestCount::default();
+        lines.lines().filter_map(parse_test_line).for_each(|l| c.record(l));
+        c
+    }
+
+    #[test]
+    fn a_clean_run_adds_nothing() {
+        let c = ktest("test a ... ok\ntest b ... ok\nktest: 2 passed, 0 failed\n");
+        assert_eq!((c.passed, c.failed.len()), (2, 0));
+        assert!(c.run_failures(false, Some(33)).is_empty());
+    }
+
+    #[test]
+    fn failed_tests_with_the_failure_status() {
+        let c = ktest("test a ... ok\ntest b ... FAILED\n  at kernel/src/x.rs:1\nktest: 1 passed, 1 failed\n");
+        assert_eq!(c.failed, ["b"]);
+        assert!(c.run_failures(false, Some(35)).is_empty());
+    }
+
+    #[test]
+    fn a_panic_mid_test_is_one_more_failure() {
+        let c = ktest("test a ... ok\ntest b ... FAILED (the kernel stopped inside the test)\nKERNEL PANIC at ...\n");
+        assert_eq!(c.run_failures(false, Some(35)), ["ktest: kernel stopped before the summary"]);
+    }
+
+    #[test]
+    fn a_hang_is_a_timeout() {
+        let c = ktest("test a ... ok\n");
+        assert_eq!(c.run_failures(true, None), ["ktest: timeout"]);
+    }
+
+    #[test]
+    fn success_needs_the_success_status_and_matching_counts() {
+        let c = ktest("test a ... ok\nktest: 1 passed, 0 failed\n");
+        assert_eq!(c.run_failures(false, Some(0)).len(), 1);
+        let c = ktest("test a ... ok\nktest: 2 passed, 0 failed\n");
+        assert_eq!(c.run_failures(false, Some(33)).len(), 1);
+    }
+
+    #[test]
+    fn tally_summary() {
+        let mut t = Tally::default();
+        t.pass();
+        t.pass();
+        t.fail("x");
+        assert_eq!(t.summary(), "2 passed, 1 failed");
+        assert_eq!(t.failures, ["x"]);
+    }
+}
