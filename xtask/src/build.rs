@@ -28,8 +28,23 @@ pub fn kernel_path() -> PathBuf {
     setup::target_dir().join(TARGET).join("release").join("kernel")
 }
 
-/// Adds the target if needed, builds, and returns the kernel ELF's path.
+/// Builds the kernel and scans it (I7): an image with a protected
+/// instruction outside the NK is refused, so nothing ever boots it.
 pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf> {
+    let kernel = build_unscanned(opts)?;
+    let report = crate::scan::scan_file(&kernel)?;
+    let outer = report.outer_hits().count();
+    if outer > 0 {
+        eprint!("{}", report.render());
+        return Err(
+            format!("scan: {outer} protected instruction(s) outside the nested kernel; refusing to boot").into()
+        );
+    }
+    Ok(kernel)
+}
+
+/// Adds the target if needed, builds, and returns the kernel ELF's path.
+pub fn build_unscanned(opts: &BuildOptions) -> Result<PathBuf> {
     setup::ensure_target()?;
     // The cargo that runs us, when there is one: same toolchain, no proxy.
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -18,6 +18,9 @@ commands:
   gdb [options] [--] [WORD...]
                               like run, but QEMU waits for GDB on localhost:1234;
                               writes target/gdb-init for `gdb -x target/gdb-init`
+  scan [ELF]                  decode every byte offset of the kernel (or ELF) and
+                              fail on a protected instruction outside the NK (I7);
+                              build, run, test and gdb scan before they boot
   help                        this text
 
 options for run and gdb:
@@ -70,7 +73,13 @@ pub enum Command {
     Build,
     Run(RunOptions),
     Gdb(RunOptions),
-    Test { filter: Option<String> },
+    Test {
+        filter: Option<String>,
+    },
+    /// Scan an ELF (the kernel by default) for protected instructions.
+    Scan {
+        path: Option<String>,
+    },
     Help,
 }
 
@@ -106,6 +115,11 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             Ok(Command::Gdb(opts))
         }
         "test" => parse_test(rest),
+        "scan" => match rest {
+            [] => Ok(Command::Scan { path: None }),
+            [path] => Ok(Command::Scan { path: Some(path.clone()) }),
+            _ => usage_err("scan takes at most one ELF path"),
+        },
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => usage_err(format!("unknown command '{other}'")),
     }

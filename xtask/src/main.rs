@@ -6,6 +6,7 @@ mod cli;
 mod gdb;
 mod qemu;
 mod run;
+mod scan;
 mod scenarios;
 mod setup;
 mod test;
@@ -59,6 +60,10 @@ fn main() -> ExitCode {
         cli::Command::Run(opts) => run::run(&opts),
         cli::Command::Gdb(opts) => gdb::gdb(&opts),
         cli::Command::Test { filter } => Ok(test::run(filter.as_deref())),
+        cli::Command::Scan { path } => match path {
+            Some(p) => scan::scan_command(std::path::Path::new(&p)),
+            None => build::build_unscanned(&build::BuildOptions::default()).and_then(|k| scan::scan_command(&k)),
+        },
     };
     match result {
         Ok(code) => ExitCode::from(code),

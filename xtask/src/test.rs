@@ -53,6 +53,7 @@ pub fn run(filter: Option<&str>) -> u8 {
             println!("built {}", kernel.display());
             match setup::ensure_qemu() {
                 Ok(()) => {
+                    scan_tests(&kernel, &mut tally);
                     kernel_tests(&kernel, filter, &mut tally);
                     scenarios::run_all(&kernel, filter, &mut tally);
                 }
@@ -77,6 +78,49 @@ pub fn run(filter: Option<&str>) -> u8 {
     }
     println!("{}", tally.summary());
     if tally.failed > 0 { 1 } else { 0 }
+}
+
+/// The image scan (I7): the built kernel passes, and a copy with a
+/// `mov cr0` planted in outer code fails.
+fn scan_tests(kernel: &Path, tally: &mut Tally) {
+    header("image scan (invariant I7)");
+    let mut check = |name: &str, r: Result<(), String>| match r {
+        Ok(()) => {
+            println!("scan {name} ... ok");
+            tally.pass();
+        }
+        Err(why) => {
+            println!("scan {name} ... FAILED: {why}");
+            tally.fail(format!("scan {name}"));
+        }
+    };
+    let clean = crate::scan::scan_file(kernel).map_err(|e| e.to_string());
+    check(
+        "clean-image",
+        clean.as_ref().map_err(Clone::clone).and_then(|r| {
+            let nk = r.hits.iter().filter(|h| h.in_nk).count();
+            match r.outer_hits().count() {
+                0 if nk > 0 => Ok(()),
+                0 => Err("no protected instruction found even in the NK: the scan sees nothing".into()),
+                n => Err(format!("{n} protected instruction(s) in outer code")),
+            }
+        }),
+    );
+    let planted = std::fs::read(kernel)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| crate::scan::plant(&bytes, "kernel_main").map_err(|e| e.to_string()))
+        .and_then(|bytes| {
+            let copy = setup::target_dir().join("scan-planted.elf");
+            std::fs::write(&copy, &bytes).map_err(|e| e.to_string())?;
+            crate::scan::scan_file(&copy).map_err(|e| e.to_string())
+        });
+    check(
+        "planted-instruction-detected",
+        planted.and_then(|r| match r.outer_hits().find(|h| h.symbol.contains("kernel_main")) {
+            Some(_) => Ok(()),
+            None => Err("a mov cr0 planted in kernel_main was not reported".into()),
+        }),
+    );
 }
 
 fn host_tests(filter: Option<&str>, tally: &mut Tally) {

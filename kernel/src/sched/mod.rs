@@ -9,7 +9,7 @@ mod switch;
 
 use crate::arch;
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -35,6 +35,7 @@ enum State {
 }
 
 struct Thread {
+    id: ThreadId,
     name: String,
     state: State,
     /// Saved stack pointer while not running.
@@ -46,7 +47,9 @@ struct Thread {
 }
 
 struct Scheduler {
-    threads: BTreeMap<ThreadId, Thread>,
+    /// Few threads: a vector searched by id is all it takes. Boxed, so a
+    /// thread's saved stack pointer stays put while the vector grows.
+    threads: Vec<Box<Thread>>,
     ready: VecDeque<ThreadId>,
     current: ThreadId,
     next_id: ThreadId,
@@ -56,9 +59,21 @@ static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
 
 /// Makes the running code (the boot thread, which becomes the shell) thread 0.
 pub fn init() {
-    let mut threads = BTreeMap::new();
-    threads.insert(0, Thread { name: String::from("kmain"), state: State::Running, rsp: 0, _stack: None, entry: None });
+    let threads = vec![Box::new(Thread {
+        id: 0,
+        name: String::from("kmain"),
+        state: State::Running,
+        rsp: 0,
+        _stack: None,
+        entry: None,
+    })];
     *SCHED.lock() = Some(Scheduler { threads, ready: VecDeque::new(), current: 0, next_id: 1 });
+}
+
+impl Scheduler {
+    fn get(&mut self, id: ThreadId) -> Option<&mut Thread> {
+        self.threads.iter_mut().find(|t| t.id == id).map(|t| &mut **t)
+    }
 }
 
 fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
@@ -70,10 +85,11 @@ pub fn current() -> ThreadId {
 }
 
 pub fn current_name() -> String {
-    with(|s| s.threads.get(&s.current).map(|t| t.name.clone()).unwrap_or_default())
+    with(|s| s.threads.iter().find(|t| t.id == s.current).map(|t| t.name.clone()).unwrap_or_default())
 }
 
 /// Starts `f` in a new kernel thread.
+#[inline(never)]
 pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
     let mut stack = vec![0u64; STACK_WORDS];
     let rsp = switch::initial_stack(&mut stack, thread_start);
@@ -81,10 +97,14 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
         let id = s.next_id;
         s.next_id += 1;
         let entry: Box<dyn FnOnce() + Send> = Box::new(f);
-        s.threads.insert(
+        s.threads.push(Box::new(Thread {
             id,
-            Thread { name: String::from(name), state: State::Ready, rsp, _stack: Some(stack), entry: Some(entry) },
-        );
+            name: String::from(name),
+            state: State::Ready,
+            rsp,
+            _stack: Some(stack),
+            entry: Some(entry),
+        }));
         s.ready.push_back(id);
         id
     })
@@ -93,7 +113,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
 extern "C" fn thread_start() -> ! {
     let entry = with(|s| {
         let cur = s.current;
-        s.threads.get_mut(&cur).and_then(|t| t.entry.take())
+        s.get(cur).and_then(|t| t.entry.take())
     });
     arch::enable_interrupts();
     if let Some(f) = entry {
@@ -145,22 +165,22 @@ fn schedule(dying: Option<Exit>) {
             }
             return;
         };
-        let t = s.threads.get_mut(&cur).expect("current thread exists");
-        match dying {
-            Some(how) => t.state = State::Dead(how),
-            None => {
-                t.state = State::Ready;
-                s.ready.push_back(cur);
-            }
+        if dying.is_none() {
+            s.ready.push_back(cur);
         }
+        let t = s.get(cur).expect("current thread exists");
+        t.state = match dying {
+            Some(how) => State::Dead(how),
+            None => State::Ready,
+        };
         let save: *mut u64 = &mut t.rsp;
-        let n = s.threads.get_mut(&next).expect("ready thread exists");
-        n.state = State::Running;
         s.current = next;
+        let n = s.get(next).expect("ready thread exists");
+        n.state = State::Running;
         (save, n.rsp)
     };
     // SAFETY: `save` points into the scheduler's record of the current
-    // thread, which stays in the map (threads are removed only by `join`,
+    // thread, boxed so it does not move (threads are removed only by `join`,
     // never while running); the next thread's stack pointer was saved by a
     // switch or laid out by `initial_stack`, and its stack is alive.
     unsafe { switch::switch(switch_to.0, switch_to.1) };
@@ -169,16 +189,15 @@ fn schedule(dying: Option<Exit>) {
 /// Waits for thread `id` to end and returns how it ended.
 pub fn join(id: ThreadId) -> Option<Exit> {
     loop {
-        let done = with(|s| match s.threads.get(&id).map(|t| &t.state) {
+        let done = with(|s| match s.threads.iter().position(|t| t.id == id) {
             None => Some(None),
-            Some(State::Dead(_)) => {
-                let t = s.threads.remove(&id).expect("checked above");
-                match t.state {
+            Some(i) => match s.threads[i].state {
+                State::Dead(_) => match s.threads.swap_remove(i).state {
                     State::Dead(how) => Some(Some(how)),
-                    _ => unreachable!(),
-                }
-            }
-            Some(_) => None,
+                    _ => unreachable!("checked above"),
+                },
+                _ => None,
+            },
         });
         if let Some(result) = done {
             return result;
@@ -193,13 +212,13 @@ pub fn list() -> Vec<(ThreadId, String, &'static str)> {
     with(|s| {
         s.threads
             .iter()
-            .map(|(&id, t)| {
+            .map(|t| {
                 let st = match t.state {
                     State::Ready => "ready",
                     State::Running => "running",
                     State::Dead(_) => "dead",
                 };
-                (id, t.name.clone(), st)
+                (t.id, t.name.clone(), st)
             })
             .collect()
     })
