@@ -11,6 +11,7 @@
 extern crate alloc;
 
 mod arch;
+mod attack;
 mod console;
 mod ktest;
 mod mm;
@@ -91,7 +92,7 @@ ktest!(
         use x86_64::registers::control::{Cr0, Cr0Flags};
         let before = nk::api::gate_crossings();
         let r = nk::api::nop();
-        kassert_eq!(r, nk::GateResult::OK);
+        kassert_eq!(r, Ok(()));
         kassert_eq!(nk::api::gate_crossings(), before + 1);
         // Protection is back on, and interrupts are as they were.
         kassert!(Cr0::read().contains(Cr0Flags::WRITE_PROTECT));

@@ -28,6 +28,12 @@ const COMMANDS: &[Command] = &[
         help: "trigger a fault to see how the kernel reports it",
         run: crash,
     },
+    Command {
+        name: "attack",
+        args: "NAME|all|list",
+        help: "run attacks on the nested kernel, each in its own thread",
+        run: attack,
+    },
     Command { name: "poweroff", args: "", help: "stop the machine", run: poweroff },
 ];
 
@@ -157,6 +163,19 @@ fn crash(args: &[&str]) {
             println!("crash: resumed after the breakpoint");
         }
         _ => println!("usage: crash page-fault|panic|breakpoint"),
+    }
+}
+
+fn attack(args: &[&str]) {
+    match args.first().copied() {
+        None | Some("list") => {
+            for a in crate::attack::CATALOG {
+                println!("  {:<24} {}", a.name, a.invariant);
+            }
+        }
+        Some(name) => {
+            crate::attack::run_matching(name);
+        }
     }
 }
 

@@ -28,6 +28,7 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
         }
         lapic::SPURIOUS_VECTOR => {}
         v if (PIC_SPURIOUS_BASE..PIC_SPURIOUS_BASE + 16).contains(&v) => {}
+        1 if crate::attack::gate::on_debug_trap(frame) => {}
         VECTOR_BREAKPOINT => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
             println!("EXCEPTION: breakpoint (#BP, vector 3) at rip={:#x}; resuming", frame.rip);

@@ -164,6 +164,15 @@ pub(crate) fn publish(info: BootInfo) -> &'static BootInfo {
     }
 }
 
+/// The published boot information (the NK's own copy).
+pub(crate) fn published() -> &'static BootInfo {
+    if !BOOT_INFO.published.load(Ordering::Acquire) {
+        crate::console::fatal("nk: boot information read before it was published");
+    }
+    // SAFETY: published, so written once and never again; shared reads only.
+    unsafe { &*BOOT_INFO.info.get() }
+}
+
 /// A boot stack for the outer kernel, placed in its data by `entry_point!`.
 #[repr(C, align(16))]
 pub struct BootStack(UnsafeCell<[u8; BootStack::SIZE]>);

@@ -117,6 +117,24 @@ pub fn enable_protection(f: &CpuFeatures) {
     unsafe { write_cr4(cr4) };
 }
 
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reading an MSR has no side effects; callers pass MSRs that
+    // exist on every x86-64 CPU (EFER).
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// # Safety
+/// The MSR must exist and `value` must be valid for it and keep the
+/// machine's protection intact.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller upholds the contract above.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags))
+    };
+}
+
 /// Descriptor-table pointer operand of LGDT/LIDT.
 #[repr(C, packed)]
 pub struct TablePointer {

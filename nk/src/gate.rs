@@ -54,7 +54,11 @@ nk_gate:
     cli
     mov rax, cr0
     and rax, ~{wp}
+    .global nk_gate_lift
+nk_gate_lift:
     mov cr0, rax
+    .global nk_gate_after_lift
+nk_gate_after_lift:
     cli
     /* This CPU's index from its task register; its NK stack's top. */
     str r11d
@@ -89,6 +93,8 @@ nk_gate:
     /* Re-arm: set WP, read it back, loop until it is set. */
 9:  mov rcx, cr0
     or rcx, {wp}
+    .global nk_gate_rearm
+nk_gate_rearm:
     mov cr0, rcx
     mov rcx, cr0
     test rcx, {wp}

@@ -21,6 +21,7 @@ pub mod trap;
 mod boot;
 mod console;
 mod cpu;
+pub mod cpu_state;
 mod gate;
 mod gdt;
 mod paging;
@@ -28,6 +29,9 @@ mod percpu;
 mod start_info;
 
 pub use boot_info::{BootInfo, BootStack, CpuFeatures, MemoryKind, MemoryRegion, PhysRange};
+/// The protection backend this NK was built with.
+pub const BACKEND: &str = if cfg!(feature = "native") { "native" } else { "wp" };
+
 pub use console::fatal;
 pub use gate::GateResult;
 pub use gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};

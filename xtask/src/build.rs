@@ -6,9 +6,29 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::{env, io};
 
+/// The nested kernel's protection backend (DESIGN section 5).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// CR0.WP toggling, the paper's mechanism.
+    #[default]
+    Wp,
+    /// No protection: the baseline for benchmarks, the control for attacks.
+    Native,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Wp => "wp",
+            Backend::Native => "native",
+        }
+    }
+}
+
 /// What to build; grows with the options that select kernel code.
 #[derive(Debug, Default, Clone)]
 pub struct BuildOptions {
+    pub backend: Backend,
     /// Cargo features, `crate/feature` for a dependency's (how, for
     /// example, a nested-kernel backend would be chosen).
     pub features: Vec<String>,
@@ -17,9 +37,13 @@ pub struct BuildOptions {
 pub fn cargo_args(opts: &BuildOptions) -> Vec<String> {
     let mut args: Vec<String> =
         ["build", "--release", "-p", "kernel", "--target", TARGET].iter().map(|s| s.to_string()).collect();
-    if !opts.features.is_empty() {
+    let mut features = opts.features.clone();
+    if opts.backend == Backend::Native {
+        features.push("nk/native".into());
+    }
+    if !features.is_empty() {
         args.push("--features".into());
-        args.push(opts.features.join(","));
+        args.push(features.join(","));
     }
     args
 }
@@ -31,7 +55,12 @@ pub fn kernel_path() -> PathBuf {
 /// Builds the kernel and scans it (I7): an image with a protected
 /// instruction outside the NK is refused, so nothing ever boots it.
 pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf> {
-    let kernel = build_unscanned(opts)?;
+    let built = build_unscanned(opts)?;
+    // Each backend keeps its own copy: cargo writes both to one path.
+    let dir = setup::target_dir().join(format!("nk-{}", opts.backend.name()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let kernel = dir.join("kernel");
+    std::fs::copy(&built, &kernel).map_err(|e| format!("cannot copy the kernel to {}: {e}", kernel.display()))?;
     let report = crate::scan::scan_file(&kernel)?;
     let outer = report.outer_hits().count();
     if outer > 0 {
@@ -81,8 +110,14 @@ mod tests {
 
     #[test]
     fn features_join_into_one_flag() {
-        let opts = BuildOptions { features: vec!["nk/a".into(), "b".into()] };
+        let opts = BuildOptions { features: vec!["nk/a".into(), "b".into()], ..Default::default() };
         assert!(cargo_args(&opts).join(" ").ends_with("--features nk/a,b"));
+    }
+
+    #[test]
+    fn native_backend_is_a_feature_of_nk() {
+        let opts = BuildOptions { backend: Backend::Native, ..Default::default() };
+        assert!(cargo_args(&opts).join(" ").ends_with("--features nk/native"));
     }
 
     #[test]

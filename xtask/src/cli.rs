@@ -24,6 +24,8 @@ commands:
   help                        this text
 
 options for run and gdb:
+  --nk wp|native              the nested kernel's backend: wp (CR0.WP, default) or
+                              native (no protection: the baseline and attack control)
   --accel tcg|kvm             tcg (default, -cpu max) is the tested path;
                               kvm (-cpu host) is opt-in
   --smp N                     number of CPUs (default 1)
@@ -53,6 +55,8 @@ impl Accel {
 /// How to boot the kernel, for `run` and `gdb`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOptions {
+    /// The nested kernel's protection backend.
+    pub nk: crate::build::Backend,
     pub accel: Accel,
     pub smp: u32,
     pub mem_mib: u64,
@@ -64,7 +68,15 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { accel: Accel::Tcg, smp: 1, mem_mib: 256, boot_time: false, timeout: None, cmdline: String::new() }
+        RunOptions {
+            nk: crate::build::Backend::Wp,
+            accel: Accel::Tcg,
+            smp: 1,
+            mem_mib: 256,
+            boot_time: false,
+            timeout: None,
+            cmdline: String::new(),
+        }
     }
 }
 
@@ -169,6 +181,13 @@ fn parse_run(args: &[String]) -> Result<RunOptions, UsageError> {
             }
         };
         match name {
+            "--nk" => {
+                opts.nk = match value()?.as_str() {
+                    "wp" => crate::build::Backend::Wp,
+                    "native" => crate::build::Backend::Native,
+                    v => return usage_err(format!("--nk takes wp or native, got '{v}'")),
+                }
+            }
             "--accel" => {
                 opts.accel = match value()?.as_str() {
                     "tcg" => Accel::Tcg,

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::Path;
 
 pub fn gdb(opts: &RunOptions) -> Result<u8> {
-    let kernel = build::build_kernel(&BuildOptions::default())?;
+    let kernel = build::build_kernel(&BuildOptions { backend: opts.nk, ..Default::default() })?;
     setup::ensure_qemu()?;
     let root = setup::workspace_root();
     let script = setup::target_dir().join("gdb-init");

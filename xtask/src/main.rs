@@ -1,6 +1,7 @@
 //! `cargo xtask`: the host tool that installs what the kernel needs, builds
 //! it, boots it in QEMU, runs every test and starts a debugging session.
 
+mod attacks;
 mod build;
 mod cli;
 mod gdb;

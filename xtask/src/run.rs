@@ -9,7 +9,7 @@ use crate::setup;
 use std::time::Duration;
 
 pub fn run(opts: &RunOptions) -> Result<u8> {
-    let kernel = build::build_kernel(&BuildOptions::default())?;
+    let kernel = build::build_kernel(&BuildOptions { backend: opts.nk, ..Default::default() })?;
     setup::ensure_qemu()?;
     kvm_note(opts.accel);
     let ended = qemu::boot_interactive(&Machine::new(kernel, opts), false, opts.boot_time, opts.timeout)?;

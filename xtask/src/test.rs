@@ -2,7 +2,7 @@
 //! the QEMU scenarios, counted into one final `N passed, M failed` line.
 //! Anything that cannot run counts as a failure, so the count never hides it.
 
-use crate::build::{self, BuildOptions};
+use crate::build::{self, Backend, BuildOptions};
 use crate::cli::Accel;
 use crate::qemu::{self, EXIT_SUCCESS, Machine};
 use crate::scenarios;
@@ -56,6 +56,8 @@ pub fn run(filter: Option<&str>) -> u8 {
                     scan_tests(&kernel, &mut tally);
                     kernel_tests(&kernel, filter, &mut tally);
                     scenarios::run_all(&kernel, filter, &mut tally);
+                    crate::attacks::run(Backend::Wp, &kernel, filter, &mut tally);
+                    native_stage(filter, &mut tally);
                 }
                 Err(e) => {
                     println!("{e}\nskipping the in-kernel tests and the QEMU scenarios");
@@ -78,6 +80,22 @@ pub fn run(filter: Option<&str>) -> u8 {
     }
     println!("{}", tally.summary());
     if tally.failed > 0 { 1 } else { 0 }
+}
+
+/// The unprotected build: it must build, pass the scan, and let every
+/// attack through (the control that shows each attack is real).
+fn native_stage(filter: Option<&str>, tally: &mut Tally) {
+    header("kernel build, native backend (--features nk/native)");
+    match build::build_kernel(&BuildOptions { backend: Backend::Native, ..Default::default() }) {
+        Ok(kernel) => {
+            println!("built {}", kernel.display());
+            crate::attacks::run(Backend::Native, &kernel, filter, tally);
+        }
+        Err(e) => {
+            println!("{e}");
+            tally.fail("build: native kernel");
+        }
+    }
 }
 
 /// The image scan (I7): the built kernel passes, and a copy with a

@@ -1,0 +1,96 @@
+//! The attack catalog: each attack plays a compromised outer kernel trying
+//! to break one nested-kernel invariant, in its own kernel thread. On the
+//! protected kernel every attack must be blocked (the NK refuses, or the
+//! hardware faults and only the attacking thread dies); on the `native`
+//! build the same attack must succeed, which shows it is real.
+
+mod cpu_state;
+pub mod gate;
+
+use crate::println;
+use crate::sched::{self, Exit};
+use alloc::string::String;
+
+/// How one attack ended, as the attack itself saw it.
+pub enum Outcome {
+    /// The NK or the hardware stopped it; the text says how.
+    Blocked(String),
+    /// The attack did what it set out to do.
+    Succeeded(String),
+    /// Not run on this build; the text says why.
+    NotRun(String),
+}
+
+pub struct Attack {
+    pub name: &'static str,
+    /// The invariant it targets (docs/invariants.md).
+    pub invariant: &'static str,
+    pub run: fn() -> Outcome,
+}
+
+/// Every attack, in the order `attack all` runs them.
+pub const CATALOG: &[Attack] = &[
+    Attack { name: "clear-wp", invariant: "I3", run: cpu_state::clear_wp },
+    Attack { name: "clear-smep", invariant: "I6", run: cpu_state::clear_smep },
+    Attack { name: "clear-nxe", invariant: "I6", run: cpu_state::clear_nxe },
+    Attack { name: "msr-not-allowed", invariant: "I9", run: cpu_state::msr_not_allowed },
+    Attack { name: "gate-jump-past-lift", invariant: "I4", run: gate::jump_past_lift },
+    Attack { name: "gate-jump-to-rearm", invariant: "I4", run: gate::jump_to_rearm },
+    Attack { name: "gate-interrupt-window", invariant: "I3", run: gate::interrupt_in_window },
+];
+
+/// How `run` classified an attack.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    Blocked,
+    Succeeded,
+    NotRun,
+}
+
+/// Runs one attack in its own thread and reports `attack NAME: ...`.
+pub fn run(attack: &'static Attack) -> Verdict {
+    let id = sched::spawn(attack.name, move || {
+        let line = match (attack.run)() {
+            Outcome::Blocked(how) => alloc::format!("blocked ({})", how),
+            Outcome::Succeeded(what) => alloc::format!("SUCCEEDED ({})", what),
+            Outcome::NotRun(why) => alloc::format!("not run ({})", why),
+        };
+        RESULT.lock().replace(line);
+    });
+    let verdict = match sched::join(id) {
+        Some(Exit::Returned) => RESULT.lock().take().unwrap_or_else(|| String::from("SUCCEEDED (no verdict)")),
+        // A fault killed the attacker: the hardware blocked the write.
+        Some(Exit::Killed(why)) => alloc::format!("blocked (fault: {}; thread terminated)", why),
+        None => String::from("SUCCEEDED (attack thread vanished)"),
+    };
+    println!("attack {} [{}]: {}", attack.name, attack.invariant, verdict);
+    if verdict.starts_with("blocked") {
+        Verdict::Blocked
+    } else if verdict.starts_with("not run") {
+        Verdict::NotRun
+    } else {
+        Verdict::Succeeded
+    }
+}
+
+static RESULT: spin::Mutex<Option<String>> = spin::Mutex::new(None);
+
+/// Runs every attack whose name matches (`all` for every one) and prints
+/// a summary line; returns how many ran.
+pub fn run_matching(pattern: &str) -> usize {
+    let (mut blocked, mut succeeded, mut not_run) = (0, 0, 0);
+    for a in CATALOG.iter().filter(|a| pattern == "all" || a.name == pattern) {
+        match run(a) {
+            Verdict::Blocked => blocked += 1,
+            Verdict::Succeeded => succeeded += 1,
+            Verdict::NotRun => not_run += 1,
+        }
+    }
+    let ran = blocked + succeeded + not_run;
+    if ran == 0 {
+        println!("attack: no attack named '{}' (try 'attack list')", pattern);
+    } else {
+        println!("attacks: {} blocked, {} succeeded, {} not run", blocked, succeeded, not_run);
+    }
+    ran
+}

@@ -1,0 +1,97 @@
+//! Attack tests: boot each backend once, run the whole attack catalog with
+//! `attack all`, and hold every attack to its expected outcome: blocked on
+//! the protected kernel, succeeded on `native` (which shows it is real).
+
+use crate::build::Backend;
+use crate::cli::Accel;
+use crate::qemu::{self, EXIT_SUCCESS, Machine};
+use crate::test::{Tally, header};
+use std::path::Path;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `attack NAME [INVARIANT]: VERDICT` → (NAME, VERDICT).
+pub fn parse_line(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("attack ")?;
+    let (name, rest) = rest.split_once(' ')?;
+    let (_, verdict) = rest.strip_prefix('[')?.split_once("]: ")?;
+    Some((name, verdict))
+}
+
+/// Whether `verdict` is what `backend` must show.
+pub fn expected(backend: Backend, verdict: &str) -> bool {
+    match backend {
+        Backend::Wp => verdict.starts_with("blocked"),
+        // An attack the native build cannot survive is not run there.
+        Backend::Native => verdict.starts_with("SUCCEEDED") || verdict.starts_with("not run"),
+    }
+}
+
+pub fn run(backend: Backend, kernel: &Path, filter: Option<&str>, tally: &mut Tally) {
+    header(&format!(
+        "attacks on the {} kernel (expected: {})",
+        backend.name(),
+        match backend {
+            Backend::Wp => "every one blocked",
+            Backend::Native => "every one succeeds",
+        }
+    ));
+    let machine =
+        Machine { kernel: kernel.to_path_buf(), accel: Accel::Tcg, smp: 1, mem_mib: 256, cmdline: String::new() };
+    let group = format!("attacks-{}", backend.name());
+    let capture = match qemu::boot_capture(&machine, b"attack all\npoweroff\n", TIMEOUT, &mut |_| {}) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{group} ... FAILED: {e}");
+            tally.fail(group);
+            return;
+        }
+    };
+    let mut seen = 0;
+    for (name, verdict) in capture.output.lines().filter_map(parse_line) {
+        let check = format!("{group}/{name}");
+        if filter.is_some_and(|f| !check.contains(f)) {
+            continue;
+        }
+        seen += 1;
+        if expected(backend, verdict) {
+            println!("attack {check} ... ok: {verdict}");
+            tally.pass();
+        } else {
+            println!("attack {check} ... FAILED: {verdict}");
+            tally.fail(check);
+        }
+    }
+    let whole = capture.output.contains("attacks: ") && capture.code() == Some(EXIT_SUCCESS);
+    if seen == 0 || !whole {
+        println!("{group}/run ... FAILED: the catalog did not run to the end");
+        println!("{}", capture.report("attack run"));
+        tally.fail(format!("{group}/run"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_attack_lines() {
+        assert_eq!(
+            parse_line("attack clear-wp [I3]: blocked (NK refused)"),
+            Some(("clear-wp", "blocked (NK refused)"))
+        );
+        assert_eq!(parse_line("attacks: 7 blocked, 0 succeeded"), None);
+        assert_eq!(parse_line("attack: no attack named 'x'"), None);
+    }
+
+    #[test]
+    fn expectations_per_backend() {
+        assert!(expected(Backend::Wp, "blocked (fault)"));
+        assert!(!expected(Backend::Wp, "SUCCEEDED (x)"));
+        assert!(!expected(Backend::Wp, "not run (x)"));
+        assert!(expected(Backend::Native, "SUCCEEDED (x)"));
+        assert!(expected(Backend::Native, "not run (would crash)"));
+        assert!(!expected(Backend::Native, "blocked (x)"));
+    }
+}
