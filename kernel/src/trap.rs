@@ -10,7 +10,7 @@ static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 
 pub fn init() {
     arch::disable_legacy_pic();
-    nk::trap::set_handler(handle);
+    nk::trap::set_handler(handle).expect("the trap handler is outer-kernel code");
 }
 
 /// How many INT3 traps were taken (tests use it to see the handler ran).

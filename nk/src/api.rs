@@ -5,8 +5,11 @@
 use crate::cpu_state::{self, CpuStateError, Register};
 use crate::gate::{self, GateResult};
 
+pub(crate) const SET_TRAP_HANDLER: u64 = op::SET_TRAP_HANDLER;
+
 /// Operation numbers (the gate's first argument).
 mod op {
+    pub const SET_TRAP_HANDLER: u64 = 7;
     /// Does nothing: measures a gate round trip.
     pub const NOP: u64 = 0;
     pub const SET_CR0: u64 = 8;
@@ -78,6 +81,10 @@ pub(crate) fn dispatch(op: u64, a0: u64, a1: u64, _a2: u64) -> GateResult {
     let done = |r: Result<(), CpuStateError>| r.map_or_else(encode_cpu, |()| GateResult::OK);
     match op {
         op::NOP => GateResult::OK,
+        op::SET_TRAP_HANDLER => match crate::trap::install_handler(a0) {
+            true => GateResult::OK,
+            false => GateResult { status: gate::STATUS_BAD_OP, detail: a0 },
+        },
         op::SET_CR0 => done(cpu_state::set_cr0(a0)),
         op::SET_CR4 => done(cpu_state::set_cr4(a0, &crate::boot_info::published().cpu)),
         op::WRITE_MSR => done(cpu_state::write_msr(a0 as u32, a1)),

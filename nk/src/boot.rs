@@ -51,7 +51,7 @@ nk_pvh_entry:
     orl $((1 << 8) | (1 << 11)), %eax   /* LME, NXE */
     wrmsr
     movl %cr0, %eax
-    orl $((1 << 31) | (1 << 16) | (1 << 0)), %eax   /* PG, WP, PE */
+    orl $((1 << 31) | (1 << 0)), %eax   /* PG, PE; WP is set at the hand-off */
     movl %eax, %cr0
     lgdt boot_gdt_ptr
     ljmp $0x08, $1f
@@ -146,10 +146,12 @@ extern "C" fn nk_start64(start_info_phys: u64) -> ! {
     };
     let info = boot_info::publish(BootInfo { boot_tsc, cpu: features, ..info });
 
+    // The new tables map NK data read-only; until the hand-off CR0.WP is
+    // clear, so the NK can still fill its own tables.
     paging::build_kernel_tables(info);
-    cpu::enable_protection(&features);
     gdt::init_cpu(0);
     trap::init_bsp();
+    cpu::enable_protection(&features);
 
     // SAFETY: the stack symbol is defined by `entry_point!` in the outer
     // kernel; only its address is taken here.

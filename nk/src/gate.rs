@@ -60,6 +60,11 @@ nk_gate_lift:
     .global nk_gate_after_lift
 nk_gate_after_lift:
     cli
+    /* Refuse before touching NK data if protection is not really off: a
+       jump past the lifting instruction must end here, not in a fault. */
+    mov rax, cr0
+    test eax, {wp}
+    jnz 6f
     /* This CPU's index from its task register; its NK stack's top. */
     str r11d
     sub r11d, {first_tss}
@@ -86,6 +91,9 @@ nk_gate_after_lift:
     pop r11
     mov rsp, r11
     jmp 9f
+6:  mov eax, {not_entered}      /* entered past the lift: refuse */
+    xor edx, edx
+    jmp 9f
 7:  mov eax, {busy}             /* already inside the NK on this CPU */
     xor edx, edx
     jmp 9f
@@ -109,6 +117,7 @@ nk_gate_rearm:
     active = sym NK_ACTIVE,
     stacks = sym NK_STACKS,
     busy = const STATUS_BUSY,
+    not_entered = const STATUS_NOT_ENTERED,
     body = sym gate_body,
 );
 

@@ -74,15 +74,29 @@ static TABLES: TablesCell = TablesCell(UnsafeCell::new(Tables {
     tss: [Tss::EMPTY; MAX_CPUS],
 }));
 
+/// The interrupt stacks of every CPU. The CPU writes interrupt frames here
+/// when it delivers NMI, #DF or #MC to the outer kernel's handler, with
+/// protection on, so they cannot be read-only NK data: `entry_point!`
+/// places them in the outer kernel's data. They only ever hold frames of
+/// outer handlers.
 #[repr(C, align(16))]
-struct IstStacks([[[u8; IST_STACK_SIZE]; IST_STACKS]; MAX_CPUS]);
+pub struct IstStacks(UnsafeCell<[[[u8; IST_STACK_SIZE]; IST_STACKS]; MAX_CPUS]>);
 
-struct IstCell(UnsafeCell<IstStacks>);
+// SAFETY: only the CPU owning a set of stacks runs on them, through its TSS;
+// Rust code never forms references into them.
+unsafe impl Sync for IstStacks {}
 
-// SAFETY: only the CPU owning a set of stacks runs on them, through its TSS.
-unsafe impl Sync for IstCell {}
+impl IstStacks {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Self(UnsafeCell::new([[[0; IST_STACK_SIZE]; IST_STACKS]; MAX_CPUS]))
+    }
+}
 
-static IST: IstCell = IstCell(UnsafeCell::new(IstStacks([[[0; IST_STACK_SIZE]; IST_STACKS]; MAX_CPUS])));
+unsafe extern "C" {
+    /// Defined by the outer kernel through [`crate::entry_point!`].
+    static NK_IST_STACKS: IstStacks;
+}
 
 /// Fills CPU `cpu`'s TSS and descriptor, and loads the GDT and task register.
 pub fn init_cpu(cpu: usize) {
@@ -90,7 +104,9 @@ pub fn init_cpu(cpu: usize) {
     // SAFETY: this CPU is the only writer of its own TSS slot and descriptor
     // (see `TablesCell`), and nothing holds a reference into them.
     let t = unsafe { &mut *TABLES.0.get() };
-    let stacks = IST.0.get() as u64 + (cpu * IST_STACKS * IST_STACK_SIZE) as u64;
+    // SAFETY: only the address of the outer kernel's stack array is taken.
+    let base = unsafe { NK_IST_STACKS.0.get() } as u64;
+    let stacks = base + (cpu * IST_STACKS * IST_STACK_SIZE) as u64;
     for i in 0..IST_STACKS {
         t.tss[cpu].ist[i] = stacks + ((i + 1) * IST_STACK_SIZE) as u64;
     }

@@ -34,14 +34,15 @@ pub const BACKEND: &str = if cfg!(feature = "native") { "native" } else { "wp" }
 
 pub use console::fatal;
 pub use gate::GateResult;
-pub use gdt::{KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
+pub use gdt::{IstStacks, KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 pub use percpu::{MAX_CPUS, current as current_cpu};
 
 /// Declares the outer kernel's entry function, `fn(&'static BootInfo) -> !`.
 ///
 /// The NK calls it once, on the bootstrap CPU, after the page tables and
 /// descriptor tables are live, with interrupts disabled, on a 64 KiB stack
-/// that this macro places in the outer kernel's own data.
+/// that this macro places in the outer kernel's own data, as it does the
+/// interrupt stacks (which the CPU writes with protection on).
 #[macro_export]
 macro_rules! entry_point {
     ($path:path) => {
@@ -56,5 +57,9 @@ macro_rules! entry_point {
         #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
         static NK_OUTER_BOOT_STACK: $crate::BootStack = $crate::BootStack::new();
+
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        static NK_IST_STACKS: $crate::IstStacks = $crate::IstStacks::new();
     };
 }

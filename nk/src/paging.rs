@@ -91,6 +91,10 @@ fn image_page_flags(image: &ImageLayout, pa: u64, exec: bool) -> PteFlags {
         if exec { base } else { base | PteFlags::NO_EXECUTE }
     } else if image.rodata.contains(va) {
         base | PteFlags::NO_EXECUTE
+    } else if image.nk_data.contains(va) && cfg!(not(feature = "native")) {
+        // NK data (descriptor tables, page-table pool, stacks, boot
+        // information): the NK writes it only with protection lifted (I8, I9).
+        base | PteFlags::NO_EXECUTE
     } else {
         base | PteFlags::WRITABLE | PteFlags::NO_EXECUTE
     }

@@ -65,9 +65,28 @@ pub type Handler = fn(&mut TrapFrame, TrapInfo);
 
 static HANDLER: AtomicUsize = AtomicUsize::new(0);
 
-/// Installs the outer kernel's trap handler (replacing any earlier one).
-pub fn set_handler(handler: Handler) {
-    HANDLER.store(handler as usize, Ordering::Release);
+/// Why `set_handler` refused a handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotKernelCode(pub u64);
+
+/// Installs the outer kernel's trap handler (replacing any earlier one),
+/// through the gate: the handler table is NK data. The handler must lie in
+/// the outer kernel's code (I9), not in data and not inside the NK.
+pub fn set_handler(handler: Handler) -> Result<(), NotKernelCode> {
+    match crate::gate::call(crate::api::SET_TRAP_HANDLER, handler as usize as u64, 0, 0).status {
+        0 => Ok(()),
+        _ => Err(NotKernelCode(handler as usize as u64)),
+    }
+}
+
+/// The gate body of `set_handler`.
+pub(crate) fn install_handler(addr: u64) -> bool {
+    let image = crate::layout::image();
+    if !image.text.contains(addr) || image.nk_text.contains(addr) {
+        return false;
+    }
+    HANDLER.store(addr as usize, Ordering::Release);
+    true
 }
 
 // Stub n sits at nk_trap_stubs + 16 * n. Vectors where the CPU pushes an
@@ -175,11 +194,12 @@ mod protection {
         if value & cr0::WP != 0 {
             return false;
         }
-        crate::gate::rearm();
         let in_nk = crate::layout::image().nk_text.contains(rip);
         if !in_nk {
+            // Counted while protection is still off: the counter is NK data.
             FOUND_OFF_OUTSIDE_NK.fetch_add(1, Ordering::Relaxed);
         }
+        crate::gate::rearm();
         in_nk
     }
 

@@ -69,8 +69,13 @@ crate::ktest!(
         crate::kassert!(t.executable && !t.writable && !t.user, "text: {:?}", t);
         let r = translate(root, image.rodata.start).ok_or("rodata not mapped")?;
         crate::kassert!(!r.executable && !r.writable, "rodata: {:?}", r);
-        let d = translate(root, image.data.start).ok_or("data not mapped")?;
-        crate::kassert!(!d.executable && d.writable, "data: {:?}", d);
+        // NK data (descriptor tables, counters, boot information) is
+        // read-only to outer code on a protected build (I8, I9); outer data
+        // is writable.
+        let n = translate(root, image.nk_data.start).ok_or("NK data not mapped")?;
+        crate::kassert!(!n.executable && n.writable == (nk::BACKEND == "native"), "NK data: {:?}", n);
+        let d = translate(root, image.nk_data.end).ok_or("outer data not mapped")?;
+        crate::kassert!(!d.executable && d.writable, "outer data: {:?}", d);
         // Every page of the image: writable xor executable.
         let mut va = image.text.start;
         while va < image.data.end {
