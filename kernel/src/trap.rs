@@ -41,6 +41,24 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
     }
 }
 
+/// What protected thing an address is, for fault reports: the invariant a
+/// blocked write would have broken.
+fn protected_what(addr: u64) -> &'static str {
+    let image = nk::layout::image();
+    let phys = nk::layout::virt_to_phys(addr);
+    let in_image =
+        |s: nk::layout::Section| s.contains(addr) || phys.is_some_and(|p| s.contains(p + nk::layout::KERNEL_BASE));
+    if in_image(image.nk_data) {
+        ", NK memory: page tables or descriptor tables (I2, I8, I9)"
+    } else if in_image(image.text) {
+        ", kernel code (I6)"
+    } else if in_image(image.rodata) {
+        ", kernel read-only data (I6)"
+    } else {
+        ""
+    }
+}
+
 fn exception_name(vector: u8) -> (&'static str, &'static str) {
     match vector {
         0 => ("divide error", "#DE"),
@@ -116,7 +134,7 @@ fn fatal_exception(f: &TrapFrame, info: TrapInfo) -> ! {
     // the boot thread (the shell), or inside the NK, stops the machine.
     if !in_nk {
         let why = if vector == VECTOR_PAGE_FAULT {
-            alloc::format!("{} at {:#x} (rip {:#x})", name, info.fault_addr, f.rip)
+            alloc::format!("{} at {:#x}{} (rip {:#x})", name, info.fault_addr, protected_what(info.fault_addr), f.rip)
         } else {
             alloc::format!("{} (rip {:#x})", name, f.rip)
         };

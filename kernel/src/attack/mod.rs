@@ -6,6 +6,7 @@
 
 mod cpu_state;
 pub mod gate;
+mod memory;
 
 use crate::println;
 use crate::sched::{self, Exit};
@@ -30,6 +31,11 @@ pub struct Attack {
 
 /// Every attack, in the order `attack all` runs them.
 pub const CATALOG: &[Attack] = &[
+    Attack { name: "ptp-direct-write", invariant: "I2", run: memory::ptp_direct_write },
+    Attack { name: "kernel-code-write", invariant: "I6", run: memory::kernel_code_write },
+    Attack { name: "idt-overwrite", invariant: "I9", run: memory::idt_overwrite },
+    Attack { name: "gdt-overwrite", invariant: "I9", run: memory::gdt_overwrite },
+    Attack { name: "tss-overwrite", invariant: "I9", run: memory::tss_overwrite },
     Attack { name: "clear-wp", invariant: "I3", run: cpu_state::clear_wp },
     Attack { name: "clear-smep", invariant: "I6", run: cpu_state::clear_smep },
     Attack { name: "clear-nxe", invariant: "I6", run: cpu_state::clear_nxe },

@@ -23,7 +23,7 @@ pub fn current_root() -> u64 {
     x86_64::registers::control::Cr3::read().0.start_address().as_u64()
 }
 
-fn entry(table: u64, index: usize) -> Pte {
+pub fn entry(table: u64, index: usize) -> Pte {
     let va = nk::layout::phys_to_virt(table) as *const u64;
     // SAFETY: `table` is a page-table page reached from the live root; the
     // direct map covers all RAM, and page tables are only read here.
