@@ -101,3 +101,40 @@ pub fn tss_overwrite() -> Outcome {
     let (old, seen) = unsafe { poke(base + 4, 0x4242_4242_4242_4240) };
     Succeeded(format!("TSS at {:#x}: RSP0 {:#x} -> {:#x}", base, old, seen))
 }
+
+/// Run code from a data page: first as it is (NX must stop it), then after
+/// clearing NX in its PTE (the write to the page table must be refused).
+pub fn execute_data() -> Outcome {
+    // `mov eax, 0x1234; ret` in a heap page-aligned buffer.
+    let code: [u8; 6] = [0xb8, 0x34, 0x12, 0x00, 0x00, 0xc3];
+    let mut buf = alloc::vec![0u8; 8192];
+    let start = (buf.as_ptr() as u64 + 4095) & !4095;
+    let offset = (start - buf.as_ptr() as u64) as usize;
+    buf[offset..offset + code.len()].copy_from_slice(&code);
+    // The leaf that maps the page: a 4 KiB PTE, or the 2 MiB entry above it.
+    let mut table = walk::current_root();
+    let mut level = 4u8;
+    while level > 1 {
+        let e = walk::entry(table, table_index(start, level));
+        if e.is_huge() {
+            break;
+        }
+        table = e.addr();
+        level -= 1;
+    }
+    let pte_addr = dm(table) + table_index(start, level) as u64 * 8;
+    let pte = walk::entry(table, table_index(start, level)).bits();
+    // SAFETY: deliberately unsound: clears NX on a heap page and calls the
+    // bytes written there; the PTE is restored right after the call.
+    let r = unsafe {
+        (pte_addr as *mut u64).write_volatile(pte & !(1 << 63));
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(start));
+        let f: extern "C" fn() -> u32 = core::mem::transmute(start as usize);
+        let r = f();
+        (pte_addr as *mut u64).write_volatile(pte);
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(start));
+        r
+    };
+    drop(buf);
+    Succeeded(format!("cleared NX on data page {:#x} and ran code there (returned {:#x})", start, r))
+}

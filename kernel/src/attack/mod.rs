@@ -33,6 +33,7 @@ pub struct Attack {
 pub const CATALOG: &[Attack] = &[
     Attack { name: "ptp-direct-write", invariant: "I2", run: memory::ptp_direct_write },
     Attack { name: "kernel-code-write", invariant: "I6", run: memory::kernel_code_write },
+    Attack { name: "execute-data", invariant: "I6", run: memory::execute_data },
     Attack { name: "idt-overwrite", invariant: "I9", run: memory::idt_overwrite },
     Attack { name: "gdt-overwrite", invariant: "I9", run: memory::gdt_overwrite },
     Attack { name: "tss-overwrite", invariant: "I9", run: memory::tss_overwrite },
