@@ -8,9 +8,10 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=--no-pie");
     println!("cargo:rerun-if-changed=linker.ld");
     println!("cargo:rerun-if-env-changed=KERNEL_LINK_SHUFFLE");
-    if let Ok(seed) = std::env::var("KERNEL_LINK_SHUFFLE") {
-        if seed != "0" && !seed.is_empty() {
-            println!("cargo:rustc-link-arg-bins=--shuffle-sections=.text.*={seed}");
-        }
+    if let Ok(seed) = std::env::var("KERNEL_LINK_SHUFFLE")
+        && seed != "0"
+        && !seed.is_empty()
+    {
+        println!("cargo:rustc-link-arg-bins=--shuffle-sections=.text.*={seed}");
     }
 }

@@ -108,7 +108,7 @@ fn mem(_: &[&str]) {
         if p.usable_regions == 1 { "" } else { "s" },
         p.ram_bytes >> 10
     );
-    println!("frames: {} free of {} ({} MiB free)", free, total, free * 4096 >> 20);
+    println!("frames: {} free of {} ({} MiB free)", free, total, (free * 4096) >> 20);
     println!("heap: {} KiB used of {} KiB", heap_used >> 10, heap_size >> 10);
 }
 

@@ -97,6 +97,7 @@ impl<const N: usize> RangeSet<N> {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // expected sets of one range
 mod tests {
     use super::*;
     use proptest::prelude::*;

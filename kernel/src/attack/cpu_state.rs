@@ -2,6 +2,7 @@
 
 use super::Outcome::{self, Blocked, NotRun, Succeeded};
 use alloc::format;
+use alloc::string::String;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 
 const EFER: u32 = 0xc000_0080;
@@ -24,13 +25,13 @@ pub fn clear_wp() -> Outcome {
 pub fn clear_smep() -> Outcome {
     let cr4 = Cr4::read_raw();
     if cr4 & Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION.bits() == 0 {
-        return NotRun(format!("SMEP is not on (CPU lacks it)"));
+        return NotRun(String::from("SMEP is not on (CPU lacks it)"));
     }
     match nk::api::set_cr4(cr4 & !Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION.bits()) {
         Err(e) => Blocked(format!("NK refused: {}", e)),
         Ok(()) => {
             let _ = nk::api::set_cr4(cr4);
-            Succeeded(format!("CR4.SMEP cleared"))
+            Succeeded(String::from("CR4.SMEP cleared"))
         }
     }
 }
@@ -40,14 +41,14 @@ pub fn clear_nxe() -> Outcome {
     if nk::BACKEND == "native" {
         // Clearing NXE while NX bits are in the tables makes every access
         // fault (reserved bit): the native kernel would accept and die.
-        return NotRun(format!("native has no pinning; clearing NXE would stop the machine"));
+        return NotRun(String::from("native has no pinning; clearing NXE would stop the machine"));
     }
     // SAFETY: reading EFER has no side effects.
     #[allow(unsafe_code)]
     let efer = unsafe { x86_64::registers::model_specific::Msr::new(EFER).read() };
     match nk::api::write_msr(EFER, efer & !(1 << 11)) {
         Err(e) => Blocked(format!("NK refused: {}", e)),
-        Ok(()) => Succeeded(format!("EFER.NXE cleared")),
+        Ok(()) => Succeeded(String::from("EFER.NXE cleared")),
     }
 }
 
@@ -59,6 +60,6 @@ pub fn msr_not_allowed() -> Outcome {
     let lstar = unsafe { x86_64::registers::model_specific::Msr::new(LSTAR).read() };
     match nk::api::write_msr(LSTAR, lstar) {
         Err(e) => Blocked(format!("NK refused: {}", e)),
-        Ok(()) => Succeeded(format!("IA32_LSTAR written: the SYSCALL entry point is the outer kernel's")),
+        Ok(()) => Succeeded(String::from("IA32_LSTAR written: the SYSCALL entry point is the outer kernel's")),
     }
 }

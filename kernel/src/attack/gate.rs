@@ -4,6 +4,7 @@
 
 use super::Outcome::{self, Blocked, Succeeded};
 use alloc::format;
+use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::control::{Cr0, Cr0Flags};
 
@@ -20,7 +21,7 @@ unsafe extern "C" {
 
 fn native() -> Option<Outcome> {
     (nk::BACKEND == "native")
-        .then(|| Succeeded(format!("the native build has no gate: protection is never on to begin with")))
+        .then(|| Succeeded(String::from("the native build has no gate: protection is never on to begin with")))
 }
 
 /// Jumps to `target` inside `nk_gate` as if it had been called, with `rax`
@@ -62,8 +63,10 @@ pub fn jump_past_lift() -> Outcome {
     let (status, _) = jump_into_gate(target, 0, 0, 0);
     let wp = Cr0::read().contains(Cr0Flags::WRITE_PROTECT);
     match (status, wp) {
-        (NOT_ENTERED, true) => Blocked(format!("the gate body refused to run (protection was never lifted); WP on")),
-        (_, false) => Succeeded(format!("returned to outer code with CR0.WP clear")),
+        (NOT_ENTERED, true) => {
+            Blocked(String::from("the gate body refused to run (protection was never lifted); WP on"))
+        }
+        (_, false) => Succeeded(String::from("returned to outer code with CR0.WP clear")),
         (s, true) => Succeeded(format!("the gate body ran without the gate's entry (status {})", s)),
     }
 }
@@ -78,9 +81,9 @@ pub fn jump_to_rearm() -> Outcome {
     let evil = Cr0::read_raw() & !WP;
     let _ = jump_into_gate(target, 0, evil, 0);
     if Cr0::read().contains(Cr0Flags::WRITE_PROTECT) {
-        Blocked(format!("the re-arm check rewrote WP before returning"))
+        Blocked(String::from("the re-arm check rewrote WP before returning"))
     } else {
-        Succeeded(format!("returned to outer code with CR0.WP clear"))
+        Succeeded(String::from("returned to outer code with CR0.WP clear"))
     }
 }
 
@@ -121,8 +124,8 @@ pub fn interrupt_in_window() -> Outcome {
     let wp_now = Cr0::read().contains(Cr0Flags::WRITE_PROTECT);
     match saw {
         u64::MAX => Succeeded(format!("no trap was taken in the window (status {})", status)),
-        0 => Succeeded(format!("the trap handler ran with CR0.WP clear")),
-        _ if wp_now => Blocked(format!("the NK re-asserted WP before the trap handler ran; WP on after the gate")),
-        _ => Succeeded(format!("returned with CR0.WP clear")),
+        0 => Succeeded(String::from("the trap handler ran with CR0.WP clear")),
+        _ if wp_now => Blocked(String::from("the NK re-asserted WP before the trap handler ran; WP on after the gate")),
+        _ => Succeeded(String::from("returned with CR0.WP clear")),
     }
 }

@@ -49,6 +49,7 @@ struct Thread {
 struct Scheduler {
     /// Few threads: a vector searched by id is all it takes. Boxed, so a
     /// thread's saved stack pointer stays put while the vector grows.
+    #[allow(clippy::vec_box)] // the box is the point: stable addresses
     threads: Vec<Box<Thread>>,
     ready: VecDeque<ThreadId>,
     current: ThreadId,
