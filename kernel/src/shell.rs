@@ -29,6 +29,12 @@ const COMMANDS: &[Command] = &[
         run: crash,
     },
     Command {
+        name: "nk",
+        args: "stat|bench",
+        help: "nested-kernel counters, or time a gate and a bare toggle",
+        run: nk_cmd,
+    },
+    Command {
         name: "attack",
         args: "NAME|all|list",
         help: "run attacks on the nested kernel, each in its own thread",
@@ -163,6 +169,41 @@ fn crash(args: &[&str]) {
             println!("crash: resumed after the breakpoint");
         }
         _ => println!("usage: crash page-fault|panic|breakpoint"),
+    }
+}
+
+fn nk_cmd(args: &[&str]) {
+    match args.first().copied() {
+        Some("stat") => println!("nk: backend {}, {} gate crossings", nk::BACKEND, nk::api::gate_crossings()),
+        Some("bench") => nk_bench(),
+        _ => println!("usage: nk stat|bench"),
+    }
+}
+
+/// Median TSC ticks of an empty NK call and of a bare protection toggle.
+fn nk_bench() {
+    const N: usize = 201;
+    let mut call = [0u64; N];
+    for c in call.iter_mut() {
+        let t = arch::rdtsc();
+        let _ = nk::api::nop();
+        *c = arch::rdtsc() - t;
+    }
+    call.sort_unstable();
+    let mut toggle = [0u64; N];
+    for t in toggle.iter_mut() {
+        // 10 toggles per sample amortise the gate around them.
+        let (Ok(ten), Ok(zero)) = (nk::api::measure_toggle(10), nk::api::measure_toggle(0)) else {
+            println!("nk bench: the NK refused the measurement");
+            return;
+        };
+        *t = ten.saturating_sub(zero) / 10;
+    }
+    toggle.sort_unstable();
+    let (c, t) = (call[N / 2], toggle[N / 2]);
+    println!("nk bench: empty NK call {} ticks, bare protection toggle {} ticks (medians of {})", c, t, N);
+    if t > 0 {
+        println!("nk bench: gate round trip / toggle = {}.{:02}", c / t, c * 100 / t % 100);
     }
 }
 

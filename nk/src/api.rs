@@ -10,6 +10,8 @@ pub(crate) const SET_TRAP_HANDLER: u64 = op::SET_TRAP_HANDLER;
 /// Operation numbers (the gate's first argument).
 mod op {
     pub const SET_TRAP_HANDLER: u64 = 7;
+    /// Times `a0` bare protection toggles inside the NK (for benchmarks).
+    pub const MEASURE_TOGGLE: u64 = 11;
     /// Does nothing: measures a gate round trip.
     pub const NOP: u64 = 0;
     pub const SET_CR0: u64 = 8;
@@ -88,6 +90,7 @@ pub(crate) fn dispatch(op: u64, a0: u64, a1: u64, _a2: u64) -> GateResult {
         op::SET_CR0 => done(cpu_state::set_cr0(a0)),
         op::SET_CR4 => done(cpu_state::set_cr4(a0, &crate::boot_info::published().cpu)),
         op::WRITE_MSR => done(cpu_state::write_msr(a0 as u32, a1)),
+        op::MEASURE_TOGGLE => GateResult { status: 0, detail: gate::measure_toggle(a0.min(1_000_000)) },
         _ => GateResult { status: gate::STATUS_BAD_OP, detail: op },
     }
 }
@@ -115,6 +118,14 @@ pub fn set_cr4(value: u64) -> Result<(), NkError> {
 #[inline(never)]
 pub fn write_msr(msr: u32, value: u64) -> Result<(), NkError> {
     decode(gate::call(op::WRITE_MSR, u64::from(msr), value, 0)).map(|_| ())
+}
+
+/// TSC ticks for `n` raw protection toggles (lift and re-arm, with the
+/// check after the write) measured inside the NK: the physical floor of a
+/// gate crossing. Zero work on `native`, which has nothing to toggle.
+#[inline(never)]
+pub fn measure_toggle(n: u64) -> Result<u64, NkError> {
+    decode(gate::call(op::MEASURE_TOGGLE, n, 0, 0))
 }
 
 /// Gate crossings so far, all CPUs.

@@ -173,3 +173,16 @@ pub(crate) fn lift() {
     // lifted by the gate, with interrupts off until the IRETQ.
     unsafe { write_cr0(read_cr0() & !cr0::WP) };
 }
+
+/// Runs `n` lift/re-arm pairs (called inside the gate, protection lifted)
+/// and returns the TSC ticks they took.
+pub(crate) fn measure_toggle(n: u64) -> u64 {
+    let start = crate::cpu::rdtsc();
+    if cfg!(not(feature = "native")) {
+        for _ in 0..n {
+            rearm();
+            lift();
+        }
+    }
+    crate::cpu::rdtsc() - start
+}
