@@ -202,8 +202,8 @@ fn nk_bench() {
     toggle.sort_unstable();
     let (c, t) = (call[N / 2], toggle[N / 2]);
     println!("nk bench: empty NK call {} ticks, bare protection toggle {} ticks (medians of {})", c, t, N);
-    if t > 0 {
-        println!("nk bench: gate round trip / toggle = {}.{:02}", c / t, c * 100 / t % 100);
+    if let Some(hundredths) = (c * 100).checked_div(t) {
+        println!("nk bench: gate round trip / toggle = {}.{:02}", hundredths / 100, hundredths % 100);
     }
 }
 
