@@ -6,3 +6,8 @@
 
 pub mod layout;
 pub mod pte;
+pub mod vmmu;
+
+// Host tests use std (the simulated machine, proptest); the model never does.
+#[cfg(test)]
+extern crate std;

@@ -1,0 +1,210 @@
+//! Runs the outer kernel's calls against the simulated machine and checks
+//! each one: a refused call changed nothing, an accepted one did what it
+//! says, a batch does exactly what its operations do one by one, `finish`
+//! flushes exactly when needed, and the checker finds no violation.
+
+use super::adversary::Call;
+use super::machine::{NX, P, PS, U};
+use super::sim::Change;
+use super::{Sim, State};
+use crate::vmmu::{BatchError, FrameKind, Level, Op, RawLevel, RawPfn, RawPte, VmmuError};
+use std::vec::Vec;
+
+/// What the calls did, over all cases of a test.
+#[derive(Default, Debug)]
+pub struct Tally {
+    pub calls: u64,
+    /// NK operations executed (each operation of a batch counts).
+    pub ops: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub batches: u64,
+    pub declared: u64,
+    pub removed: u64,
+    pub written: u64,
+    pub loaded: u64,
+    /// Refusals by `VmmuError::code`.
+    pub by_rule: [u64; 24],
+}
+
+impl Sim<'_> {
+    /// Runs one call, then leaves the gate (`finish`) and checks everything.
+    pub fn run(&mut self, call: &Call, tally: &mut Tally) {
+        tally.calls += 1;
+        let call_mark = self.mem.mark();
+        match call {
+            Call::Single(op) => {
+                tally.ops += 1;
+                let _ = self.op_alone(op, tally);
+            }
+            Call::LoadCr3(cpu, root) => {
+                tally.ops += 1;
+                let before = self.state();
+                match self.v.load_cr3(*cpu, *root) {
+                    Ok(pfn) => {
+                        assert_eq!(self.v.live_roots()[*cpu], Some(pfn));
+                        assert_eq!(self.v.frame(pfn).map(|d| d.kind()), Some(FrameKind::Ptp(Level::L4)));
+                        tally.accepted += 1;
+                        tally.loaded += 1;
+                    }
+                    Err(e) => {
+                        assert_eq!(self.state(), before, "refused {call:?} ({e}) changed the vMMU");
+                        tally.refused += 1;
+                        tally.by_rule[e.code() as usize] += 1;
+                    }
+                }
+            }
+            Call::Batch(ops) => self.batch(ops, tally),
+        }
+        self.leave_gate(call_mark);
+        let r = self.report();
+        assert!(r.is_clean(), "after {call:?}: {} violations, first {:?}", r.violations, r.first);
+    }
+
+    /// One operation through its own entry point; refusals change nothing.
+    fn op_alone(&mut self, op: &Op, tally: &mut Tally) -> Result<(), VmmuError> {
+        let before = self.state();
+        let mark = self.mem.mark();
+        let result = match *op {
+            Op::Declare(pfn, level) => self.v.declare_ptp(&mut self.mem, pfn, level),
+            Op::Remove(pfn) => self.v.remove_ptp(&mut self.mem, pfn),
+            Op::Write(ptp, index, pte) => self.v.write_pte(&mut self.mem, ptp, index, pte),
+        };
+        match result {
+            Ok(()) => {
+                tally.accepted += 1;
+                self.was_allowed(op, &before);
+                self.did(op, tally);
+                assert_flushed_before_trust(op, self.mem.since(mark), before.tlb_stale);
+            }
+            Err(e) => {
+                tally.refused += 1;
+                tally.by_rule[e.code() as usize] += 1;
+                assert_eq!(self.state(), before, "refused {op:?} ({e}) changed the vMMU or memory");
+            }
+        }
+        result
+    }
+
+    /// The preconditions of docs/vmmu.md, restated independently of the
+    /// rules' code, against the state before an accepted operation.
+    fn was_allowed(&self, op: &Op, before: &State) {
+        let kind = |pfn: u64| before.frames.get(pfn as usize).map(|d| d.kind());
+        let refs = |pfn: u64| before.frames[pfn as usize].refs();
+        match *op {
+            Op::Declare(RawPfn(pfn), _) => {
+                assert_eq!((kind(pfn), refs(pfn)), (Some(FrameKind::Data), 1), "declared {op:?}");
+            }
+            Op::Remove(RawPfn(pfn)) => {
+                assert!(matches!(kind(pfn), Some(FrameKind::Ptp(_))) && refs(pfn) == 1, "removed {op:?}");
+                assert!(!before.live_roots.contains(&Some(pfn)) && before.kernel_root != Some(pfn), "removed {op:?}");
+            }
+            Op::Write(RawPfn(table), _, RawPte(value)) => {
+                let Some(FrameKind::Ptp(level)) = kind(table) else { panic!("wrote into a non-table: {op:?}") };
+                assert_eq!(value & (0x7ff << 52), 0, "{op:?}");
+                let huge = value & PS != 0 && matches!(level, Level::L2 | Level::L3);
+                if value & P == 0 || !(level == Level::L1 || huge) {
+                    return;
+                }
+                let size = if level == Level::L1 { 1 } else { 512 };
+                let first = (value & 0x000f_ffff_ffff_f000) >> 12 & !(size - 1);
+                let (user, exec) = (value & U != 0, value & NX == 0);
+                for pfn in first..first + size {
+                    let k = kind(pfn);
+                    assert_ne!(k, Some(FrameKind::Nk), "mapped NK memory: {op:?}");
+                    if exec {
+                        let allowed = if user { k == Some(FrameKind::Data) } else { k == Some(FrameKind::Code) };
+                        assert!(allowed, "mapped {k:?} at {pfn:#x} executable: {op:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What an accepted operation must have done.
+    fn did(&self, op: &Op, tally: &mut Tally) {
+        let kind = |pfn: u64| self.v.frame(pfn).unwrap().kind();
+        match *op {
+            Op::Declare(RawPfn(pfn), RawLevel(level)) => {
+                tally.declared += 1;
+                assert_eq!(kind(pfn), FrameKind::Ptp(Level::from_u8(level).unwrap()));
+                assert!(self.mem.tables[pfn as usize][..256].iter().all(|&e| e == 0));
+            }
+            Op::Remove(RawPfn(pfn)) => {
+                tally.removed += 1;
+                assert_eq!(kind(pfn), FrameKind::Data);
+                assert_eq!(self.v.frame(pfn).unwrap().refs(), 1);
+            }
+            Op::Write(RawPfn(table), index, RawPte(value)) => {
+                tally.written += 1;
+                assert_eq!(self.entry(table, index), value);
+            }
+        }
+    }
+
+    /// A batch must equal its operations applied one by one up to the first
+    /// refusal: same result, same frame table, same writes in the same order.
+    fn batch(&mut self, ops: &[Op], tally: &mut Tally) {
+        tally.batches += 1;
+        let (frames, live_roots, stale, counters) =
+            (self.v.frames.to_vec(), self.v.live_roots, self.v.tlb_stale, self.v.counters);
+        let mark = self.mem.mark();
+        let mut expected = Ok(());
+        for (index, op) in ops.iter().enumerate() {
+            tally.ops += 1;
+            if let Err(error) = self.op_alone(op, tally) {
+                expected = Err(BatchError { index, error });
+                break;
+            }
+        }
+        let one_by_one = (self.v.frames.to_vec(), self.v.live_roots, self.v.tlb_stale);
+        let writes: Vec<Change> = self.mem.since(mark).to_vec();
+
+        self.mem.undo_to(mark);
+        self.v.frames.copy_from_slice(&frames);
+        (self.v.live_roots, self.v.tlb_stale, self.v.counters) = (live_roots, stale, counters);
+
+        assert_eq!(self.v.apply_batch(&mut self.mem, ops), expected, "batch {ops:?}");
+        assert!((self.v.frames.to_vec(), self.v.live_roots, self.v.tlb_stale) == one_by_one, "batch {ops:?}");
+        assert_eq!(self.mem.since(mark), &writes[..], "batch {ops:?} wrote differently");
+    }
+
+    /// The NK leaves the gate: one flush if and only if the call replaced
+    /// or removed a present entry since its last flush.
+    fn leave_gate(&mut self, call_mark: usize) {
+        let stale = stale_after(self.mem.since(call_mark), false);
+        assert_eq!(self.v.tlb_stale(), stale, "the vMMU's idea of a stale TLB is wrong");
+        let mark = self.mem.mark();
+        self.v.finish(&mut self.mem);
+        let flushed = self.mem.since(mark);
+        assert_eq!(flushed, if stale { &[Change::Flush][..] } else { &[][..] });
+        assert!(!self.v.tlb_stale());
+    }
+}
+
+/// Whether, after `changes`, some present entry was replaced or removed
+/// since the last flush (`stale` before them).
+fn stale_after(changes: &[Change], mut stale: bool) -> bool {
+    for c in changes {
+        match c {
+            Change::Write { old, .. } if old & P != 0 => stale = true,
+            Change::Flush => stale = false,
+            _ => {}
+        }
+    }
+    stale
+}
+
+/// A frame's content starts to be trusted (zeroed as a new table) or stops
+/// being a table (its alias made writable) only with nothing stale: no CPU
+/// can then reach it through a translation the vMMU has taken away.
+fn assert_flushed_before_trust(op: &Op, changes: &[Change], stale_before: bool) {
+    let trust_point = match op {
+        Op::Declare(..) => changes.iter().position(|c| matches!(c, Change::Cleared { .. } | Change::Zero { .. })),
+        Op::Remove(..) => changes.iter().rposition(|c| matches!(c, Change::Write { .. })),
+        Op::Write(..) => None,
+    };
+    if let Some(at) = trust_point {
+        assert!(!stale_after(&changes[..at], stale_before), "{op:?} trusted a frame before flushing: {changes:?}");
+    }
+}

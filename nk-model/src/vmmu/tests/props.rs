@@ -1,0 +1,118 @@
+//! Property tests: random sequences of outer-kernel calls against the
+//! simulated machine, with every call checked (see `driver`) and the
+//! invariant checker run after every one.
+
+use super::adversary::{Gen, Mix};
+use super::driver::Tally;
+use super::machine::{FIRST_DATA, NX, P, U, W};
+use super::sim;
+use crate::vmmu::{FrameKind, Op, RawPfn, RawPte};
+use proptest::collection::vec;
+use proptest::prelude::any;
+use proptest::test_runner::{Config, TestRunner};
+use std::cell::RefCell;
+use std::println;
+use std::vec::Vec;
+
+const CASES: u32 = 256;
+
+fn config() -> Config {
+    // Shrinking replays whole sequences; bound it so a failure reports in
+    // seconds rather than minutes.
+    Config {
+        cases: CASES,
+        failure_persistence: None,
+        max_shrink_iters: 4096,
+        max_shrink_time: 20_000,
+        ..Config::default()
+    }
+}
+
+/// Runs `CASES` sequences of `steps` calls made with `mix`; returns the tally.
+fn drive(name: &str, steps: usize, mix: Mix) -> Tally {
+    let tally = RefCell::new(Tally::default());
+    let mut runner = TestRunner::new(config());
+    let result = runner.run(&vec(any::<u64>(), steps), |seeds| {
+        let mut frames = Vec::new();
+        let mut s = sim(&mut frames);
+        let mut tally = tally.borrow_mut();
+        for seed in seeds {
+            let call = Gen::new(&s, seed, mix).call();
+            s.run(&call, &mut tally);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{name}: {e}");
+    }
+    let tally = tally.into_inner();
+    println!("{name}: {tally:?}");
+    tally
+}
+
+#[test]
+fn random_calls_keep_every_invariant() {
+    let mix = Mix { batch: 15, declare: 22, remove: 14, unlink: 14, cr3: 8 };
+    let t = drive("random calls", 250, mix);
+    assert!(t.ops >= 60_000, "{t:?}");
+    // Every rule is probed (RefOverflow needs 2^32 entries: unit tests).
+    let unprobed: Vec<usize> = (1..23).filter(|&code| t.by_rule[code] == 0).collect();
+    assert!(unprobed.is_empty(), "rules never refused: {unprobed:?}");
+    // The bias works: a good share succeeds, and every operation does.
+    assert!(t.accepted * 100 >= t.ops * 35, "{t:?}");
+    assert!(t.declared * 100 >= t.ops * 5 && t.removed * 100 >= t.ops, "{t:?}");
+    assert!(t.loaded * 100 >= t.ops * 2 && t.written * 100 >= t.ops * 10, "{t:?}");
+}
+
+#[test]
+fn batches_do_what_their_operations_do_one_by_one() {
+    let mix = Mix { batch: 100, declare: 25, remove: 15, unlink: 15, cr3: 0 };
+    let t = drive("batches", 100, mix);
+    assert!(t.ops >= 40_000, "{t:?}");
+    assert!(t.accepted * 100 >= t.ops * 35, "{t:?}");
+}
+
+/// Builds an address space with random mappings, tears it down in one
+/// batch, and expects the frame table exactly as booted.
+#[test]
+fn an_address_space_torn_down_leaves_no_trace() {
+    let mut runner = TestRunner::new(config());
+    let ops = RefCell::new(0u64);
+    let result = runner.run(&vec((0u64..400, 0u64..512, any::<bool>()), 1..64), |maps| {
+        let mut frames = Vec::new();
+        let mut s = sim(&mut frames);
+        let booted = s.v.frames.to_vec();
+        let [l4, l3, l2, l1] = s.user_tables(FIRST_DATA + 500);
+        let mut teardown = Vec::new();
+        for (i, &(frame, index, writable)) in maps.iter().enumerate() {
+            let pfn = FIRST_DATA + 550 + frame;
+            let rights = if writable { W | NX } else { 0 };
+            let entry = pfn << 12 | P | U | rights;
+            let slot = (index as usize + i) % 512;
+            if s.v.write_pte(&mut s.mem, RawPfn(l1), slot, RawPte(entry)).is_ok() {
+                teardown.push(Op::Write(RawPfn(l1), slot, RawPte(0)));
+            }
+        }
+        s.assert_clean();
+        teardown.extend([
+            Op::Write(RawPfn(l2), 0, RawPte(0)),
+            Op::Remove(RawPfn(l1)),
+            Op::Write(RawPfn(l3), 0, RawPte(0)),
+            Op::Remove(RawPfn(l2)),
+            Op::Write(RawPfn(l4), 0, RawPte(0)),
+            Op::Remove(RawPfn(l3)),
+            Op::Remove(RawPfn(l4)),
+        ]);
+        s.v.apply_batch(&mut s.mem, &teardown).unwrap();
+        s.v.finish(&mut s.mem);
+        s.assert_clean();
+        assert!(s.v.frames == &booted[..], "the frame table differs from the booted one");
+        assert!([l4, l3, l2, l1].iter().all(|&p| s.v.frame(p).unwrap().kind() == FrameKind::Data));
+        *ops.borrow_mut() += 7 + maps.len() as u64 + teardown.len() as u64;
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    println!("teardown: {} operations", ops.into_inner());
+}

@@ -1,0 +1,110 @@
+//! `write_pte`: one entry of a page-table page, checked against the
+//! encoding rules and the kinds of the frames it points at (I1, I2, I6, I8).
+
+use super::encoding::check_encoding;
+use super::entry::{ENTRIES, Rights, Target, target};
+use super::error::VmmuError;
+use super::frame::FrameKind;
+use super::level::Level;
+use super::phys_mem::PhysMem;
+use super::raw::{RawPfn, RawPte};
+use super::rights::check_leaf_frame;
+use super::state::Vmmu;
+
+/// An entry write that passed every check.
+struct EntryWrite {
+    table: u64,
+    index: usize,
+    level: Level,
+    old: u64,
+    new: u64,
+}
+
+impl Vmmu<'_> {
+    /// Writes entry `index` of page table `ptp`, moving references from the
+    /// old entry's frames to the new one's. Replacing or removing a present
+    /// entry marks the TLB stale.
+    pub fn write_pte(
+        &mut self,
+        mem: &mut impl PhysMem,
+        ptp: RawPfn,
+        index: usize,
+        pte: RawPte,
+    ) -> Result<(), VmmuError> {
+        let checked = self.check_write(mem, ptp, index, pte);
+        self.counters.write_pte.record(&checked);
+        let w = checked?;
+        self.apply_write(mem, w);
+        Ok(())
+    }
+
+    fn check_write(&self, mem: &impl PhysMem, ptp: RawPfn, index: usize, pte: RawPte) -> Result<EntryWrite, VmmuError> {
+        let table = ptp.0;
+        let level = match self.kind_of(table) {
+            None => return Err(VmmuError::FrameOutOfRange { pfn: table }),
+            Some(FrameKind::Ptp(level)) => level,
+            Some(_) => return Err(VmmuError::NotDeclared { pfn: table }),
+        };
+        if index >= ENTRIES {
+            return Err(VmmuError::BadIndex { index });
+        }
+        let new = pte.0;
+        let old = mem.read_entry(table, index);
+        if let Some(t) = check_encoding(level, new)? {
+            if t.leaf {
+                self.check_leaf(t, Rights::of(new))?;
+            } else {
+                self.check_table_target(level, t.first)?;
+            }
+            self.check_room(t, target(level, old))?;
+        }
+        Ok(EntryWrite { table, index, level, old, new })
+    }
+
+    /// I1: a non-leaf entry points at a declared table of the next level.
+    fn check_table_target(&self, level: Level, pfn: u64) -> Result<(), VmmuError> {
+        // Level-1 entries are always leaves, so `expected` always exists.
+        let Some(expected) = level.next_lower() else { return Err(VmmuError::NotDeclared { pfn }) };
+        match self.kind_of(pfn) {
+            None => Err(VmmuError::FrameOutOfRange { pfn }),
+            Some(FrameKind::Ptp(found)) if found == expected => Ok(()),
+            Some(found @ FrameKind::Ptp(_)) => Err(VmmuError::WrongLevel { pfn, expected, found }),
+            Some(_) => Err(VmmuError::NotDeclared { pfn }),
+        }
+    }
+
+    /// Every frame a leaf maps must allow its rights; frames beyond RAM are
+    /// device memory, never executable.
+    fn check_leaf(&self, t: Target, r: Rights) -> Result<(), VmmuError> {
+        for pfn in t.in_ram(self.frames.len()) {
+            check_leaf_frame(pfn, self.frames[pfn as usize].kind(), r)?;
+        }
+        match t.first_beyond_ram(self.frames.len()) {
+            Some(pfn) if r.executable => Err(VmmuError::ExecutableDevice { addr: pfn << 12 }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses if a frame gaining a reference is at the limit (a frame the
+    /// old entry also covers keeps its count).
+    fn check_room(&self, new: Target, old: Option<Target>) -> Result<(), VmmuError> {
+        for pfn in new.in_ram(self.frames.len()) {
+            let kept = old.is_some_and(|o| o.contains(pfn));
+            if !kept && self.frames[pfn as usize].refs() == u32::MAX {
+                return Err(VmmuError::RefOverflow { pfn });
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_write(&mut self, mem: &mut impl PhysMem, w: EntryWrite) {
+        if let Some(old) = target(w.level, w.old) {
+            self.lower(old);
+            self.tlb_stale = true;
+        }
+        if let Some(new) = target(w.level, w.new) {
+            self.raise(new);
+        }
+        mem.write_entry(w.table, w.index, w.new);
+    }
+}
