@@ -30,7 +30,7 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "nk",
-        args: "stat|bench",
+        args: "stat|audit|bench",
         help: "nested-kernel counters, or time a gate and a bare toggle",
         run: nk_cmd,
     },
@@ -174,13 +174,38 @@ fn crash(args: &[&str]) {
 
 fn nk_cmd(args: &[&str]) {
     match args.first().copied() {
-        Some("stat") => println!("nk: backend {}, {} gate crossings", nk::BACKEND, nk::api::gate_crossings()),
+        Some("stat") => nk_stat(),
+        Some("audit") => nk_audit(),
         Some("bench") => nk_bench(),
-        _ => println!("usage: nk stat|bench"),
+        _ => println!("usage: nk stat|audit|bench"),
     }
 }
 
 /// Median TSC ticks of an empty NK call and of a bare protection toggle.
+fn nk_stat() {
+    println!("nk: backend {}, {} gate crossings", nk::BACKEND, nk::api::gate_crossings());
+    println!("{:<18} {:>10} {:>10}", "operation", "calls", "refused");
+    for c in nk::api::op_counts().iter().filter(|c| c.calls > 0) {
+        println!("{:<18} {:>10} {:>10}", c.name, c.calls, c.refused);
+    }
+    println!("{:<18} {:>10}", "(in batches)", nk::api::batched_ops());
+}
+
+fn nk_audit() {
+    match nk::api::audit() {
+        Ok(r) => {
+            println!(
+                "audit: {} address spaces, {} PTPs, {} frames, {} violations",
+                r.address_spaces, r.ptps, r.frames, r.violations
+            );
+            for v in r.kept() {
+                println!("  {}", v);
+            }
+        }
+        Err(e) => println!("audit: {}", e),
+    }
+}
+
 fn nk_bench() {
     const N: usize = 201;
     let mut call = [0u64; N];

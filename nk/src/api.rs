@@ -4,11 +4,24 @@
 
 use crate::cpu_state::{self, CpuStateError, Register};
 use crate::gate::{self, GateResult};
+use crate::vmmu::{self, BatchFailure};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
+use nk_model::vmmu::{BatchError, Report, VmmuError, Wire};
+
+pub use crate::vmmu::{BatchOp, MAX_BATCH, frame_count, kernel_root};
 
 pub(crate) const SET_TRAP_HANDLER: u64 = op::SET_TRAP_HANDLER;
 
 /// Operation numbers (the gate's first argument).
 mod op {
+    pub const DECLARE_PTP: u64 = 1;
+    pub const REMOVE_PTP: u64 = 2;
+    pub const WRITE_PTE: u64 = 3;
+    pub const WRITE_PTES: u64 = 4;
+    pub const LOAD_CR3: u64 = 5;
+    pub const FLUSH_TLB: u64 = 6;
+    pub const AUDIT: u64 = 12;
     pub const SET_TRAP_HANDLER: u64 = 7;
     /// Times `a0` bare protection toggles inside the NK (for benchmarks).
     pub const MEASURE_TOGGLE: u64 = 11;
@@ -30,6 +43,15 @@ pub enum NkError {
     BadOperation,
     /// A control-register or MSR write the NK refused.
     CpuState(CpuStateError),
+    /// A page-table operation the vMMU refused; in a batch, `index` is the
+    /// refused operation (those before it were applied).
+    Vmmu { error: VmmuError, index: Option<usize> },
+    /// A batch operation of no known kind; those before it were applied.
+    BadBatchOp { index: usize },
+    /// A batch buffer outside the direct map of RAM, or longer than `MAX_BATCH`.
+    BadBatchBuffer,
+    /// This backend does not offer the operation (auditing on `native`).
+    Unsupported,
 }
 
 impl core::fmt::Display for NkError {
@@ -39,6 +61,11 @@ impl core::fmt::Display for NkError {
             Self::NotEntered => f.write_str("the NK was not entered through its gate"),
             Self::BadOperation => f.write_str("unknown NK operation"),
             Self::CpuState(e) => write!(f, "{}", e),
+            Self::Vmmu { error, index: None } => write!(f, "vMMU refused: {error}"),
+            Self::Vmmu { error, index: Some(i) } => write!(f, "vMMU refused operation {i} of the batch: {error}"),
+            Self::BadBatchOp { index } => write!(f, "operation {index} of the batch has no known kind"),
+            Self::BadBatchBuffer => f.write_str("the batch is not in the direct map of RAM or is too long"),
+            Self::Unsupported => f.write_str("not offered by this backend"),
         }
     }
 }
@@ -48,6 +75,44 @@ const STATUS_PINNED: u64 = 0x200;
 const STATUS_FORBIDDEN: u64 = 0x201;
 const STATUS_MSR: u64 = 0x202;
 const STATUS_CANONICAL: u64 = 0x203;
+const STATUS_BATCH_KIND: u64 = 0x204;
+const STATUS_BATCH_BUFFER: u64 = 0x205;
+const STATUS_UNSUPPORTED: u64 = 0x206;
+/// vMMU refusals: `0x300 | code` in bits 0..16, the auxiliary word in bits
+/// 16..48, the batch index plus one (0: not a batch) in bits 48..64; the
+/// main word in `detail`.
+const STATUS_VMMU: u64 = 0x300;
+
+fn encode_vmmu(error: VmmuError, index: Option<usize>) -> GateResult {
+    let w = error.to_wire();
+    let index = index.map_or(0, |i| (i as u64 + 1).min(0xffff));
+    GateResult { status: STATUS_VMMU | u64::from(w.code) | u64::from(w.aux) << 16 | index << 48, detail: w.main }
+}
+
+fn decode_vmmu(r: GateResult) -> NkError {
+    let wire = Wire { code: (r.status & 0xff) as u32, main: r.detail, aux: (r.status >> 16) as u32 };
+    let index = match r.status >> 48 {
+        0 => None,
+        i => Some(i as usize - 1),
+    };
+    match VmmuError::from_wire(wire) {
+        Some(error) => NkError::Vmmu { error, index },
+        None => NkError::BadOperation,
+    }
+}
+
+fn vmmu_done(r: Result<(), VmmuError>) -> GateResult {
+    r.map_or_else(|e| encode_vmmu(e, None), |()| GateResult::OK)
+}
+
+fn batch_done(r: Result<(), BatchFailure>) -> GateResult {
+    match r {
+        Ok(()) => GateResult::OK,
+        Err(BatchFailure::Rule(BatchError { index, error })) => encode_vmmu(error, Some(index)),
+        Err(BatchFailure::BadKind { index }) => GateResult { status: STATUS_BATCH_KIND, detail: index as u64 },
+        Err(BatchFailure::BadBuffer) => GateResult { status: STATUS_BATCH_BUFFER, detail: 0 },
+    }
+}
 
 fn encode_cpu(e: CpuStateError) -> GateResult {
     let (status, detail) = match e {
@@ -74,15 +139,114 @@ fn decode(r: GateResult) -> Result<u64, NkError> {
         STATUS_FORBIDDEN => NkError::CpuState(CpuStateError::ForbiddenBit { reg, bit }),
         STATUS_MSR => NkError::CpuState(CpuStateError::MsrNotAllowed { msr: r.detail as u32 }),
         STATUS_CANONICAL => NkError::CpuState(CpuStateError::NonCanonical { msr: r.detail as u32 }),
+        STATUS_BATCH_KIND => NkError::BadBatchOp { index: r.detail as usize },
+        STATUS_BATCH_BUFFER => NkError::BadBatchBuffer,
+        STATUS_UNSUPPORTED => NkError::Unsupported,
+        s if s & 0xff00 == STATUS_VMMU => decode_vmmu(r),
         _ => NkError::BadOperation,
     })
 }
 
+/// Calls and refusals per operation number, for `nk stat`.
+struct OpStat {
+    calls: AtomicU64,
+    refused: AtomicU64,
+}
+
+const OPS: usize = 13;
+static STATS: [OpStat; OPS] = [const { OpStat { calls: AtomicU64::new(0), refused: AtomicU64::new(0) } }; OPS];
+/// Operations applied or refused inside batches.
+static BATCHED: AtomicU64 = AtomicU64::new(0);
+
+/// The name of each operation number, for `nk stat`.
+pub const OP_NAMES: [&str; OPS] = [
+    "nop",
+    "declare_ptp",
+    "remove_ptp",
+    "write_pte",
+    "write_ptes",
+    "load_cr3",
+    "flush_tlb",
+    "set_trap_handler",
+    "set_cr0",
+    "set_cr4",
+    "write_msr",
+    "measure_toggle",
+    "audit",
+];
+
+/// One operation's counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpCount {
+    pub name: &'static str,
+    pub calls: u64,
+    pub refused: u64,
+}
+
+/// Calls and refusals of every operation so far, all CPUs.
+pub fn op_counts() -> [OpCount; OPS] {
+    core::array::from_fn(|i| OpCount {
+        name: OP_NAMES[i],
+        calls: STATS[i].calls.load(Ordering::Relaxed),
+        refused: STATS[i].refused.load(Ordering::Relaxed),
+    })
+}
+
+/// Operations carried inside `write_ptes` batches so far.
+pub fn batched_ops() -> u64 {
+    BATCHED.load(Ordering::Relaxed)
+}
+
+/// The last audit of each CPU, which the wrapper reads back on that CPU with
+/// interrupts off, so no other audit can write the slot meanwhile.
+struct AuditSlots([UnsafeCell<Option<Report>>; crate::MAX_CPUS]);
+
+// SAFETY: each slot is written by the NK on its own CPU and read by `audit`
+// on the same CPU, with interrupts off across both.
+unsafe impl Sync for AuditSlots {}
+
+static AUDITS: AuditSlots = AuditSlots([const { UnsafeCell::new(None) }; crate::MAX_CPUS]);
+
+fn run_audit() -> GateResult {
+    match vmmu::audit() {
+        Some(report) => {
+            // SAFETY: this CPU's slot; see `AuditSlots`.
+            unsafe { *AUDITS.0[crate::percpu::current()].get() = Some(report) };
+            GateResult { status: 0, detail: report.violations }
+        }
+        None => GateResult { status: STATUS_UNSUPPORTED, detail: 0 },
+    }
+}
+
 /// The gate body's dispatch. Runs inside the NK with protection lifted.
-pub(crate) fn dispatch(op: u64, a0: u64, a1: u64, _a2: u64) -> GateResult {
+pub(crate) fn dispatch(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
+    let r = dispatch_op(op, a0, a1, a2);
+    if let Some(stat) = STATS.get(op as usize) {
+        stat.calls.fetch_add(1, Ordering::Relaxed);
+        if r.status != 0 {
+            stat.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    r
+}
+
+fn dispatch_op(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
     let done = |r: Result<(), CpuStateError>| r.map_or_else(encode_cpu, |()| GateResult::OK);
     match op {
         op::NOP => GateResult::OK,
+        op::DECLARE_PTP => vmmu_done(vmmu::declare(a0, a1)),
+        op::REMOVE_PTP => vmmu_done(vmmu::remove(a0)),
+        op::WRITE_PTE => vmmu_done(vmmu::write(a0, a1, a2)),
+        op::WRITE_PTES => {
+            BATCHED.fetch_add(a1.min(MAX_BATCH), Ordering::Relaxed);
+            batch_done(vmmu::write_batch(a0, a1))
+        }
+        op::LOAD_CR3 => vmmu_done(vmmu::load_cr3(a0)),
+        op::FLUSH_TLB => {
+            vmmu::flush();
+            GateResult::OK
+        }
+        op::AUDIT => run_audit(),
         op::SET_TRAP_HANDLER => match crate::trap::install_handler(a0) {
             true => GateResult::OK,
             false => GateResult { status: gate::STATUS_BAD_OP, detail: a0 },
@@ -126,6 +290,76 @@ pub fn write_msr(msr: u32, value: u64) -> Result<(), NkError> {
 #[inline(never)]
 pub fn measure_toggle(n: u64) -> Result<u64, NkError> {
     decode(gate::call(op::MEASURE_TOGGLE, n, 0, 0))
+}
+
+/// Makes frame `pfn` a page-table page of `level` (1 to 4): its direct-map
+/// alias turns read-only and it is zeroed (a level-4 table gets the kernel
+/// half).
+#[inline(never)]
+pub fn declare_ptp(pfn: u64, level: u8) -> Result<(), NkError> {
+    decode(gate::call(op::DECLARE_PTP, pfn, u64::from(level), 0)).map(|_| ())
+}
+
+/// Makes a page-table page nothing points at ordinary data again.
+#[inline(never)]
+pub fn remove_ptp(pfn: u64) -> Result<(), NkError> {
+    decode(gate::call(op::REMOVE_PTP, pfn, 0, 0)).map(|_| ())
+}
+
+/// Writes entry `index` of the page-table page `table`.
+#[inline(never)]
+pub fn write_pte(table: u64, index: usize, pte: u64) -> Result<(), NkError> {
+    decode(gate::call(op::WRITE_PTE, table, index as u64, pte)).map(|_| ())
+}
+
+/// Applies `ops` in order in one gate crossing per `MAX_BATCH` operations;
+/// stops at the first refusal (those before it stay applied). The buffer
+/// must be in the direct map or the kernel image's data.
+pub fn write_ptes(ops: &[BatchOp]) -> Result<(), NkError> {
+    for (n, chunk) in ops.chunks(MAX_BATCH as usize).enumerate() {
+        let va = chunk.as_ptr() as u64;
+        // The image is linked at KERNEL_BASE + its physical address: name
+        // the same bytes by their direct-map address, which the NK accepts.
+        let va = match va.checked_sub(crate::layout::KERNEL_BASE) {
+            Some(phys) => crate::layout::phys_to_virt(phys),
+            None => va,
+        };
+        let r = decode(gate::call(op::WRITE_PTES, va, chunk.len() as u64, 0));
+        let offset = n * MAX_BATCH as usize;
+        match r {
+            Ok(_) => {}
+            Err(NkError::Vmmu { error, index: Some(i) }) => {
+                return Err(NkError::Vmmu { error, index: Some(i + offset) });
+            }
+            Err(NkError::BadBatchOp { index }) => return Err(NkError::BadBatchOp { index: index + offset }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Switches this CPU to the declared level-4 table `root`.
+#[inline(never)]
+pub fn load_cr3(root: u64) -> Result<(), NkError> {
+    decode(gate::call(op::LOAD_CR3, root, 0, 0)).map(|_| ())
+}
+
+/// Flushes this CPU's TLB, global translations included.
+#[inline(never)]
+pub fn flush_tlb() -> Result<(), NkError> {
+    decode(gate::call(op::FLUSH_TLB, 0, 0, 0)).map(|_| ())
+}
+
+/// Runs the invariant checker over every address space and the frame table
+/// inside the NK. `Unsupported` on `native`, which keeps no frame table.
+pub fn audit() -> Result<Report, NkError> {
+    crate::cpu::without_interrupts(|| {
+        decode(gate::call(op::AUDIT, 0, 0, 0))?;
+        // SAFETY: this CPU's slot, just written by the NK on this CPU; with
+        // interrupts off nothing else on this CPU can write it meanwhile.
+        let report = unsafe { *AUDITS.0[crate::percpu::current()].get() };
+        report.ok_or(NkError::BadOperation)
+    })
 }
 
 /// Gate crossings so far, all CPUs.

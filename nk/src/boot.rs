@@ -144,7 +144,11 @@ extern "C" fn nk_start64(start_info_phys: u64) -> ! {
         Ok(parsed) => parsed,
         Err(why) => console::fatal(why),
     };
-    let info = boot_info::publish(BootInfo { boot_tsc, cpu: features, ..info });
+    let nk_reserved = match paging::reserve(&info) {
+        Some(range) => range,
+        None => console::fatal("nk: no room below 1 GiB for the frame table and kernel page tables"),
+    };
+    let info = boot_info::publish(BootInfo { boot_tsc, cpu: features, nk_reserved, ..info });
 
     // The new tables map NK data read-only; until the hand-off CR0.WP is
     // clear, so the NK can still fill its own tables.

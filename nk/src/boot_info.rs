@@ -82,6 +82,9 @@ pub struct BootInfo {
     pub rsdp: u64,
     /// The kernel image in physical memory, boot trampoline included.
     pub image: PhysRange,
+    /// RAM the NK took for itself at boot (frame table, page tables of the
+    /// kernel root): never the outer kernel's to allocate.
+    pub nk_reserved: PhysRange,
     /// TSC value when the NK started its 64-bit boot code.
     pub boot_tsc: u64,
     pub cpu: CpuFeatures,
@@ -99,6 +102,7 @@ impl BootInfo {
             initrd: None,
             rsdp: 0,
             image: PhysRange { start: 0, end: 0 },
+            nk_reserved: PhysRange { start: 0, end: 0 },
             boot_tsc: 0,
             cpu: CpuFeatures { smep: false, smap: false, pku: false, pks: false, huge_1g: false, invariant_tsc: false },
         }

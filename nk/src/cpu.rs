@@ -91,6 +91,23 @@ pub unsafe fn write_cr3(root: u64) {
     unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
 }
 
+/// Invalidates every translation of this CPU, global ones included:
+/// toggling CR4.PGE flushes what a CR3 reload keeps.
+pub fn flush_tlb_all() {
+    let cr4 = read_cr4();
+    if cr4 & cr4::PGE == 0 {
+        // SAFETY: rewriting CR3 with its own value changes no mapping.
+        unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
+        return;
+    }
+    // SAFETY: only PGE changes, and it is restored at once; neither write
+    // changes a mapping.
+    unsafe {
+        write_cr4(cr4 & !cr4::PGE);
+        write_cr4(cr4);
+    }
+}
+
 /// # Safety
 /// `value` must only set features the CPU has and must keep PAE set.
 pub unsafe fn write_cr4(value: u64) {
@@ -115,6 +132,19 @@ pub fn enable_protection(f: &CpuFeatures) {
     // SAFETY: each bit set is backed by CPUID (PGE, FXSR are baseline on
     // x86-64); PAE stays set because it is read back from the live value.
     unsafe { write_cr4(cr4) };
+}
+
+/// Runs `f` with interrupts off on this CPU, restoring the flag after.
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    let flags: u64;
+    // SAFETY: reads RFLAGS and clears IF; touches no memory but the stack.
+    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem)) };
+    let r = f();
+    if flags & (1 << 9) != 0 {
+        // SAFETY: interrupts were on when we were called.
+        unsafe { asm!("sti", options(nomem, nostack)) };
+    }
+    r
 }
 
 pub fn rdmsr(msr: u32) -> u64 {

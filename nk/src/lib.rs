@@ -27,6 +27,7 @@ mod gdt;
 mod paging;
 mod percpu;
 mod start_info;
+mod vmmu;
 
 pub use boot_info::{BootInfo, BootStack, CpuFeatures, MemoryKind, MemoryRegion, PhysRange};
 /// The protection backend this NK was built with.
@@ -35,6 +36,7 @@ pub const BACKEND: &str = if cfg!(feature = "native") { "native" } else { "wp" }
 pub use console::fatal;
 pub use gate::GateResult;
 pub use gdt::{IstStacks, KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
+pub use nk_model::vmmu::{FrameKind, Level, Report, VmmuError};
 pub use percpu::{MAX_CPUS, current as current_cpu};
 
 /// Declares the outer kernel's entry function, `fn(&'static BootInfo) -> !`.

@@ -21,6 +21,13 @@ impl Frame {
     pub fn virt(self) -> *mut u8 {
         nk::layout::phys_to_virt(self.0) as *mut u8
     }
+
+    /// Fills a frame the caller owns (allocated, not a page table) with `byte`.
+    pub fn fill(self, byte: u8) {
+        // SAFETY: a frame of RAM, mapped writable by the direct map while it
+        // is ordinary data; the caller owns it, so nothing else reads it now.
+        unsafe { core::ptr::write_bytes(self.virt(), byte, PAGE as usize) }
+    }
 }
 
 static FRAMES: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);

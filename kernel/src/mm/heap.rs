@@ -16,7 +16,8 @@ static HEAP_SIZE: spin::Once<u64> = spin::Once::new();
 
 pub fn init() {
     let (free, _) = frames::stats();
-    let size = (free * PAGE / 16).clamp(MIN_HEAP, MAX_HEAP);
+    // Whole frames: talc must not claim the start of a frame it was not given.
+    let size = (free * PAGE / 16).clamp(MIN_HEAP, MAX_HEAP) / PAGE * PAGE;
     let Some(first) = frames::alloc_contiguous(size / PAGE, 1) else {
         panic!("mm: no {} MiB of contiguous RAM for the heap", size >> 20);
     };

@@ -4,6 +4,7 @@
 
 pub mod frames;
 pub mod heap;
+pub mod vm;
 pub mod walk;
 
 use klib::memmap::RangeSet;
@@ -35,6 +36,7 @@ pub fn usable_ranges(info: &BootInfo) -> RangeSet<64> {
     }
     set.remove(0..LOW_MEMORY_END);
     set.remove(info.image.start..info.image.end);
+    set.remove(info.nk_reserved.start..info.nk_reserved.end);
     if let Some(initrd) = info.initrd {
         set.remove(initrd.start..initrd.end);
     }
@@ -66,6 +68,8 @@ crate::ktest!(
         for r in usable.as_slice() {
             crate::kassert!(r.start >= LOW_MEMORY_END, "{:#x?} in low memory", r);
             crate::kassert!(r.end <= info.image.start || r.start >= info.image.end, "{:#x?} overlaps the image", r);
+            let nk = info.nk_reserved;
+            crate::kassert!(r.end <= nk.start || r.start >= nk.end, "{:#x?} overlaps the NK's reserved RAM", r);
             if let Some(i) = info.initrd {
                 crate::kassert!(r.end <= i.start || r.start >= i.end, "{:#x?} overlaps the initrd", r);
             }

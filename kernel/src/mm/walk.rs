@@ -30,6 +30,17 @@ pub fn entry(table: u64, index: usize) -> Pte {
     Pte::from_bits(unsafe { va.add(index).read_volatile() })
 }
 
+/// Reads one byte at `va`, for tests that check what a fresh mapping shows.
+/// `None` when the live tables do not map it for the kernel.
+pub fn read_u8(va: u64) -> Option<u8> {
+    let t = translate(current_root(), va)?;
+    if t.user {
+        return None; // SMAP would fault the read
+    }
+    // SAFETY: the live tables map `va` for supervisor reads, checked above.
+    Some(unsafe { (va as *const u8).read_volatile() })
+}
+
 /// Translates `va` under the root table at `root`.
 pub fn translate(root: u64, va: u64) -> Option<Translation> {
     if !is_canonical(va) {

@@ -1,0 +1,278 @@
+//! Address spaces, built only through the nested kernel: every table is
+//! declared and every entry written by an NK call, batched so that mapping
+//! many pages costs one gate crossing, not one per entry.
+
+use super::frames::{self, Frame};
+use super::walk::{self, Translation};
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+use nk::api::{BatchOp, NkError};
+use nk_model::layout::{PAGE_SIZE, USER_END, is_canonical, table_index};
+use nk_model::pte::{Pte, PteFlags};
+use nk_model::vmmu::TABLE_FLAGS;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmError {
+    OutOfFrames,
+    /// Only the lower half belongs to an address space; the kernel half is
+    /// the kernel root's.
+    NotLowerHalf {
+        va: u64,
+    },
+    AlreadyMapped {
+        va: u64,
+    },
+    Nk(NkError),
+}
+
+impl From<NkError> for VmError {
+    fn from(e: NkError) -> Self {
+        Self::Nk(e)
+    }
+}
+
+impl core::fmt::Display for VmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::OutOfFrames => f.write_str("out of physical frames"),
+            Self::NotLowerHalf { va } => write!(f, "{va:#x} is not a lower-half page address"),
+            Self::AlreadyMapped { va } => write!(f, "{va:#x} is already mapped"),
+            Self::Nk(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A lower half of its own over the shared kernel half.
+pub struct AddressSpace {
+    root: Frame,
+    /// Every table below the root, so they can be removed and freed.
+    tables: Vec<Frame>,
+}
+
+/// Operations collected for one gate crossing, with the tables it declares
+/// (not yet visible in memory, so walks consult them here).
+struct Batch {
+    ops: Vec<BatchOp>,
+    pending: BTreeMap<(u64, usize), u64>,
+    /// Tables the batch declares: empty once it runs, whatever their frames
+    /// hold now.
+    fresh: BTreeSet<u64>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self { ops: Vec::new(), pending: BTreeMap::new(), fresh: BTreeSet::new() }
+    }
+
+    /// Entry `index` of `table` as it will be when the batch runs.
+    fn entry(&self, table: u64, index: usize) -> Pte {
+        if self.fresh.contains(&table) { Pte::from_bits(0) } else { walk::entry(table * PAGE_SIZE, index) }
+    }
+
+    fn write(&mut self, table: u64, index: usize, pte: u64) {
+        self.ops.push(BatchOp { kind: BatchOp::WRITE, a: table, b: index as u64, c: pte });
+    }
+
+    fn submit(self) -> Result<(), VmError> {
+        nk::api::write_ptes(&self.ops).map_err(VmError::Nk)
+    }
+}
+
+impl AddressSpace {
+    /// A new address space: a declared root with the kernel half in it.
+    pub fn new() -> Result<Self, VmError> {
+        let root = frames::alloc().ok_or(VmError::OutOfFrames)?;
+        if let Err(e) = nk::api::declare_ptp(root.number(), 4) {
+            let _ = frames::free(root);
+            return Err(e.into());
+        }
+        Ok(Self { root, tables: Vec::new() })
+    }
+
+    /// The root's frame number, for `nk::api::load_cr3`.
+    pub fn root(&self) -> u64 {
+        self.root.number()
+    }
+
+    pub fn translate(&self, va: u64) -> Option<Translation> {
+        walk::translate(self.root.addr(), va)
+    }
+
+    /// Maps each `(va, pa)` page with leaf `flags`, declaring the tables it
+    /// needs, in one batch. Refused as a whole if a page is already mapped
+    /// or outside the lower half; the NK refuses what breaks its rules (in
+    /// which case the operations before the refused one stay applied and
+    /// the space stays consistent; drop it to clean up).
+    pub fn map(&mut self, pages: &[(u64, u64)], flags: PteFlags) -> Result<(), VmError> {
+        let mut batch = Batch::new();
+        let mut new_tables = Vec::new();
+        for &(va, pa) in pages {
+            if va % PAGE_SIZE != 0 || va >= USER_END || !is_canonical(va) {
+                return Err(VmError::NotLowerHalf { va });
+            }
+            let table = self.walk_or_create(va, &mut batch, &mut new_tables)?;
+            let index = table_index(va, 1);
+            if batch.entry(table, index).is_present() {
+                self.give_back(new_tables);
+                return Err(VmError::AlreadyMapped { va });
+            }
+            batch.write(table, index, Pte::new(pa, flags | PteFlags::PRESENT).bits());
+        }
+        let result = batch.submit();
+        // Declared or not, the frames are the space's now: `Drop` removes
+        // and frees them whatever the NK accepted.
+        self.tables.extend(new_tables);
+        result
+    }
+
+    /// Removes the mappings of `vas` (pages not mapped are skipped).
+    pub fn unmap(&mut self, vas: &[u64]) -> Result<(), VmError> {
+        let mut batch = Batch::new();
+        for &va in vas {
+            if let Some(table) = self.leaf_table(va)
+                && walk::entry(table * PAGE_SIZE, table_index(va, 1)).is_present()
+            {
+                batch.write(table, table_index(va, 1), 0);
+            }
+        }
+        batch.submit()
+    }
+
+    /// The level-1 table for `va`, if the levels above exist.
+    fn leaf_table(&self, va: u64) -> Option<u64> {
+        let mut table = self.root.number();
+        for level in (2..=4u8).rev() {
+            let e = walk::entry(table * PAGE_SIZE, table_index(va, level));
+            if !e.is_present() || e.is_huge() {
+                return None;
+            }
+            table = e.addr() / PAGE_SIZE;
+        }
+        Some(table)
+    }
+
+    fn walk_or_create(&self, va: u64, batch: &mut Batch, new_tables: &mut Vec<Frame>) -> Result<u64, VmError> {
+        let mut table = self.root.number();
+        for level in (2..=4u8).rev() {
+            let index = table_index(va, level);
+            let e = batch.entry(table, index);
+            table = if let Some(&child) = batch.pending.get(&(table, index)) {
+                child
+            } else if e.is_present() {
+                if e.is_huge() {
+                    return Err(VmError::AlreadyMapped { va });
+                }
+                e.addr() / PAGE_SIZE
+            } else {
+                let Some(frame) = frames::alloc() else {
+                    self.give_back(core::mem::take(new_tables));
+                    return Err(VmError::OutOfFrames);
+                };
+                new_tables.push(frame);
+                let child = frame.number();
+                batch.ops.push(BatchOp { kind: BatchOp::DECLARE, a: child, b: u64::from(level - 1), c: 0 });
+                batch.write(table, index, Pte::new(child * PAGE_SIZE, TABLE_FLAGS).bits());
+                batch.pending.insert((table, index), child);
+                batch.fresh.insert(child);
+                child
+            };
+        }
+        Ok(table)
+    }
+
+    /// Frees frames that were allocated for tables never submitted.
+    fn give_back(&self, frames_: Vec<Frame>) {
+        for f in frames_ {
+            let _ = frames::free(f);
+        }
+    }
+
+    /// Clears every lower-half entry, removes every table and the root, in
+    /// one batch. Frames the NK did not hand back are leaked, not reused.
+    fn tear_down(&mut self) -> Result<(), VmError> {
+        let mut batch = Batch::new();
+        for table in self.tables.iter().chain([&self.root]) {
+            let entries = if *table == self.root { 0..256 } else { 0..512 };
+            for index in entries {
+                if walk::entry(table.addr(), index).bits() != 0 {
+                    batch.write(table.number(), index, 0);
+                }
+            }
+        }
+        for table in self.tables.iter().chain([&self.root]) {
+            batch.ops.push(BatchOp { kind: BatchOp::REMOVE, a: table.number(), b: 0, c: 0 });
+        }
+        batch.submit()
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        match self.tear_down() {
+            Ok(()) => {
+                for f in self.tables.drain(..).chain([self.root]) {
+                    let _ = frames::free(f);
+                }
+            }
+            Err(e) => crate::println!("vm: address space {:#x} not torn down ({e}); its frames leak", self.root.addr()),
+        }
+    }
+}
+
+/// Runs `f` with `space` loaded in this CPU's CR3, then the kernel root again.
+pub fn with_space<R>(space: &AddressSpace, f: impl FnOnce() -> R) -> Result<R, VmError> {
+    crate::arch::without_interrupts(|| {
+        nk::api::load_cr3(space.root())?;
+        let r = f();
+        nk::api::load_cr3(nk::api::kernel_root())?;
+        Ok(r)
+    })
+}
+
+crate::ktest!(
+    fn address_space_maps_through_the_nk() {
+        let mut space = AddressSpace::new().map_err(|e| alloc::format!("{e}"))?;
+        let frames_: Vec<Frame> = (0..3).map(|_| frames::alloc().expect("frame")).collect();
+        for (i, f) in frames_.iter().enumerate() {
+            f.fill(0x41 + i as u8);
+        }
+        let base = 0x4000_0000u64;
+        let pages: Vec<(u64, u64)> =
+            frames_.iter().enumerate().map(|(i, f)| (base + i as u64 * PAGE_SIZE, f.addr())).collect();
+        let crossings = nk::api::gate_crossings();
+        space.map(&pages, PteFlags::WRITABLE | PteFlags::NO_EXECUTE).map_err(|e| alloc::format!("map: {e}"))?;
+        let used = nk::api::gate_crossings() - crossings;
+        if nk::BACKEND != "native" {
+            crate::kassert!(used == 1, "mapping 3 pages and 3 tables took {} gate crossings", used);
+        }
+        let t = space.translate(base + PAGE_SIZE).ok_or("page not mapped")?;
+        crate::kassert!(t.phys == frames_[1].addr() && t.writable && !t.executable && !t.user);
+        let seen = with_space(&space, || walk::read_u8(base + 2 * PAGE_SIZE)).map_err(|e| alloc::format!("{e}"))?;
+        crate::kassert!(seen == Some(0x43), "read {:?} through the new address space", seen);
+        space.unmap(&[base]).map_err(|e| alloc::format!("unmap: {e}"))?;
+        crate::kassert!(space.translate(base).is_none());
+        drop(space);
+        for f in frames_ {
+            frames::free(f).map_err(|_| "free")?;
+        }
+        if let Ok(report) = nk::api::audit() {
+            crate::kassert!(report.violations == 0, "audit after teardown: {:?}", report.first[0]);
+        }
+        Ok(())
+    }
+);
+
+crate::ktest!(
+    fn a_mapped_page_is_refused_twice() {
+        let mut space = AddressSpace::new().map_err(|e| alloc::format!("{e}"))?;
+        let f = frames::alloc().ok_or("frame")?;
+        let page = [(0x1000u64, f.addr())];
+        space.map(&page, PteFlags::NO_EXECUTE).map_err(|e| alloc::format!("{e}"))?;
+        let again = space.map(&page, PteFlags::NO_EXECUTE);
+        crate::kassert!(again == Err(VmError::AlreadyMapped { va: 0x1000 }), "{:?}", again);
+        crate::kassert!(space.map(&[(USER_END, f.addr())], PteFlags::empty()).is_err());
+        drop(space);
+        frames::free(f).map_err(|_| "free")?;
+        Ok(())
+    }
+);
