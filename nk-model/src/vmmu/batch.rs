@@ -30,8 +30,16 @@ impl Vmmu<'_> {
     /// Applies `ops` in order; stops at the first refusal, which changed
     /// nothing. The caller still calls `finish` before leaving the gate.
     pub fn apply_batch(&mut self, mem: &mut impl PhysMem, ops: &[Op]) -> Result<(), BatchError> {
-        let result = ops.iter().enumerate().try_for_each(|(index, op)| {
-            match *op {
+        self.apply_ops(mem, ops.iter().copied())
+    }
+
+    /// `apply_batch` over operations the NK fetches one at a time: each is
+    /// taken from `ops` only after the one before it was applied, and none
+    /// after a refusal, so the NK can copy each out of outer-kernel memory
+    /// just before checking it (no slice of it to race with).
+    pub fn apply_ops<I: IntoIterator<Item = Op>>(&mut self, mem: &mut impl PhysMem, ops: I) -> Result<(), BatchError> {
+        let result = ops.into_iter().enumerate().try_for_each(|(index, op)| {
+            match op {
                 Op::Declare(pfn, level) => self.declare_ptp(mem, pfn, level),
                 Op::Remove(pfn) => self.remove_ptp(mem, pfn),
                 Op::Write(ptp, i, pte) => self.write_pte(mem, ptp, i, pte),

@@ -50,6 +50,17 @@ impl Vmmu<'_> {
         Ok(())
     }
 
+    /// Pins a declared page table for good: it can never be removed, and no
+    /// entry pointing at it can be changed by `write_pte`. The NK pins every
+    /// boot table on a path from the kernel root to NK memory (and the root),
+    /// so the outer kernel cannot swap a table that maps the NK for its own.
+    pub fn boot_pin(&mut self, pfn: u64) -> Result<(), VmmuError> {
+        let i = self.slot(pfn).ok_or(VmmuError::FrameOutOfRange { pfn })?;
+        let FrameKind::Ptp(_) = self.frames[i].kind() else { return Err(VmmuError::NotDeclared { pfn }) };
+        self.frames[i].pin();
+        Ok(())
+    }
+
     /// Names the kernel root: the source of every address space's kernel
     /// half and the start of every direct-map alias walk.
     pub fn set_kernel_root(&mut self, pfn: u64) {

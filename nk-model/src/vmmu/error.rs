@@ -55,6 +55,11 @@ pub enum VmmuError {
     ExecutableDevice { addr: u64 },
     /// The frame's reference count would overflow.
     RefOverflow { pfn: u64 },
+    /// The entry points at NK memory or at a pinned page table, so it never
+    /// changes (not even to its own value).
+    PinnedEntry { table: u64, index: usize },
+    /// The page table is pinned: it leads to NK memory and is never removed.
+    Pinned { pfn: u64 },
 }
 
 impl VmmuError {
@@ -86,6 +91,8 @@ impl VmmuError {
             Self::MapsNkMemory { .. } => 21,
             Self::ExecutableDevice { .. } => 22,
             Self::RefOverflow { .. } => 23,
+            Self::PinnedEntry { .. } => 24,
+            Self::Pinned { .. } => 25,
         }
     }
 }
@@ -130,6 +137,12 @@ impl core::fmt::Display for VmmuError {
             Self::MapsNkMemory { pfn } => write!(f, "frame {pfn:#x} is nested-kernel memory and cannot be mapped"),
             Self::ExecutableDevice { addr } => write!(f, "device memory at {addr:#x} cannot be executable"),
             Self::RefOverflow { pfn } => write!(f, "frame {pfn:#x} cannot take another reference"),
+            Self::PinnedEntry { table, index } => write!(
+                f,
+                "entry {index} of page table {table:#x} points at nested-kernel memory or a pinned page table \
+                 and cannot be changed"
+            ),
+            Self::Pinned { pfn } => write!(f, "page table {pfn:#x} is pinned and is never removed"),
         }
     }
 }

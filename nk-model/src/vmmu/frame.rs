@@ -1,5 +1,5 @@
-//! The frame table's entries: what each physical frame of RAM is, and how
-//! many page-table entries point at it.
+//! The frame table's entries: what each physical frame of RAM is, whether
+//! the NK has pinned it, and how many page-table entries point at it.
 
 use super::level::Level;
 
@@ -36,14 +36,16 @@ impl core::fmt::Display for FrameKind {
 
 /// One frame's descriptor: 8 bytes, so the table costs 0.2 % of RAM.
 ///
-/// The fields are private: only the vMMU changes a kind or a count, and it
-/// keeps `refs` exact.
+/// The fields are private: only the vMMU changes a kind, a pin or a count,
+/// and it keeps `refs` exact.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FrameDesc {
     tag: u8,
     level: u8,
-    reserved: [u8; 2],
+    /// 1 when pinned, else 0 (other values read as pinned).
+    pinned: u8,
+    reserved: u8,
     refs: u32,
 }
 
@@ -60,7 +62,7 @@ impl FrameDesc {
     /// Free outer-kernel data with no mapping: what the NK fills the table
     /// with before it sets the kinds. All zero bytes, so a zeroed frame
     /// table is a table of `DATA`.
-    pub const DATA: Self = Self { tag: TAG_DATA, level: 0, reserved: [0; 2], refs: 0 };
+    pub const DATA: Self = Self { tag: TAG_DATA, level: 0, pinned: 0, reserved: 0, refs: 0 };
 
     pub const fn kind(&self) -> FrameKind {
         match (self.tag, Level::from_u8(self.level)) {
@@ -76,6 +78,14 @@ impl FrameDesc {
         }
     }
 
+    /// A page table the NK pinned at boot (it leads to NK memory): never
+    /// removed, and entries pointing at it never change. The NK writes only
+    /// 0 or 1; any other value (corrupted NK memory) reads as pinned, the
+    /// more restricted reading.
+    pub const fn pinned(&self) -> bool {
+        self.pinned != 0
+    }
+
     pub const fn refs(&self) -> u32 {
         self.refs
     }
@@ -89,6 +99,11 @@ impl FrameDesc {
             FrameKind::Nk => (TAG_NK, 0),
             FrameKind::Device => (TAG_DEVICE, 0),
         };
+    }
+
+    /// Pins the frame for good: nothing unpins it.
+    pub(super) fn pin(&mut self) {
+        self.pinned = 1;
     }
 
     pub(super) fn set_refs(&mut self, refs: u32) {
@@ -117,15 +132,27 @@ mod tests {
             d.set_refs(7);
             assert_eq!(d.kind(), kind);
             assert_eq!(d.refs(), 7);
+            assert!(!d.pinned());
+            d.pin();
+            assert_eq!((d.kind(), d.refs(), d.pinned()), (kind, 7, true));
         }
     }
 
     #[test]
+    fn all_zero_is_unpinned_data() {
+        let zero = FrameDesc { tag: 0, level: 0, pinned: 0, reserved: 0, refs: 0 };
+        assert_eq!(zero, FrameDesc::DATA);
+        assert!(!FrameDesc::DATA.pinned());
+    }
+
+    #[test]
     fn corrupted_encodings_read_as_nk() {
-        let bad = FrameDesc { tag: 200, level: 0, reserved: [0; 2], refs: 0 };
+        let bad = FrameDesc { tag: 200, level: 0, pinned: 0, reserved: 0, refs: 0 };
         assert_eq!(bad.kind(), FrameKind::Nk);
-        let bad_level = FrameDesc { tag: TAG_PTP, level: 9, reserved: [0; 2], refs: 0 };
+        let bad_level = FrameDesc { tag: TAG_PTP, level: 9, pinned: 0, reserved: 0, refs: 0 };
         assert_eq!(bad_level.kind(), FrameKind::Nk);
+        let bad_pin = FrameDesc { tag: TAG_PTP, level: 1, pinned: 0x80, reserved: 0, refs: 0 };
+        assert!(bad_pin.pinned());
         assert_eq!(FrameDesc::DATA.kind(), FrameKind::Data);
     }
 }

@@ -21,6 +21,7 @@ mod remove;
 mod report;
 mod rights;
 mod state;
+mod wire;
 mod write;
 
 #[cfg(test)]
@@ -38,3 +39,4 @@ pub use phys_mem::PhysMem;
 pub use raw::{RawLevel, RawPfn, RawPte};
 pub use report::{Invariant, REPORTED, Report, Violation};
 pub use state::{MAX_CPUS, Vmmu};
+pub use wire::Wire;

@@ -38,6 +38,9 @@ impl Vmmu<'_> {
         if self.kernel_root == Some(pfn) {
             return Err(VmmuError::KernelRoot);
         }
+        if desc.pinned() {
+            return Err(VmmuError::Pinned { pfn });
+        }
         if self.live_roots.contains(&Some(pfn)) {
             return Err(VmmuError::LiveRoot { pfn });
         }

@@ -1,5 +1,7 @@
 //! `write_pte`: one entry of a page-table page, checked against the
-//! encoding rules and the kinds of the frames it points at (I1, I2, I6, I8).
+//! encoding rules and the kinds of the frames it points at (I1, I2, I6, I8),
+//! unless the entry is frozen because it already points at NK memory or at a
+//! pinned table.
 
 use super::encoding::check_encoding;
 use super::entry::{ENTRIES, Rights, Target, target};
@@ -50,6 +52,9 @@ impl Vmmu<'_> {
         }
         let new = pte.0;
         let old = mem.read_entry(table, index);
+        if let Some(t) = target(level, old) {
+            self.check_unfrozen(table, index, t)?;
+        }
         if let Some(t) = check_encoding(level, new)? {
             if t.leaf {
                 self.check_leaf(t, Rights::of(new))?;
@@ -59,6 +64,18 @@ impl Vmmu<'_> {
             self.check_room(t, target(level, old))?;
         }
         Ok(EntryWrite { table, index, level, old, new })
+    }
+
+    /// The old entry must not point at NK memory or at a pinned table.
+    /// Checking only the new entry would let the outer kernel repoint the
+    /// NK's own boot mappings (say, the image page holding the NK's IDT) at
+    /// a frame it writes, or swap the table that maps NK pages for its own.
+    fn check_unfrozen(&self, table: u64, index: usize, old: Target) -> Result<(), VmmuError> {
+        let frozen = old.in_ram(self.frames.len()).any(|pfn| {
+            let desc = self.frames[pfn as usize];
+            desc.kind() == FrameKind::Nk || desc.pinned()
+        });
+        if frozen { Err(VmmuError::PinnedEntry { table, index }) } else { Ok(()) }
     }
 
     /// I1: a non-leaf entry points at a declared table of the next level.

@@ -2,7 +2,8 @@
 //! share succeed (frames picked from the declared tables and free data most
 //! of the time) and the rest probe every rule (tables mapped writable, NK
 //! frames, undeclared frames, wrong levels, large pages, device memory,
-//! reserved bits, user/exec combinations, rewritten direct-map aliases).
+//! reserved bits, user/exec combinations, rewritten direct-map aliases,
+//! entries that point at NK memory or pinned tables).
 
 use super::machine::*;
 use super::{Sim, machine};
@@ -200,6 +201,11 @@ impl<'s, 't> Gen<'s, 't> {
         {
             return op;
         }
+        if self.rng.percent(8)
+            && let Some(op) = self.rewrite_frozen()
+        {
+            return op;
+        }
         let table = if self.rng.percent(88) { self.ptp() } else { self.any_frame() };
         let level = match self.s.v.kind_of(table) {
             Some(FrameKind::Ptp(level)) => level,
@@ -283,6 +289,34 @@ impl<'s, 't> Gen<'s, 't> {
             2 => self.any_frame() << 12 | P | NX,
             _ => 0,
         } & !RESERVED_BITS;
+        Some(Op::Write(RawPfn(table), index, RawPte(value)))
+    }
+
+    /// Tries to change an entry that points at NK memory or a pinned table:
+    /// one the boot froze (an NK frame's alias or image page, a link on the
+    /// way to one), or the kernel half of a root. Repoints it at a table or
+    /// frame the outer kernel controls, clears it, or writes it unchanged.
+    fn rewrite_frozen(&mut self) -> Option<Op> {
+        let (table, index) = if self.rng.percent(60) {
+            let (table, index, _) = self.rng.pick(&self.s.frozen)?;
+            (table, index)
+        } else {
+            let root = self.rng.pick(&self.pools.ptps[4])?;
+            let present: Vec<usize> = (256..ENTRIES).filter(|&i| self.s.entry(root, i) & P != 0).collect();
+            (root, self.rng.pick(&present)?)
+        };
+        let level = match self.s.v.kind_of(table) {
+            Some(FrameKind::Ptp(level)) => level,
+            _ => Level::L1,
+        };
+        let old = self.s.entry(table, index);
+        let value = match self.rng.below(6) {
+            0 => old,
+            1 => old ^ A,
+            2 => 0,
+            3 if level == Level::L1 => self.data_frame() << 12 | P | W | NX,
+            _ => self.table_entry(level),
+        };
         Some(Op::Write(RawPfn(table), index, RawPte(value)))
     }
 

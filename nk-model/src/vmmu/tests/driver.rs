@@ -1,13 +1,15 @@
 //! Runs the outer kernel's calls against the simulated machine and checks
 //! each one: a refused call changed nothing, an accepted one did what it
 //! says, a batch does exactly what its operations do one by one, `finish`
-//! flushes exactly when needed, and the checker finds no violation.
+//! flushes exactly when needed, the checker finds no violation and every
+//! entry the boot pins froze keeps its boot value.
 
 use super::adversary::Call;
-use super::machine::{NX, P, PS, U};
+use super::machine::{FRAMES, NX, P, PS, U};
 use super::sim::Change;
 use super::{Sim, State};
-use crate::vmmu::{BatchError, FrameKind, Level, Op, RawLevel, RawPfn, RawPte, VmmuError};
+use crate::vmmu::{BatchError, ENTRIES, FrameKind, Level, Op, RawLevel, RawPfn, RawPte, VmmuError};
+use core::ops::Range;
 use std::vec::Vec;
 
 /// What the calls did, over all cases of a test.
@@ -24,7 +26,7 @@ pub struct Tally {
     pub written: u64,
     pub loaded: u64,
     /// Refusals by `VmmuError::code`.
-    pub by_rule: [u64; 24],
+    pub by_rule: [u64; 26],
 }
 
 impl Sim<'_> {
@@ -59,12 +61,19 @@ impl Sim<'_> {
         self.leave_gate(call_mark);
         let r = self.report();
         assert!(r.is_clean(), "after {call:?}: {} violations, first {:?}", r.violations, r.first);
+        self.assert_frozen_kept();
     }
 
     /// One operation through its own entry point; refusals change nothing.
     fn op_alone(&mut self, op: &Op, tally: &mut Tally) -> Result<(), VmmuError> {
         let before = self.state();
         let mark = self.mem.mark();
+        let old = match *op {
+            Op::Write(RawPfn(table), index, _) if table < FRAMES as u64 && index < ENTRIES => {
+                Some(self.entry(table, index))
+            }
+            _ => None,
+        };
         let result = match *op {
             Op::Declare(pfn, level) => self.v.declare_ptp(&mut self.mem, pfn, level),
             Op::Remove(pfn) => self.v.remove_ptp(&mut self.mem, pfn),
@@ -73,7 +82,7 @@ impl Sim<'_> {
         match result {
             Ok(()) => {
                 tally.accepted += 1;
-                self.was_allowed(op, &before);
+                self.was_allowed(op, &before, old);
                 self.did(op, tally);
                 assert_flushed_before_trust(op, self.mem.since(mark), before.tlb_stale);
             }
@@ -87,10 +96,12 @@ impl Sim<'_> {
     }
 
     /// The preconditions of docs/vmmu.md, restated independently of the
-    /// rules' code, against the state before an accepted operation.
-    fn was_allowed(&self, op: &Op, before: &State) {
+    /// rules' code, against the state before an accepted operation (`old`:
+    /// the entry a write replaced).
+    fn was_allowed(&self, op: &Op, before: &State, old: Option<u64>) {
         let kind = |pfn: u64| before.frames.get(pfn as usize).map(|d| d.kind());
         let refs = |pfn: u64| before.frames[pfn as usize].refs();
+        let pinned = |pfn: u64| before.frames.get(pfn as usize).is_some_and(|d| d.pinned());
         match *op {
             Op::Declare(RawPfn(pfn), _) => {
                 assert_eq!((kind(pfn), refs(pfn)), (Some(FrameKind::Data), 1), "declared {op:?}");
@@ -98,9 +109,14 @@ impl Sim<'_> {
             Op::Remove(RawPfn(pfn)) => {
                 assert!(matches!(kind(pfn), Some(FrameKind::Ptp(_))) && refs(pfn) == 1, "removed {op:?}");
                 assert!(!before.live_roots.contains(&Some(pfn)) && before.kernel_root != Some(pfn), "removed {op:?}");
+                assert!(!pinned(pfn), "removed pinned {op:?}");
             }
             Op::Write(RawPfn(table), _, RawPte(value)) => {
                 let Some(FrameKind::Ptp(level)) = kind(table) else { panic!("wrote into a non-table: {op:?}") };
+                for pfn in old.and_then(|old| covered(level, old)).unwrap_or_default() {
+                    let frozen = kind(pfn) == Some(FrameKind::Nk) || pinned(pfn);
+                    assert!(!frozen, "changed an entry pointing at {:?} {pfn:#x}: {op:?}", kind(pfn));
+                }
                 assert_eq!(value & (0x7ff << 52), 0, "{op:?}");
                 let huge = value & PS != 0 && matches!(level, Level::L2 | Level::L3);
                 if value & P == 0 || !(level == Level::L1 || huge) {
@@ -164,7 +180,18 @@ impl Sim<'_> {
         self.v.frames.copy_from_slice(&frames);
         (self.v.live_roots, self.v.tlb_stale, self.v.counters) = (live_roots, stale, counters);
 
-        assert_eq!(self.v.apply_batch(&mut self.mem, ops), expected, "batch {ops:?}");
+        // Half the batches as the NK feeds them: copied one operation at a
+        // time, none read after a refusal.
+        let (fed, mut pulled) = (!ops.len().is_multiple_of(2), 0);
+        let result = if fed {
+            self.v.apply_ops(&mut self.mem, ops.iter().copied().inspect(|_| pulled += 1))
+        } else {
+            self.v.apply_batch(&mut self.mem, ops)
+        };
+        assert_eq!(result, expected, "batch {ops:?}");
+        if fed {
+            assert_eq!(pulled, expected.map_or_else(|e| e.index + 1, |()| ops.len()), "batch {ops:?} read too far");
+        }
         assert!((self.v.frames.to_vec(), self.v.live_roots, self.v.tlb_stale) == one_by_one, "batch {ops:?}");
         assert_eq!(self.mem.since(mark), &writes[..], "batch {ops:?} wrote differently");
     }
@@ -180,6 +207,18 @@ impl Sim<'_> {
         assert_eq!(flushed, if stale { &[Change::Flush][..] } else { &[][..] });
         assert!(!self.v.tlb_stale());
     }
+}
+
+/// The frames a present entry of a `level` table covers, restated from the
+/// bits (beyond RAM cut off: those have no kind).
+fn covered(level: Level, value: u64) -> Option<Range<u64>> {
+    if value & P == 0 {
+        return None;
+    }
+    let huge = value & PS != 0 && matches!(level, Level::L2 | Level::L3);
+    let size = if huge { level.leaf_frames() } else { 1 };
+    let first = (value & 0x000f_ffff_ffff_f000) >> 12 & !(size - 1);
+    Some(first.min(FRAMES as u64)..(first + size).min(FRAMES as u64))
 }
 
 /// Whether, after `changes`, some present entry was replaced or removed

@@ -1,6 +1,7 @@
 //! A small machine built like the real boot, through the trusted boot
 //! interface: kinds first, then every table declared, then the leaves, each
-//! with the rights of its frame's final kind.
+//! with the rights of its frame's final kind, and last the pins: the root and
+//! every table on a path from it to NK memory.
 //!
 //! 1000 frames of RAM (not a multiple of 2 MiB, so a large page can straddle
 //! the end of RAM), a hole of device frames, kernel code, read-only data, NK
@@ -10,7 +11,7 @@
 use super::sim::SimMem;
 use crate::layout::{DIRECT_MAP_BASE, KERNEL_BASE, PAGE_SIZE, table_index};
 use crate::pte::{Pte, PteFlags};
-use crate::vmmu::{FrameDesc, FrameKind, Level, PhysMem, TABLE_FLAGS, Vmmu};
+use crate::vmmu::{ENTRIES, FrameDesc, FrameKind, Level, PhysMem, TABLE_FLAGS, Vmmu};
 use core::ops::Range;
 use std::sync::OnceLock;
 use std::vec;
@@ -46,12 +47,14 @@ pub const NX: u64 = PteFlags::NO_EXECUTE.bits();
 /// A non-leaf entry's flags.
 pub const T: u64 = TABLE_FLAGS.bits();
 
-/// A booted machine: the frame table, memory and the kernel root.
+/// A booted machine: the frame table, memory, the kernel root, and the
+/// entries the pins freeze, as (table, index, boot value).
 #[derive(Clone)]
 pub struct Machine {
     pub frames: Vec<FrameDesc>,
     pub mem: SimMem,
     pub root: u64,
+    pub frozen: Vec<(u64, usize, u64)>,
 }
 
 /// The booted machine (built once per test binary, cloned per use).
@@ -97,8 +100,64 @@ fn boot() -> Machine {
         let flags = leaf_flags(v.frame(pfn).unwrap().kind(), image);
         v.boot_map(&mut mem, table, table_index(va, 1), Pte::from_bits(pfn << 12 | flags)).unwrap();
     }
+    pin_paths_to_nk(&mut v, &mem, root, Level::L4);
+    v.boot_pin(root).unwrap();
+    let frozen = frozen_entries(&v, &mem);
     mem.journal.clear();
-    Machine { frames, mem, root }
+    Machine { frames, mem, root, frozen }
+}
+
+/// What a present entry of a table of `level` covers: (first frame, frames,
+/// leaf). Read here from the bits, apart from the vMMU's own reading.
+fn covers(level: Level, e: Pte) -> Option<(u64, u64, bool)> {
+    let pfn = e.addr() >> 12;
+    match level {
+        _ if !e.is_present() => None,
+        Level::L1 => Some((pfn, 1, true)),
+        Level::L2 | Level::L3 if e.is_huge() => {
+            let count = level.leaf_frames();
+            Some((pfn & !(count - 1), count, true))
+        }
+        _ => Some((pfn, 1, false)),
+    }
+}
+
+fn is_nk(v: &Vmmu<'_>, pfn: u64) -> bool {
+    v.frame(pfn).is_some_and(|d| d.kind() == FrameKind::Nk)
+}
+
+/// Pins every table below `table` (and `table`) that leads to NK memory, as
+/// the NK does before the hand-off; returns whether `table` leads there.
+fn pin_paths_to_nk(v: &mut Vmmu<'_>, mem: &SimMem, table: u64, level: Level) -> bool {
+    let mut leads = false;
+    for index in 0..ENTRIES {
+        let Some((first, count, leaf)) = covers(level, Pte::from_bits(mem.read_entry(table, index))) else { continue };
+        leads |= match level.next_lower() {
+            Some(next) if !leaf => pin_paths_to_nk(v, mem, first, next),
+            _ => (first..first + count).any(|pfn| is_nk(v, pfn)),
+        };
+    }
+    if leads {
+        v.boot_pin(table).unwrap();
+    }
+    leads
+}
+
+/// Every entry of a boot table that points at NK memory or a pinned table:
+/// the outer kernel must never change one.
+fn frozen_entries(v: &Vmmu<'_>, mem: &SimMem) -> Vec<(u64, usize, u64)> {
+    let mut frozen = Vec::new();
+    for table in BOOT_TABLES {
+        let Some(FrameKind::Ptp(level)) = v.frame(table).map(|d| d.kind()) else { continue };
+        for index in 0..ENTRIES {
+            let value = mem.read_entry(table, index);
+            let Some((first, count, _)) = covers(level, Pte::from_bits(value)) else { continue };
+            if (first..first + count).any(|pfn| is_nk(v, pfn) || v.frame(pfn).is_some_and(|d| d.pinned())) {
+                frozen.push((table, index, value));
+            }
+        }
+    }
+    frozen
 }
 
 /// The rights the boot gives a frame: the direct map is never executable;

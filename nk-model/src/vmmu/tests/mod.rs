@@ -11,6 +11,7 @@ mod props;
 mod rules_batch;
 mod rules_cr3;
 mod rules_declare;
+mod rules_pin;
 mod rules_remove;
 mod rules_write;
 mod sim;
@@ -27,6 +28,8 @@ pub struct Sim<'t> {
     pub v: Vmmu<'t>,
     pub mem: SimMem,
     pub root: u64,
+    /// The entries the boot pins froze, with their boot values.
+    pub frozen: Vec<(u64, usize, u64)>,
     scratch: Vec<u32>,
 }
 
@@ -42,12 +45,12 @@ pub struct State {
 
 /// Boots a machine whose frame table lives in `frames`.
 pub fn sim(frames: &mut Vec<FrameDesc>) -> Sim<'_> {
-    let Machine { frames: booted_frames, mem, root } = booted();
+    let Machine { frames: booted_frames, mem, root, frozen } = booted();
     *frames = booted_frames;
     let mut v = Vmmu::new(frames);
     v.set_kernel_root(root);
     let scratch = vec![0; v.frames_len()];
-    Sim { v, mem, root, scratch }
+    Sim { v, mem, root, frozen, scratch }
 }
 
 impl<'t> Sim<'t> {
@@ -69,6 +72,15 @@ impl<'t> Sim<'t> {
     pub fn assert_clean(&mut self) {
         let r = self.report();
         assert!(r.is_clean(), "{} violations, first: {:?}", r.violations, r.first);
+        self.assert_frozen_kept();
+    }
+
+    /// Every entry the boot pins froze still holds its boot value.
+    #[track_caller]
+    pub fn assert_frozen_kept(&self) {
+        for &(table, index, value) in &self.frozen {
+            assert_eq!(self.entry(table, index), value, "frozen entry {index} of table {table:#x} changed");
+        }
     }
 
     /// Runs `op`, which must be refused with `expected` and change nothing

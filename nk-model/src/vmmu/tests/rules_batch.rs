@@ -56,6 +56,38 @@ fn a_whole_batch_applies_in_order() {
 }
 
 #[test]
+fn operations_fed_one_at_a_time_are_read_no_further_than_the_refusal() {
+    let ops = build_and_break();
+    let mut frames_batch = Vec::new();
+    let mut batch = sim(&mut frames_batch);
+    let expected = batch.v.apply_batch(&mut batch.mem, &ops);
+    let mut frames = Vec::new();
+    let mut s = sim(&mut frames);
+    // As the NK copies them out of outer-kernel memory: one by one, each
+    // only once the one before it is done.
+    let mut read = 0;
+    let fetch = core::iter::from_fn(|| {
+        let op = ops.get(read).copied();
+        read += 1;
+        op
+    });
+    assert_eq!(s.v.apply_ops(&mut s.mem, fetch), expected);
+    assert_eq!(read, 4, "read past the refused operation");
+    assert_eq!(s.v.frames, batch.v.frames);
+    assert_eq!(s.mem.journal, batch.mem.journal);
+    assert_eq!(s.v.counters(), batch.v.counters());
+    // A whole stream applies and counts as one batch.
+    let mut ops = build_and_break();
+    ops[3] = Op::Write(RawPfn(X), 0, RawPte(0));
+    let mut frames = Vec::new();
+    let mut s = sim(&mut frames);
+    assert_eq!(s.v.apply_ops(&mut s.mem, ops), Ok(()));
+    s.assert_clean();
+    let c = s.v.counters();
+    assert_eq!((c.batches.calls, c.batches.rejections, c.declare.calls, c.write_pte.calls), (1, 0, 2, 2));
+}
+
+#[test]
 fn finish_flushes_once_and_only_when_needed() {
     let mut frames = Vec::new();
     let mut s = sim(&mut frames);
@@ -105,9 +137,14 @@ fn every_error_has_a_sentence_and_a_distinct_code() {
         VmmuError::MapsNkMemory { pfn: 1 },
         VmmuError::ExecutableDevice { addr: 0x1000 },
         VmmuError::RefOverflow { pfn: 1 },
+        VmmuError::PinnedEntry { table: 1, index: 2 },
+        VmmuError::Pinned { pfn: 1 },
     ];
     let codes: BTreeSet<u32> = errors.iter().map(VmmuError::code).collect();
     assert_eq!(codes.len(), errors.len());
+    // Codes are part of the gate's interface: new rules only append.
+    let in_order: Vec<u32> = errors.iter().map(VmmuError::code).collect();
+    assert_eq!(in_order, (1..=errors.len() as u32).collect::<Vec<_>>());
     assert!(!codes.contains(&0));
     let texts: BTreeSet<_> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(texts.len(), errors.len());
