@@ -43,19 +43,17 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
 
 /// What protected thing an address is, for fault reports: the invariant a
 /// blocked write would have broken.
+/// What the faulting address maps, by the NK's frame table, and the
+/// invariant that makes it read-only to the outer kernel.
 fn protected_what(addr: u64) -> &'static str {
-    let image = nk::layout::image();
-    let phys = nk::layout::virt_to_phys(addr);
-    let in_image =
-        |s: nk::layout::Section| s.contains(addr) || phys.is_some_and(|p| s.contains(p + nk::layout::KERNEL_BASE));
-    if in_image(image.nk_data) {
-        ", NK memory: page tables or descriptor tables (I2, I8, I9)"
-    } else if in_image(image.text) {
-        ", kernel code (I6)"
-    } else if in_image(image.rodata) {
-        ", kernel read-only data (I6)"
-    } else {
-        ""
+    use nk::FrameKind;
+    let Some(t) = crate::mm::walk::translate(crate::mm::walk::current_root(), addr) else { return "" };
+    match nk::api::frame_kind(t.phys / 4096) {
+        Some(FrameKind::Ptp(_)) => ", a page-table page (I2)",
+        Some(FrameKind::Nk) => ", NK memory (I8, I9)",
+        Some(FrameKind::Code) => ", kernel code (I6)",
+        Some(FrameKind::ReadOnly) => ", kernel read-only data (I6)",
+        _ => "",
     }
 }
 

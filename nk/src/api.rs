@@ -9,7 +9,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use nk_model::vmmu::{BatchError, Report, VmmuError, Wire};
 
-pub use crate::vmmu::{BatchOp, MAX_BATCH, frame_count, kernel_root};
+pub use crate::vmmu::{BatchOp, MAX_BATCH, frame_count, frame_kind, kernel_root};
 
 pub(crate) const SET_TRAP_HANDLER: u64 = op::SET_TRAP_HANDLER;
 

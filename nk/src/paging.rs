@@ -267,5 +267,5 @@ pub fn build_kernel_tables(info: &BootInfo) {
     // the same addresses as the early tables, and the direct map over the
     // reserved range and all RAM.
     unsafe { cpu::write_cr3(root * PAGE_SIZE) };
-    vmmu::install(vmmu::State { vmmu: b.vmmu, scratch });
+    vmmu::install(vmmu::State { vmmu: b.vmmu, scratch, table_va: phys_to_virt(reserved.start) });
 }

@@ -112,6 +112,8 @@ impl<T> NkLock<T> {
 pub(crate) struct State {
     pub vmmu: Vmmu<'static>,
     pub scratch: &'static mut [u32],
+    /// The frame table's direct-map address.
+    pub table_va: u64,
 }
 
 static STATE: NkLock<Option<State>> = NkLock::new(None);
@@ -119,11 +121,14 @@ static STATE: NkLock<Option<State>> = NkLock::new(None);
 /// The kernel root's frame number, for the outer kernel to switch back to.
 static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
 static FRAMES: AtomicU64 = AtomicU64::new(0);
+/// Where the frame table is, for `frame_kind` (read-only to outer code).
+static FRAME_TABLE: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the vMMU the boot code built. Once.
 pub(crate) fn install(state: State) {
     KERNEL_ROOT.store(state.vmmu.kernel_root().unwrap_or(0), Ordering::Relaxed);
     FRAMES.store(state.vmmu.frames_len() as u64, Ordering::Relaxed);
+    FRAME_TABLE.store(state.table_va, Ordering::Relaxed);
     STATE.with(|s| {
         if s.is_some() {
             crate::console::fatal("nk: vMMU installed twice");
@@ -139,6 +144,19 @@ pub fn kernel_root() -> u64 {
 /// Frames in the frame table: RAM up to its highest address.
 pub fn frame_count() -> u64 {
     FRAMES.load(Ordering::Relaxed)
+}
+
+/// What the frame table says frame `pfn` is (`None` beyond RAM). A snapshot:
+/// the NK may change it right after. For fault reports and tests.
+pub fn frame_kind(pfn: u64) -> Option<nk_model::vmmu::FrameKind> {
+    let base = FRAME_TABLE.load(Ordering::Relaxed);
+    if base == 0 || pfn >= frame_count() {
+        return None;
+    }
+    // SAFETY: the frame table lies in the direct map, readable everywhere,
+    // and has `frame_count()` descriptors; every bit pattern reads as some kind.
+    let desc = unsafe { (base as *const FrameDesc).add(pfn as usize).read_volatile() };
+    Some(desc.kind())
 }
 
 fn with_vmmu<R>(f: impl FnOnce(&mut State, &mut DirectMap) -> R) -> R {

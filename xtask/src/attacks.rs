@@ -40,7 +40,7 @@ pub fn run(backend: Backend, kernel: &Path, filter: Option<&str>, tally: &mut Ta
     let machine =
         Machine { kernel: kernel.to_path_buf(), accel: Accel::Tcg, smp: 1, mem_mib: 256, cmdline: String::new() };
     let group = format!("attacks-{}", backend.name());
-    let capture = match qemu::boot_capture(&machine, b"attack all\npoweroff\n", TIMEOUT, &mut |_| {}) {
+    let capture = match qemu::boot_capture(&machine, b"attack all\nnk audit\npoweroff\n", TIMEOUT, &mut |_| {}) {
         Ok(c) => c,
         Err(e) => {
             println!("{group} ... FAILED: {e}");
@@ -61,6 +61,26 @@ pub fn run(backend: Backend, kernel: &Path, filter: Option<&str>, tally: &mut Ta
         } else {
             println!("attack {check} ... FAILED: {verdict}");
             tally.fail(check);
+        }
+    }
+    // After every attack, the protected kernel's auditor must find the page
+    // tables intact; the native kernel keeps no frame table to audit.
+    let audit = capture.output.lines().find(|l| l.starts_with("audit: "));
+    let check = format!("{group}/audit");
+    if filter.is_none_or(|f| check.contains(f)) {
+        match (backend, audit) {
+            (Backend::Wp, Some(line)) if line.ends_with(" 0 violations") => {
+                println!("attack {check} ... ok: {line}");
+                tally.pass();
+            }
+            (Backend::Native, Some(line)) => {
+                println!("attack {check} ... ok: {line}");
+                tally.pass();
+            }
+            (_, line) => {
+                println!("attack {check} ... FAILED: {}", line.unwrap_or("no audit line"));
+                tally.fail(check);
+            }
         }
     }
     let whole = capture.output.contains("attacks: ") && capture.code() == Some(EXIT_SUCCESS);

@@ -7,6 +7,7 @@
 mod cpu_state;
 pub mod gate;
 mod memory;
+mod vmmu;
 
 use crate::println;
 use crate::sched::{self, Exit};
@@ -32,6 +33,17 @@ pub struct Attack {
 /// Every attack, in the order `attack all` runs them.
 pub const CATALOG: &[Attack] = &[
     Attack { name: "ptp-direct-write", invariant: "I2", run: memory::ptp_direct_write },
+    Attack { name: "ptp-direct-write-leaf", invariant: "I2", run: vmmu::ptp_direct_write_leaf },
+    Attack { name: "map-ptp-writable", invariant: "I2", run: vmmu::map_ptp_writable },
+    Attack { name: "map-nk-memory", invariant: "I8", run: vmmu::map_nk_memory },
+    Attack { name: "rewrite-nk-mapping", invariant: "I8", run: vmmu::rewrite_nk_mapping },
+    Attack { name: "undeclared-table", invariant: "I1", run: vmmu::undeclared_table },
+    Attack { name: "level-confusion", invariant: "I1", run: vmmu::level_confusion },
+    Attack { name: "declare-mapped-frame", invariant: "I10", run: vmmu::declare_mapped_frame },
+    Attack { name: "remove-referenced-ptp", invariant: "I10", run: vmmu::remove_referenced_ptp },
+    Attack { name: "cr3-undeclared-root", invariant: "I5", run: vmmu::cr3_undeclared_root },
+    Attack { name: "declare-twice", invariant: "I10", run: vmmu::declare_twice },
+    Attack { name: "frames-out-of-range", invariant: "I1", run: vmmu::frames_out_of_range },
     Attack { name: "kernel-code-write", invariant: "I6", run: memory::kernel_code_write },
     Attack { name: "execute-data", invariant: "I6", run: memory::execute_data },
     Attack { name: "idt-overwrite", invariant: "I9", run: memory::idt_overwrite },

@@ -1,0 +1,324 @@
+//! Attacks on the vMMU's rules: a compromised outer kernel asks the NK for
+//! page-table changes that would give it a writable view of a page table or
+//! of NK memory. The protected NK refuses each call; the `native` backend
+//! applies it, and the attack then uses what it gained (and undoes it).
+#![allow(unsafe_code)] // the attacks write through the mappings they obtain
+
+use super::Outcome::{self, Blocked, NotRun, Succeeded};
+use crate::mm::frames::{self, Frame};
+use crate::mm::vm::{AddressSpace, VmError, with_space};
+use crate::mm::walk;
+use alloc::format;
+use nk::api::{self, NkError};
+use nk_model::layout::{PAGE_SIZE, table_index};
+use nk_model::pte::{Pte, PteFlags};
+use nk_model::vmmu::TABLE_FLAGS;
+
+/// Where the attacks map things in their own address space: indices 0, 1,
+/// 0, 0 at levels 4 to 1.
+const VA: u64 = 0x4000_0000;
+/// An empty slot of the kernel root, used as the target of page-table writes.
+const ROOT_SLOT: u64 = 100;
+const RW: PteFlags = PteFlags::WRITABLE.union(PteFlags::NO_EXECUTE);
+
+fn refused(e: NkError) -> Outcome {
+    Blocked(format!("NK refused: {e}"))
+}
+
+fn vm(e: VmError) -> Outcome {
+    match e {
+        VmError::Nk(e) => refused(e),
+        other => NotRun(format!("setup failed: {other}")),
+    }
+}
+
+/// A frame for the attack, freed when dropped.
+struct Scratch(Frame);
+
+impl Scratch {
+    fn new() -> Option<Self> {
+        frames::alloc().map(Self)
+    }
+    fn pfn(&self) -> u64 {
+        self.0.number()
+    }
+    fn slot(&self, index: u64) -> *mut u64 {
+        (self.0.virt() as *mut u64).wrapping_add(index as usize)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = frames::free(self.0);
+    }
+}
+
+/// Writes `value` at `va` (in the loaded address space), reads it back and
+/// restores the old value.
+///
+/// # Safety
+/// `va` must be mapped writable and the temporary value harmless.
+unsafe fn poke(va: u64, value: u64) -> u64 {
+    let p = va as *mut u64;
+    // SAFETY: the caller upholds the contract above.
+    unsafe {
+        let old = p.read_volatile();
+        p.write_volatile(value);
+        let seen = p.read_volatile();
+        p.write_volatile(old);
+        seen
+    }
+}
+
+/// A space with one data page mapped at `VA`, so its level-3, level-2 and
+/// level-1 tables exist. Returns the tables (l3, l2, l1) too.
+fn space_with_page(data: &Scratch) -> Result<(AddressSpace, [u64; 3]), Outcome> {
+    let mut space = AddressSpace::new().map_err(vm)?;
+    space.map(&[(VA, data.0.addr())], RW).map_err(vm)?;
+    let mut tables = [0; 3];
+    let mut table = space.root();
+    for (i, level) in [4u8, 3, 2].into_iter().enumerate() {
+        table = walk::entry(table * PAGE_SIZE, table_index(VA, level)).addr() / PAGE_SIZE;
+        tables[i] = table;
+    }
+    Ok((space, tables))
+}
+
+/// Writes into slot `ROOT_SLOT` of the kernel root through `va`, which the
+/// attack made map the root, inside `space`.
+fn write_root_through(space: &AddressSpace, va: u64) -> Result<u64, Outcome> {
+    // SAFETY: on the kernel that let the mapping through, `va` maps the
+    // kernel root writable; the slot is unused and restored at once.
+    with_space(space, || unsafe { poke(va + ROOT_SLOT * 8, 0xdead_b000 | 0x7) }).map_err(vm)
+}
+
+/// `write_pte` of a leaf that maps the kernel root writable.
+pub fn map_ptp_writable() -> Outcome {
+    let mut space = match AddressSpace::new() {
+        Ok(s) => s,
+        Err(e) => return vm(e),
+    };
+    let root = api::kernel_root();
+    if let Err(e) = space.map(&[(VA, root * PAGE_SIZE)], RW) {
+        return vm(e);
+    }
+    match write_root_through(&space, VA) {
+        Ok(seen) => Succeeded(format!("mapped root table {root:#x} writable and wrote {seen:#x} into it")),
+        Err(o) => o,
+    }
+}
+
+/// `write_pte` of a leaf that maps NK memory (the IDT's page) writable.
+pub fn map_nk_memory() -> Outcome {
+    let idt = x86_64::instructions::tables::sidt().base.as_u64();
+    let Some(phys) = nk::layout::virt_to_phys(idt) else { return NotRun(format!("IDT at {idt:#x}")) };
+    let mut space = match AddressSpace::new() {
+        Ok(s) => s,
+        Err(e) => return vm(e),
+    };
+    if let Err(e) = space.map(&[(VA, phys & !(PAGE_SIZE - 1))], RW) {
+        return vm(e);
+    }
+    // Vector 0xc8 is never raised; its entry is restored at once.
+    let entry = VA + (phys & (PAGE_SIZE - 1)) + 0xc8 * 16;
+    // SAFETY: on the kernel that let the mapping through, `entry` is the
+    // IDT entry of an unused vector, mapped writable.
+    match with_space(&space, || unsafe { poke(entry, 0x4141_4141_4141_4141) }) {
+        Ok(seen) => Succeeded(format!("mapped the IDT's frame writable and rewrote vector 0xc8 to {seen:#x}")),
+        Err(e) => vm(e),
+    }
+}
+
+/// A table entry pointing at an undeclared frame the attacker filled with
+/// a level-1 table that maps the kernel root writable.
+pub fn undeclared_table() -> Outcome {
+    let (Some(data), Some(fake)) = (Scratch::new(), Scratch::new()) else { return NotRun("no frames".into()) };
+    let (space, [_, l2, _]) = match space_with_page(&data) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    fake.0.fill(0);
+    let root = api::kernel_root();
+    // SAFETY: `fake` is ours and ordinary data.
+    unsafe { fake.slot(0).write_volatile(Pte::new(root * PAGE_SIZE, RW | PteFlags::PRESENT).bits()) };
+    let va = VA + (1 << 21); // level-2 index 1: the fake table's range
+    let link = Pte::new(fake.pfn() * PAGE_SIZE, TABLE_FLAGS).bits();
+    if let Err(e) = api::write_pte(l2, table_index(va, 2), link) {
+        return refused(e);
+    }
+    let r = write_root_through(&space, va);
+    // Unlink before the frame goes back to the allocator.
+    let _ = api::write_pte(l2, table_index(va, 2), 0);
+    match r {
+        Ok(seen) => {
+            Succeeded(format!("linked undeclared frame {:#x} as a table; wrote {seen:#x} into the root", fake.pfn()))
+        }
+        Err(o) => o,
+    }
+}
+
+/// A level-1 table linked where a level-2 table belongs: its leaf for the
+/// attacker's data frame is read as a table pointer, so the data frame,
+/// filled by the attacker, is walked as a level-1 table.
+pub fn level_confusion() -> Outcome {
+    let Some(data) = Scratch::new() else { return NotRun("no frames".into()) };
+    let (space, [l3, _, l1]) = match space_with_page(&data) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    // The data frame becomes the level-1 table for VA once l1 is read as a
+    // level-2 table; its entry 0 maps the kernel root writable.
+    let root = api::kernel_root();
+    // SAFETY: `data` is ours and ordinary data.
+    unsafe { data.slot(0).write_volatile(Pte::new(root * PAGE_SIZE, RW | PteFlags::PRESENT).bits()) };
+    let old = walk::entry(l3 * PAGE_SIZE, table_index(VA, 3)).bits();
+    if let Err(e) = api::write_pte(l3, table_index(VA, 3), Pte::new(l1 * PAGE_SIZE, TABLE_FLAGS).bits()) {
+        return refused(e);
+    }
+    let r = write_root_through(&space, VA);
+    let _ = api::write_pte(l3, table_index(VA, 3), old);
+    match r {
+        Ok(seen) => Succeeded(format!("linked level-1 table {l1:#x} as level 2; wrote {seen:#x} into the root")),
+        Err(o) => o,
+    }
+}
+
+/// Declares a frame that is still mapped writable at `VA`, then writes a
+/// page-table entry into it through that mapping.
+pub fn declare_mapped_frame() -> Outcome {
+    let Some(data) = Scratch::new() else { return NotRun("no frames".into()) };
+    let (space, _) = match space_with_page(&data) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if let Err(e) = api::declare_ptp(data.pfn(), 1) {
+        return refused(e);
+    }
+    // SAFETY: `VA` maps `data` writable in `space`; entry 7 of the new
+    // (unlinked) table is restored at once.
+    let r = with_space(&space, || unsafe { poke(VA + 7 * 8, 0xdead_b000 | 0x7) });
+    let _ = api::remove_ptp(data.pfn());
+    match r {
+        Ok(seen) => Succeeded(format!("declared frame {:#x} while mapped writable; wrote entry {seen:#x}", data.pfn())),
+        Err(e) => vm(e),
+    }
+}
+
+/// Removes a level-1 table that its level-2 entry still points at, then
+/// writes into the live table through the direct map.
+pub fn remove_referenced_ptp() -> Outcome {
+    let Some(data) = Scratch::new() else { return NotRun("no frames".into()) };
+    let (_space, [_, _, l1]) = match space_with_page(&data) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if let Err(e) = api::remove_ptp(l1) {
+        return refused(e);
+    }
+    let entry = nk::layout::phys_to_virt(l1 * PAGE_SIZE) + 9 * 8;
+    // SAFETY: the removed table's alias is writable on the kernel that let
+    // the removal through; entry 9 is unused and restored at once.
+    let seen = unsafe { poke(entry, 0xdead_b000 | 0x7) };
+    Succeeded(format!("removed live table {l1:#x} and wrote {seen:#x} into it through the direct map"))
+}
+
+/// Loads a root the NK never saw: a copy of the kernel root in a data frame
+/// the attacker can still write.
+pub fn cr3_undeclared_root() -> Outcome {
+    let Some(fake) = Scratch::new() else { return NotRun("no frames".into()) };
+    let root = api::kernel_root();
+    for i in 0..512 {
+        let e = walk::entry(root * PAGE_SIZE, i).bits();
+        // SAFETY: `fake` is ours and ordinary data.
+        unsafe { fake.slot(i as u64).write_volatile(e) };
+    }
+    let r = crate::arch::without_interrupts(|| {
+        api::load_cr3(fake.pfn())?;
+        let live = walk::current_root() / PAGE_SIZE;
+        // SAFETY: `fake` is ordinary data, writable in the direct map, and
+        // slot `ROOT_SLOT` is unused; restored at once.
+        let seen = unsafe { poke(fake.slot(ROOT_SLOT) as u64, 0xdead_b000 | 0x7) };
+        api::load_cr3(root)?;
+        Ok::<_, NkError>((live, seen))
+    });
+    match r {
+        Ok((live, seen)) if live == fake.pfn() => {
+            Succeeded(format!("ran on undeclared root {live:#x} and wrote {seen:#x} into it"))
+        }
+        Ok((live, _)) => Blocked(format!("CR3 stayed at {live:#x}")),
+        Err(e) => refused(e),
+    }
+}
+
+/// Declares a live level-1 table again: the declaration would zero it.
+pub fn declare_twice() -> Outcome {
+    let Some(data) = Scratch::new() else { return NotRun("no frames".into()) };
+    let (space, [_, _, l1]) = match space_with_page(&data) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if let Err(e) = api::declare_ptp(l1, 1) {
+        return refused(e);
+    }
+    match space.translate(VA) {
+        None => Succeeded(format!("declared live table {l1:#x} again and wiped its mapping of {VA:#x}")),
+        Some(_) => Succeeded(format!("declared live table {l1:#x} twice")),
+    }
+}
+
+/// Declares a frame beyond the end of RAM, which has no frame descriptor.
+pub fn frames_out_of_range() -> Outcome {
+    let pfn = api::frame_count() + 16;
+    // Past 4 GiB the direct map may end, and `native` would fault.
+    if pfn * PAGE_SIZE >= 4 << 30 {
+        return NotRun(format!("RAM ends too high to pick a harmless frame past it ({pfn:#x})"));
+    }
+    match api::declare_ptp(pfn, 1) {
+        Ok(()) => Succeeded(format!("declared frame {pfn:#x}, beyond RAM, as a page table")),
+        Err(e) => refused(e),
+    }
+}
+
+/// Repoints the kernel-image page that holds the IDT at a frame the attacker
+/// owns: the NK's own mapping, through the NK interface.
+pub fn rewrite_nk_mapping() -> Outcome {
+    let Some(data) = Scratch::new() else { return NotRun("no frames".into()) };
+    data.0.fill(0x5a);
+    let idt = x86_64::instructions::tables::sidt().base.as_u64() & !(PAGE_SIZE - 1);
+    let mut table = api::kernel_root();
+    for level in [4u8, 3, 2] {
+        table = walk::entry(table * PAGE_SIZE, table_index(idt, level)).addr() / PAGE_SIZE;
+    }
+    let index = table_index(idt, 1);
+    let old = walk::entry(table * PAGE_SIZE, index).bits();
+    let new = Pte::new(data.0.addr(), PteFlags::PRESENT | PteFlags::NO_EXECUTE).bits();
+    // No interrupt may find the IDT replaced while the attack looks.
+    let r = crate::arch::without_interrupts(|| {
+        api::write_pte(table, index, new)?;
+        // SAFETY: the page is mapped (by the attacker's frame, or still the IDT).
+        let seen = unsafe { (idt as *const u64).read_volatile() };
+        api::write_pte(table, index, old)?;
+        Ok::<_, NkError>(seen)
+    });
+    match r {
+        Ok(seen) if seen == 0x5a5a_5a5a_5a5a_5a5a => {
+            Succeeded(format!("repointed the IDT's page {idt:#x} at frame {:#x}", data.pfn()))
+        }
+        Ok(seen) => Blocked(format!("the IDT's page still reads {seen:#x}")),
+        Err(e) => refused(e),
+    }
+}
+
+/// A store into a level-1 table declared at run time, through its direct-map alias.
+pub fn ptp_direct_write_leaf() -> Outcome {
+    let Some(data) = Scratch::new() else { return NotRun("no frames".into()) };
+    let (_space, [_, _, l1]) = match space_with_page(&data) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    let entry = nk::layout::phys_to_virt(l1 * PAGE_SIZE) + 9 * 8;
+    // SAFETY: deliberately a store into a page table; entry 9 is unused and
+    // restored at once.
+    let seen = unsafe { poke(entry, 0xdead_b000 | 0x7) };
+    Succeeded(format!("wrote {seen:#x} into level-1 table {l1:#x} through the direct map"))
+}
