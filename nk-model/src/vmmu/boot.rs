@@ -50,10 +50,14 @@ impl Vmmu<'_> {
         Ok(())
     }
 
-    /// Pins a declared page table for good: it can never be removed, and no
-    /// entry pointing at it can be changed by `write_pte`. The NK pins every
-    /// boot table on a path from the kernel root to NK memory (and the root),
-    /// so the outer kernel cannot swap a table that maps the NK for its own.
+    /// Pins a declared page table for good: it can never be removed, and
+    /// `write_pte` changes neither its present entries nor any entry pointing
+    /// at it. The NK pins every boot table but the kernel root (the direct
+    /// map's and the image's), so the outer kernel cannot rewrite a
+    /// direct-map leaf (the NK reads and writes page tables through them) or
+    /// swap a table that maps the NK for its own. The root stays unpinned:
+    /// its empty entries are the outer kernel's, while those pointing at
+    /// pinned tables are frozen all the same.
     pub fn boot_pin(&mut self, pfn: u64) -> Result<(), VmmuError> {
         let i = self.slot(pfn).ok_or(VmmuError::FrameOutOfRange { pfn })?;
         let FrameKind::Ptp(_) = self.frames[i].kind() else { return Err(VmmuError::NotDeclared { pfn }) };

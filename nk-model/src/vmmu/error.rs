@@ -55,10 +55,12 @@ pub enum VmmuError {
     ExecutableDevice { addr: u64 },
     /// The frame's reference count would overflow.
     RefOverflow { pfn: u64 },
-    /// The entry points at NK memory or at a pinned page table, so it never
-    /// changes (not even to its own value).
+    /// The entry is present and frozen: its table is pinned, or it points at
+    /// NK memory or at a pinned page table, so it never changes (not even to
+    /// its own value).
     PinnedEntry { table: u64, index: usize },
-    /// The page table is pinned: it leads to NK memory and is never removed.
+    /// The page table is pinned (a boot table of the NK's) and is never
+    /// removed.
     Pinned { pfn: u64 },
 }
 
@@ -139,8 +141,8 @@ impl core::fmt::Display for VmmuError {
             Self::RefOverflow { pfn } => write!(f, "frame {pfn:#x} cannot take another reference"),
             Self::PinnedEntry { table, index } => write!(
                 f,
-                "entry {index} of page table {table:#x} points at nested-kernel memory or a pinned page table \
-                 and cannot be changed"
+                "entry {index} of page table {table:#x} is frozen (a pinned table's, or pointing at \
+                 nested-kernel memory or a pinned page table) and cannot be changed"
             ),
             Self::Pinned { pfn } => write!(f, "page table {pfn:#x} is pinned and is never removed"),
         }

@@ -78,10 +78,10 @@ impl FrameDesc {
         }
     }
 
-    /// A page table the NK pinned at boot (it leads to NK memory): never
-    /// removed, and entries pointing at it never change. The NK writes only
-    /// 0 or 1; any other value (corrupted NK memory) reads as pinned, the
-    /// more restricted reading.
+    /// A page table the NK pinned at boot (every boot table but the root):
+    /// never removed; its present entries, and entries pointing at it, never
+    /// change. The NK writes only 0 or 1; any other value (corrupted NK
+    /// memory) reads as pinned, the more restricted reading.
     pub const fn pinned(&self) -> bool {
         self.pinned != 0
     }

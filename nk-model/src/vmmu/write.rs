@@ -1,7 +1,7 @@
 //! `write_pte`: one entry of a page-table page, checked against the
 //! encoding rules and the kinds of the frames it points at (I1, I2, I6, I8),
-//! unless the entry is frozen because it already points at NK memory or at a
-//! pinned table.
+//! unless the entry is frozen: present, and in a pinned table or pointing at
+//! NK memory or at a pinned table.
 
 use super::encoding::check_encoding;
 use super::entry::{ENTRIES, Rights, Target, target};
@@ -66,15 +66,22 @@ impl Vmmu<'_> {
         Ok(EntryWrite { table, index, level, old, new })
     }
 
-    /// The old entry must not point at NK memory or at a pinned table.
-    /// Checking only the new entry would let the outer kernel repoint the
-    /// NK's own boot mappings (say, the image page holding the NK's IDT) at
-    /// a frame it writes, or swap the table that maps NK pages for its own.
+    /// A present old entry is frozen when its table is pinned, or when it
+    /// points at NK memory or at a pinned table. The NK reads and writes page
+    /// tables through the direct map, whose tables are pinned: were one of
+    /// their leaves writable, the outer kernel could repoint the alias of a
+    /// page table at a frame it controls, and the NK would then read (and
+    /// count references from) the wrong frame. The other two cases keep the
+    /// outer kernel from repointing the NK's own boot mappings (say, the image
+    /// page holding the NK's IDT) at a frame it writes, or from swapping a
+    /// pinned table for its own. An empty entry of a pinned table may still be
+    /// filled: the new entry is checked like any other, and frozen once there.
     fn check_unfrozen(&self, table: u64, index: usize, old: Target) -> Result<(), VmmuError> {
-        let frozen = old.in_ram(self.frames.len()).any(|pfn| {
-            let desc = self.frames[pfn as usize];
-            desc.kind() == FrameKind::Nk || desc.pinned()
-        });
+        let frozen = self.frame(table).is_some_and(|d| d.pinned())
+            || old.in_ram(self.frames.len()).any(|pfn| {
+                let desc = self.frames[pfn as usize];
+                desc.kind() == FrameKind::Nk || desc.pinned()
+            });
         if frozen { Err(VmmuError::PinnedEntry { table, index }) } else { Ok(()) }
     }
 

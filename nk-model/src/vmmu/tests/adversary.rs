@@ -2,8 +2,9 @@
 //! share succeed (frames picked from the declared tables and free data most
 //! of the time) and the rest probe every rule (tables mapped writable, NK
 //! frames, undeclared frames, wrong levels, large pages, device memory,
-//! reserved bits, user/exec combinations, rewritten direct-map aliases,
-//! entries that point at NK memory or pinned tables).
+//! reserved bits, user/exec combinations, rewritten direct-map aliases of
+//! data and of page tables, entries of pinned tables and entries that point
+//! at NK memory or pinned tables).
 
 use super::machine::*;
 use super::{Sim, machine};
@@ -279,27 +280,34 @@ impl<'s, 't> Gen<'s, 't> {
         (base << 12 | flags | PS) & !RESERVED_BITS
     }
 
-    /// Rewrites the direct-map alias of some frame: same frame other
-    /// rights, another frame, or nothing.
+    /// Rewrites the direct-map alias of a data frame, a page table or any
+    /// frame: same frame other rights (writable, for a table), another frame
+    /// writable (the NK would then read and write a table through it),
+    /// nothing, or the same value. Always refused: the direct map is pinned.
     fn rewrite_alias(&mut self) -> Option<Op> {
-        let pfn = if self.rng.percent(60) { HOT.start + self.rng.below(HOT.end - HOT.start) } else { self.any_frame() };
+        let pfn = match self.rng.below(10) {
+            0..4 => self.data_frame(),
+            4..8 => self.ptp(),
+            _ => self.any_frame(),
+        };
         let (table, index) = machine::alias_slot(&self.s.mem, self.s.root, pfn)?;
-        let value = match self.rng.below(4) {
+        let value = match self.rng.below(5) {
             0 | 1 => pfn << 12 | P | [0, W | NX, NX, U | NX, U, W][self.rng.below(6) as usize],
-            2 => self.any_frame() << 12 | P | NX,
+            2 => self.data_frame() << 12 | P | W | NX,
+            3 => self.s.entry(table, index),
             _ => 0,
         } & !RESERVED_BITS;
         Some(Op::Write(RawPfn(table), index, RawPte(value)))
     }
 
-    /// Tries to change an entry that points at NK memory or a pinned table:
-    /// one the boot froze (an NK frame's alias or image page, a link on the
-    /// way to one), or the kernel half of a root. Repoints it at a table or
-    /// frame the outer kernel controls, clears it, or writes it unchanged.
+    /// Tries to change a frozen entry: one the boot froze (any present entry
+    /// of a pinned table, a root link to one), or the kernel half of a root.
+    /// Repoints it at a table or frame the outer kernel controls, clears it,
+    /// or writes it unchanged.
     fn rewrite_frozen(&mut self) -> Option<Op> {
         let (table, index) = if self.rng.percent(60) {
-            let (table, index, _) = self.rng.pick(&self.s.frozen)?;
-            (table, index)
+            let f = self.rng.pick(&self.s.frozen)?;
+            (f.table, f.index)
         } else {
             let root = self.rng.pick(&self.pools.ptps[4])?;
             let present: Vec<usize> = (256..ENTRIES).filter(|&i| self.s.entry(root, i) & P != 0).collect();

@@ -1,11 +1,12 @@
 //! Runs the outer kernel's calls against the simulated machine and checks
 //! each one: a refused call changed nothing, an accepted one did what it
 //! says, a batch does exactly what its operations do one by one, `finish`
-//! flushes exactly when needed, the checker finds no violation and every
-//! entry the boot pins froze keeps its boot value.
+//! flushes exactly when needed, the checker finds no violation, every
+//! entry the boot pins froze keeps its boot value, and no write ever
+//! replaces a direct-map alias.
 
 use super::adversary::Call;
-use super::machine::{FRAMES, NX, P, PS, U};
+use super::machine::{FRAMES, NX, P, PS, U, alias_slot};
 use super::sim::Change;
 use super::{Sim, State};
 use crate::vmmu::{BatchError, ENTRIES, FrameKind, Level, Op, RawLevel, RawPfn, RawPte, VmmuError};
@@ -27,6 +28,10 @@ pub struct Tally {
     pub loaded: u64,
     /// Refusals by `VmmuError::code`.
     pub by_rule: [u64; 26],
+    /// Writes aimed at the direct-map alias of a data frame, and of a page
+    /// table (all refused).
+    pub alias_data: u64,
+    pub alias_ptp: u64,
 }
 
 impl Sim<'_> {
@@ -74,6 +79,12 @@ impl Sim<'_> {
             }
             _ => None,
         };
+        let alias_of = self.alias_written(op);
+        match alias_of.and_then(|pfn| self.v.frame(pfn)).map(|d| d.kind()) {
+            Some(FrameKind::Data) => tally.alias_data += 1,
+            Some(FrameKind::Ptp(_)) => tally.alias_ptp += 1,
+            _ => {}
+        }
         let result = match *op {
             Op::Declare(pfn, level) => self.v.declare_ptp(&mut self.mem, pfn, level),
             Op::Remove(pfn) => self.v.remove_ptp(&mut self.mem, pfn),
@@ -82,6 +93,7 @@ impl Sim<'_> {
         match result {
             Ok(()) => {
                 tally.accepted += 1;
+                assert_eq!(alias_of, None, "rewrote a direct-map alias: {op:?}");
                 self.was_allowed(op, &before, old);
                 self.did(op, tally);
                 assert_flushed_before_trust(op, self.mem.since(mark), before.tlb_stale);
@@ -93,6 +105,18 @@ impl Sim<'_> {
             }
         }
         result
+    }
+
+    /// The frame whose direct-map alias `op` would write, found by walking
+    /// memory from the kernel root (independently of the vMMU's walk).
+    fn alias_written(&self, op: &Op) -> Option<u64> {
+        let Op::Write(RawPfn(table), index, _) = *op else { return None };
+        if table >= FRAMES as u64 || index >= ENTRIES || self.v.frame(table)?.kind() != FrameKind::Ptp(Level::L1) {
+            return None;
+        }
+        let value = self.entry(table, index);
+        let pfn = (value & P != 0).then_some((value & 0x000f_ffff_ffff_f000) >> 12)?;
+        (alias_slot(&self.mem, self.root, pfn) == Some((table, index))).then_some(pfn)
     }
 
     /// The preconditions of docs/vmmu.md, restated independently of the
@@ -113,6 +137,8 @@ impl Sim<'_> {
             }
             Op::Write(RawPfn(table), _, RawPte(value)) => {
                 let Some(FrameKind::Ptp(level)) = kind(table) else { panic!("wrote into a non-table: {op:?}") };
+                let replaced = old.is_some_and(|old| old & P != 0);
+                assert!(!(replaced && pinned(table)), "changed a present entry of pinned table {table:#x}: {op:?}");
                 for pfn in old.and_then(|old| covered(level, old)).unwrap_or_default() {
                     let frozen = kind(pfn) == Some(FrameKind::Nk) || pinned(pfn);
                     assert!(!frozen, "changed an entry pointing at {:?} {pfn:#x}: {op:?}", kind(pfn));

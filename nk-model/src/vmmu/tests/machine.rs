@@ -1,7 +1,7 @@
 //! A small machine built like the real boot, through the trusted boot
 //! interface: kinds first, then every table declared, then the leaves, each
-//! with the rights of its frame's final kind, and last the pins: the root and
-//! every table on a path from it to NK memory.
+//! with the rights of its frame's final kind, and last the pins: every boot
+//! table but the root, as the NK does (docs/vmmu.md, *Pinning*).
 //!
 //! 1000 frames of RAM (not a multiple of 2 MiB, so a large page can straddle
 //! the end of RAM), a hole of device frames, kernel code, read-only data, NK
@@ -48,13 +48,39 @@ pub const NX: u64 = PteFlags::NO_EXECUTE.bits();
 pub const T: u64 = TABLE_FLAGS.bits();
 
 /// A booted machine: the frame table, memory, the kernel root, and the
-/// entries the pins freeze, as (table, index, boot value).
+/// entries the pins freeze.
 #[derive(Clone)]
 pub struct Machine {
     pub frames: Vec<FrameDesc>,
     pub mem: SimMem,
     pub root: u64,
-    pub frozen: Vec<(u64, usize, u64)>,
+    pub frozen: Vec<Frozen>,
+}
+
+/// An entry of a boot table the outer kernel must never change: a present
+/// entry of a pinned table, or one pointing at NK memory or a pinned table.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Frozen {
+    pub table: u64,
+    pub index: usize,
+    /// The value the boot wrote.
+    pub value: u64,
+    /// The frame whose direct-map alias this is, if it is one.
+    pub alias_of: Option<u64>,
+}
+
+impl Frozen {
+    /// The value the entry must hold now: its boot value, except that a
+    /// direct-map alias is read-only, supervisor and no-execute while its
+    /// frame is a page table (`declare_ptp` and `remove_ptp` change it, never
+    /// `write_pte`; the boot gave every data alias W and NX and no U, so
+    /// `remove_ptp` restores exactly the boot value).
+    pub fn expected(&self, v: &Vmmu<'_>) -> u64 {
+        match self.alias_of {
+            Some(pfn) if matches!(v.frames[pfn as usize].kind(), FrameKind::Ptp(_)) => self.value & !(W | U) | NX,
+            _ => self.value,
+        }
+    }
 }
 
 /// The booted machine (built once per test binary, cloned per use).
@@ -100,9 +126,14 @@ fn boot() -> Machine {
         let flags = leaf_flags(v.frame(pfn).unwrap().kind(), image);
         v.boot_map(&mut mem, table, table_index(va, 1), Pte::from_bits(pfn << 12 | flags)).unwrap();
     }
-    pin_paths_to_nk(&mut v, &mem, root, Level::L4);
-    v.boot_pin(root).unwrap();
-    let frozen = frozen_entries(&v, &mem);
+    // Every boot table but the root: the direct map's (through which the NK
+    // reads and writes page tables) and the image's.
+    for table in BOOT_TABLES {
+        if table != root && matches!(v.frame(table).unwrap().kind(), FrameKind::Ptp(_)) {
+            v.boot_pin(table).unwrap();
+        }
+    }
+    let frozen = frozen_entries(&v, &mem, root);
     mem.journal.clear();
     Machine { frames, mem, root, frozen }
 }
@@ -122,38 +153,22 @@ fn covers(level: Level, e: Pte) -> Option<(u64, u64, bool)> {
     }
 }
 
-fn is_nk(v: &Vmmu<'_>, pfn: u64) -> bool {
-    v.frame(pfn).is_some_and(|d| d.kind() == FrameKind::Nk)
-}
-
-/// Pins every table below `table` (and `table`) that leads to NK memory, as
-/// the NK does before the hand-off; returns whether `table` leads there.
-fn pin_paths_to_nk(v: &mut Vmmu<'_>, mem: &SimMem, table: u64, level: Level) -> bool {
-    let mut leads = false;
-    for index in 0..ENTRIES {
-        let Some((first, count, leaf)) = covers(level, Pte::from_bits(mem.read_entry(table, index))) else { continue };
-        leads |= match level.next_lower() {
-            Some(next) if !leaf => pin_paths_to_nk(v, mem, first, next),
-            _ => (first..first + count).any(|pfn| is_nk(v, pfn)),
-        };
-    }
-    if leads {
-        v.boot_pin(table).unwrap();
-    }
-    leads
-}
-
-/// Every entry of a boot table that points at NK memory or a pinned table:
-/// the outer kernel must never change one.
-fn frozen_entries(v: &Vmmu<'_>, mem: &SimMem) -> Vec<(u64, usize, u64)> {
+/// Every entry of a boot table the rule freezes, restated: present, and in
+/// a pinned table or covering an NK frame or a pinned table. (That is every
+/// present entry of the pinned tables, and the root's entries leading to
+/// them.)
+fn frozen_entries(v: &Vmmu<'_>, mem: &SimMem, root: u64) -> Vec<Frozen> {
+    let frozen_target = |pfn: u64| v.frame(pfn).is_some_and(|d| d.kind() == FrameKind::Nk || d.pinned());
     let mut frozen = Vec::new();
     for table in BOOT_TABLES {
-        let Some(FrameKind::Ptp(level)) = v.frame(table).map(|d| d.kind()) else { continue };
+        let Some(desc) = v.frame(table) else { continue };
+        let FrameKind::Ptp(level) = desc.kind() else { continue };
         for index in 0..ENTRIES {
             let value = mem.read_entry(table, index);
-            let Some((first, count, _)) = covers(level, Pte::from_bits(value)) else { continue };
-            if (first..first + count).any(|pfn| is_nk(v, pfn) || v.frame(pfn).is_some_and(|d| d.pinned())) {
-                frozen.push((table, index, value));
+            let Some((first, count, leaf)) = covers(level, Pte::from_bits(value)) else { continue };
+            if desc.pinned() || (first..first + count).any(frozen_target) {
+                let alias = leaf && level == Level::L1 && alias_slot(mem, root, first) == Some((table, index));
+                frozen.push(Frozen { table, index, value, alias_of: alias.then_some(first) });
             }
         }
     }

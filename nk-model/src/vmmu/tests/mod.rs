@@ -18,7 +18,7 @@ mod sim;
 
 use crate::vmmu::{FrameDesc, Level, MAX_CPUS, RawLevel, RawPfn, RawPte, Report, Vmmu, VmmuError, check};
 use core::fmt::Debug;
-use machine::{Machine, booted};
+use machine::{Frozen, Machine, booted};
 use sim::SimMem;
 use std::vec;
 use std::vec::Vec;
@@ -29,7 +29,7 @@ pub struct Sim<'t> {
     pub mem: SimMem,
     pub root: u64,
     /// The entries the boot pins froze, with their boot values.
-    pub frozen: Vec<(u64, usize, u64)>,
+    pub frozen: Vec<Frozen>,
     scratch: Vec<u32>,
 }
 
@@ -75,12 +75,27 @@ impl<'t> Sim<'t> {
         self.assert_frozen_kept();
     }
 
-    /// Every entry the boot pins froze still holds its boot value.
+    /// Every entry the boot pins froze still holds its boot value (a
+    /// direct-map alias: write-protected while its frame is a page table).
     #[track_caller]
     pub fn assert_frozen_kept(&self) {
-        for &(table, index, value) in &self.frozen {
-            assert_eq!(self.entry(table, index), value, "frozen entry {index} of table {table:#x} changed");
+        for f in &self.frozen {
+            let (table, index) = (f.table, f.index);
+            let now = self.mem.tables[table as usize][index];
+            if now != f.expected(&self.v) {
+                panic!("frozen entry {index} of table {table:#x} changed: {now:#x}, boot value {:#x}", f.value);
+            }
         }
+    }
+
+    /// Writes an entry through the trusted boot interface, as a boot that
+    /// built the machine otherwise would have: no rule is checked, so a test
+    /// can reach a state the outer kernel cannot (say, a frame without its
+    /// direct-map alias). The entry is no longer held to its boot value.
+    #[track_caller]
+    pub fn boot_map(&mut self, table: u64, index: usize, value: u64) {
+        self.v.boot_map(&mut self.mem, table, index, crate::pte::Pte::from_bits(value)).unwrap();
+        self.frozen.retain(|f| (f.table, f.index) != (table, index));
     }
 
     /// Runs `op`, which must be refused with `expected` and change nothing

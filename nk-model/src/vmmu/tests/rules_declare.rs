@@ -113,12 +113,18 @@ fn no_direct_map_alias() {
     let mut frames = Vec::new();
     let mut s = sim(&mut frames);
     let (table, index) = alias_slot(&s.mem, s.root, X).unwrap();
-    // The outer kernel unmapped the alias: no reference left.
-    s.write(table, index, 0);
+    // The outer kernel can neither unmap nor repoint an alias: the direct
+    // map's tables are pinned.
+    s.refuses_write(table, index, 0, VmmuError::PinnedEntry { table, index });
+    s.refuses_write(table, index, Y << 12 | P | W | NX, VmmuError::PinnedEntry { table, index });
+    // The rule does not rely on that. A frame the boot left without an
+    // alias has no reference left.
+    s.boot_map(table, index, 0);
+    s.assert_clean();
     s.refuses_declare(X, 1, VmmuError::NoDirectMapAlias { pfn: X });
-    // The alias slot now maps another frame, while one other mapping of X
+    // The alias slot maps another frame, while one other mapping of X
     // remains: one reference, but not the alias, so X is still exposed.
-    s.write(table, index, Y << 12 | P | W | NX);
+    s.boot_map(table, index, Y << 12 | P | W | NX);
     let [.., l1] = s.user_tables(FIRST_DATA + 300);
     s.write(l1, 0, X << 12 | P | W | U | NX);
     assert_eq!(s.refs(X), 1);
@@ -132,8 +138,9 @@ fn the_alias_becomes_supervisor_no_execute() {
     let mut frames = Vec::new();
     let mut s = sim(&mut frames);
     let (table, index) = alias_slot(&s.mem, s.root, X).unwrap();
-    // The outer kernel made the alias user-executable (legal for data).
-    s.write(table, index, X << 12 | P | U);
+    // Whatever rights the alias had (the outer kernel cannot change them;
+    // a boot could have made it user-executable, legal for data).
+    s.boot_map(table, index, X << 12 | P | U);
     s.declare(X, Level::L1);
     assert_eq!(s.alias(X), X << 12 | P | NX);
     s.remove(X);
