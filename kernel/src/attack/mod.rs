@@ -37,6 +37,7 @@ pub const CATALOG: &[Attack] = &[
     Attack { name: "map-ptp-writable", invariant: "I2", run: vmmu::map_ptp_writable },
     Attack { name: "map-nk-memory", invariant: "I8", run: vmmu::map_nk_memory },
     Attack { name: "rewrite-nk-mapping", invariant: "I8", run: vmmu::rewrite_nk_mapping },
+    Attack { name: "redirect-ptp-alias", invariant: "I2", run: vmmu::redirect_ptp_alias },
     Attack { name: "undeclared-table", invariant: "I1", run: vmmu::undeclared_table },
     Attack { name: "level-confusion", invariant: "I1", run: vmmu::level_confusion },
     Attack { name: "declare-mapped-frame", invariant: "I10", run: vmmu::declare_mapped_frame },

@@ -322,3 +322,41 @@ pub fn ptp_direct_write_leaf() -> Outcome {
     let seen = unsafe { poke(entry, 0xdead_b000 | 0x7) };
     Succeeded(format!("wrote {seen:#x} into level-1 table {l1:#x} through the direct map"))
 }
+
+/// Repoints the direct-map alias of a live page table at a frame the
+/// attacker owns: the NK reaches page tables through the direct map, so its
+/// next write to the table would land in the attacker's frame instead.
+pub fn redirect_ptp_alias() -> Outcome {
+    let (Some(data), Some(decoy)) = (Scratch::new(), Scratch::new()) else { return NotRun("no frames".into()) };
+    let (_space, [_, _, l1]) = match space_with_page(&data) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    decoy.0.fill(0);
+    let alias = nk::layout::phys_to_virt(l1 * PAGE_SIZE);
+    let mut table = api::kernel_root();
+    for level in [4u8, 3, 2] {
+        table = walk::entry(table * PAGE_SIZE, table_index(alias, level)).addr() / PAGE_SIZE;
+    }
+    let index = table_index(alias, 1);
+    let old = walk::entry(table * PAGE_SIZE, index).bits();
+    let redirect = Pte::new(decoy.0.addr(), RW | PteFlags::PRESENT | PteFlags::GLOBAL).bits();
+    if let Err(e) = api::write_pte(table, index, redirect) {
+        return refused(e);
+    }
+    // The NK now believes it writes entry 9 of `l1`.
+    let marker = Pte::new(data.0.addr(), RW | PteFlags::PRESENT).bits();
+    let wrote = api::write_pte(l1, 9, marker);
+    // SAFETY: `decoy` is ours; reading it shows where the NK's write went.
+    let landed = unsafe { decoy.slot(9).read_volatile() };
+    let _ = api::write_pte(l1, 9, 0);
+    let _ = api::write_pte(table, index, old);
+    match wrote {
+        Ok(()) if landed == marker => Succeeded(format!(
+            "repointed the alias of table {l1:#x} at frame {:#x}; the NK's write landed there",
+            decoy.pfn()
+        )),
+        Ok(()) => Succeeded(format!("repointed the direct-map alias of table {l1:#x}")),
+        Err(e) => refused(e),
+    }
+}
