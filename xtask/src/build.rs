@@ -82,7 +82,7 @@ pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf> {
 }
 
 /// How many shuffled link orders to try before giving up.
-const MAX_SHUFFLE_SEED: u32 = 16;
+const MAX_SHUFFLE_SEED: u32 = 64;
 
 /// Each backend keeps its own copy: cargo writes both to one path.
 fn keep_copy(opts: &BuildOptions, built: &std::path::Path) -> Result<PathBuf> {
