@@ -4,6 +4,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod code;
 pub mod layout;
 pub mod pte;
 pub mod vmmu;

@@ -240,3 +240,82 @@ mod tests {
         assert!(protected_class(&decode(&[0x0f, 0x01, 0xf8])).is_none()); // swapgs
     }
 }
+
+/// The NK's run-time vetting (`nk_model::code`, used by `map_code`) must
+/// catch everything this scanner calls protected: it is a byte matcher, not
+/// a decoder, so it is checked against the decoder here.
+#[cfg(test)]
+mod vetting_agrees {
+    use super::protected_class;
+    use iced_x86::{Code, Decoder, DecoderOptions};
+    use nk_model::code::protected_at;
+    use proptest::prelude::*;
+
+    /// Every offset where iced decodes a protected instruction is flagged by
+    /// the matcher somewhere inside that instruction (after its prefixes).
+    fn check(bytes: &[u8]) -> Result<(), String> {
+        for off in 0..bytes.len() {
+            let insn = Decoder::with_ip(64, &bytes[off..], 0, DecoderOptions::NONE).decode();
+            if insn.code() == Code::INVALID || protected_class(&insn).is_none() {
+                continue;
+            }
+            if !(off..off + insn.len()).any(|i| protected_at(&bytes[i..]).is_some()) {
+                return Err(format!("{:x?} at {off} ({:?}) is not caught", &bytes[off..off + insn.len()], insn.code()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opcode bytes that lead to protected instructions, to plant among
+    /// random bytes so the property sees many of them.
+    const SEEDS: &[&[u8]] = &[
+        &[0x0f, 0x22],
+        &[0x0f, 0x23],
+        &[0x0f, 0x30],
+        &[0x0f, 0x01],
+        &[0x0f, 0x00],
+        &[0x0f, 0xc7],
+        &[0x0f, 0x78],
+        &[0x0f, 0x79],
+        &[0x0f, 0x06],
+        &[0x66, 0x0f, 0x38, 0x80],
+        &[0xf3, 0x0f, 0x01],
+        &[0xc4, 0xe2],
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn every_protected_instruction_iced_decodes_is_caught(
+            chunks in prop::collection::vec(
+                prop_oneof![
+                    prop::collection::vec(any::<u8>(), 1..6),
+                    prop::sample::select(SEEDS).prop_map(|s| s.to_vec()),
+                ],
+                1..12,
+            )
+        ) {
+            let bytes: Vec<u8> = chunks.concat();
+            prop_assert_eq!(check(&bytes), Ok(()));
+        }
+    }
+
+    #[test]
+    fn every_modrm_after_each_system_opcode() {
+        for prefix in [&[][..], &[0x66], &[0xf3], &[0xf2], &[0x48], &[0x41]] {
+            for op in [0x00u8, 0x01, 0x06, 0x20, 0x21, 0x22, 0x23, 0x30, 0x32, 0x78, 0x79, 0xc7] {
+                for modrm in 0..=255u8 {
+                    let mut bytes = prefix.to_vec();
+                    bytes.extend([0x0f, op, modrm, 0, 0, 0, 0, 0, 0, 0]);
+                    assert_eq!(check(&bytes), Ok(()));
+                }
+            }
+            for b3 in 0..=255u8 {
+                let mut bytes = prefix.to_vec();
+                bytes.extend([0x0f, 0x38, b3, 0, 0, 0, 0, 0]);
+                assert_eq!(check(&bytes), Ok(()));
+            }
+        }
+    }
+}
+
