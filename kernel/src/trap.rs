@@ -48,6 +48,9 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
 fn protected_what(addr: u64) -> &'static str {
     use nk::FrameKind;
     let Some(t) = crate::mm::walk::translate(crate::mm::walk::current_root(), addr) else { return "" };
+    if t.user {
+        return ", a user page: SMEP/SMAP (I6)";
+    }
     match nk::api::frame_kind(t.phys / 4096) {
         Some(FrameKind::Ptp(_)) => ", a page-table page (I2)",
         Some(FrameKind::Nk) => ", NK memory (I8, I9)",

@@ -7,6 +7,7 @@
 mod cpu_state;
 pub mod gate;
 mod memory;
+mod user;
 mod vmmu;
 
 use crate::println;
@@ -52,6 +53,8 @@ pub const CATALOG: &[Attack] = &[
     Attack { name: "tss-overwrite", invariant: "I9", run: memory::tss_overwrite },
     Attack { name: "clear-wp", invariant: "I3", run: cpu_state::clear_wp },
     Attack { name: "clear-smep", invariant: "I6", run: cpu_state::clear_smep },
+    Attack { name: "smep-execute-user", invariant: "I6", run: user::smep_execute_user },
+    Attack { name: "smap-read-user", invariant: "I6", run: user::smap_read_user },
     Attack { name: "clear-nxe", invariant: "I6", run: cpu_state::clear_nxe },
     Attack { name: "msr-not-allowed", invariant: "I9", run: cpu_state::msr_not_allowed },
     Attack { name: "gate-jump-past-lift", invariant: "I4", run: gate::jump_past_lift },

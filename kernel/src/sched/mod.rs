@@ -149,6 +149,11 @@ pub fn kill_current(why: String) -> bool {
     if current() == 0 {
         return false;
     }
+    // It may have died inside another address space (`mm::vm::with_space`):
+    // the next thread runs on the kernel root.
+    if crate::mm::walk::current_root() / 4096 != nk::api::kernel_root() {
+        let _ = nk::api::load_cr3(nk::api::kernel_root());
+    }
     exit(Exit::Killed(why))
 }
 
