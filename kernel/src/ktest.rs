@@ -129,3 +129,12 @@ crate::ktest!(
         Ok(())
     }
 );
+
+/// Calls the code at `va` as `extern "C" fn() -> u32`, for tests of code
+/// mappings.
+pub fn call_code(va: u64) -> u32 {
+    // SAFETY: tests call this only on a page they just mapped executable
+    // with a function that follows the C ABI and returns.
+    let f: extern "C" fn() -> u32 = unsafe { core::mem::transmute(va as usize) };
+    f()
+}

@@ -22,6 +22,7 @@ mod op {
     pub const LOAD_CR3: u64 = 5;
     pub const FLUSH_TLB: u64 = 6;
     pub const AUDIT: u64 = 12;
+    pub const MAP_CODE: u64 = 13;
     pub const SET_TRAP_HANDLER: u64 = 7;
     /// Times `a0` bare protection toggles inside the NK (for benchmarks).
     pub const MEASURE_TOGGLE: u64 = 11;
@@ -153,7 +154,7 @@ struct OpStat {
     refused: AtomicU64,
 }
 
-const OPS: usize = 13;
+const OPS: usize = 14;
 static STATS: [OpStat; OPS] = [const { OpStat { calls: AtomicU64::new(0), refused: AtomicU64::new(0) } }; OPS];
 /// Operations applied or refused inside batches.
 static BATCHED: AtomicU64 = AtomicU64::new(0);
@@ -173,6 +174,7 @@ pub const OP_NAMES: [&str; OPS] = [
     "write_msr",
     "measure_toggle",
     "audit",
+    "map_code",
 ];
 
 /// One operation's counts.
@@ -247,6 +249,7 @@ fn dispatch_op(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
             GateResult::OK
         }
         op::AUDIT => run_audit(),
+        op::MAP_CODE => vmmu_done(vmmu::map_code(a0, a1, a2)),
         op::SET_TRAP_HANDLER => match crate::trap::install_handler(a0) {
             true => GateResult::OK,
             false => GateResult { status: gate::STATUS_BAD_OP, detail: a0 },
@@ -298,6 +301,15 @@ pub fn measure_toggle(n: u64) -> Result<u64, NkError> {
 #[inline(never)]
 pub fn declare_ptp(pfn: u64, level: u8) -> Result<(), NkError> {
     decode(gate::call(op::DECLARE_PTP, pfn, u64::from(level), 0)).map(|_| ())
+}
+
+/// Writes a kernel-executable leaf (entry `index` of level-1 table `table`).
+/// A frame of data it maps is vetted first: refused if a protected
+/// instruction starts at any byte offset; accepted, it is code for good,
+/// never writable again (so never give it back to the frame allocator).
+#[inline(never)]
+pub fn map_code(table: u64, index: usize, pte: u64) -> Result<(), NkError> {
+    decode(gate::call(op::MAP_CODE, table, index as u64, pte)).map(|_| ())
 }
 
 /// Makes a page-table page nothing points at ordinary data again.

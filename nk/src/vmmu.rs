@@ -234,6 +234,10 @@ mod ops {
         with_vmmu(|s, m| s.vmmu.write_pte(m, RawPfn(table), raw_index(index), RawPte(pte)))
     }
 
+    pub fn map_code(table: u64, index: u64, pte: u64) -> Result<(), VmmuError> {
+        with_vmmu(|s, m| s.vmmu.map_code(m, RawPfn(table), raw_index(index), RawPte(pte)))
+    }
+
     pub fn write_batch(ptr: u64, count: u64) -> Result<(), BatchFailure> {
         if !check_batch_buffer(ptr, count) {
             return Err(BatchFailure::BadBuffer);
@@ -312,6 +316,11 @@ mod ops {
 
     pub fn remove(_pfn: u64) -> Result<(), VmmuError> {
         Ok(())
+    }
+
+    /// No vetting: whatever the frame holds becomes executable.
+    pub fn map_code(table: u64, index: u64, pte: u64) -> Result<(), VmmuError> {
+        write(table, index, pte)
     }
 
     pub fn write(table: u64, index: u64, pte: u64) -> Result<(), VmmuError> {

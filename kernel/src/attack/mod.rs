@@ -46,6 +46,7 @@ pub const CATALOG: &[Attack] = &[
     Attack { name: "cr3-undeclared-root", invariant: "I5", run: vmmu::cr3_undeclared_root },
     Attack { name: "declare-twice", invariant: "I10", run: vmmu::declare_twice },
     Attack { name: "frames-out-of-range", invariant: "I1", run: vmmu::frames_out_of_range },
+    Attack { name: "map-code-hidden-mov-cr0", invariant: "I7", run: vmmu::map_code_hidden_mov_cr0 },
     Attack { name: "kernel-code-write", invariant: "I6", run: memory::kernel_code_write },
     Attack { name: "execute-data", invariant: "I6", run: memory::execute_data },
     Attack { name: "idt-overwrite", invariant: "I9", run: memory::idt_overwrite },

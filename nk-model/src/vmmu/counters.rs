@@ -19,6 +19,7 @@ impl OpCounter {
 
 /// The vMMU's counters. Operations inside a batch count under their own
 /// kind too; `batches` counts `apply_batch` calls and refused batches.
+/// `map_code` counts under its own name only (never under `write_pte`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Counters {
     pub declare: OpCounter,
@@ -26,4 +27,5 @@ pub struct Counters {
     pub write_pte: OpCounter,
     pub load_cr3: OpCounter,
     pub batches: OpCounter,
+    pub map_code: OpCounter,
 }

@@ -25,6 +25,7 @@ struct Declaration {
 
 /// The alias of a page-table page: read-only, supervisor, no-execute (the
 /// rights a leaf may give a `Ptp`), whatever the outer kernel had made it.
+/// `map_code` gives a frame it vets (and keeps, as `Code`) the same alias.
 pub(super) fn page_table_alias(value: u64) -> u64 {
     let taken = PteFlags::WRITABLE.union(PteFlags::USER).bits();
     (value & !taken) | PteFlags::NO_EXECUTE.bits()

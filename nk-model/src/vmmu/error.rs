@@ -62,6 +62,13 @@ pub enum VmmuError {
     /// The page table is pinned (a boot table of the NK's) and is never
     /// removed.
     Pinned { pfn: u64 },
+    /// `map_code`: the frame holds, at byte `offset`, the opcode of a
+    /// protected instruction (or the start of one cut off by the end of the
+    /// frame), so it never becomes kernel code.
+    ProtectedInstruction { pfn: u64, offset: usize },
+    /// `map_code`: the entry is not a code leaf (present, read-only,
+    /// supervisor, executable, a 4 KiB page with bit 7 clear).
+    NotCodeLeaf { value: u64 },
 }
 
 impl VmmuError {
@@ -95,6 +102,8 @@ impl VmmuError {
             Self::RefOverflow { .. } => 23,
             Self::PinnedEntry { .. } => 24,
             Self::Pinned { .. } => 25,
+            Self::ProtectedInstruction { .. } => 26,
+            Self::NotCodeLeaf { .. } => 27,
         }
     }
 }
@@ -145,6 +154,15 @@ impl core::fmt::Display for VmmuError {
                  nested-kernel memory or a pinned page table) and cannot be changed"
             ),
             Self::Pinned { pfn } => write!(f, "page table {pfn:#x} is pinned and is never removed"),
+            Self::ProtectedInstruction { pfn, offset } => write!(
+                f,
+                "frame {pfn:#x} holds a protected instruction's opcode at byte {offset} (or one cut off at its \
+                 end) and cannot become kernel code"
+            ),
+            Self::NotCodeLeaf { value } => write!(
+                f,
+                "entry {value:#x} is not a code leaf: present, read-only, supervisor, executable, 4 KiB, bit 7 clear"
+            ),
         }
     }
 }

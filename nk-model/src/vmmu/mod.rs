@@ -15,6 +15,7 @@ mod entry;
 mod error;
 mod frame;
 mod level;
+mod map_code;
 mod phys_mem;
 mod raw;
 mod remove;

@@ -5,7 +5,9 @@
 ///
 /// `table` and `pfn` are frame numbers. The vMMU only passes frames that are
 /// in RAM (inside the frame table) and, for the entry accessors, only
-/// declared page-table pages or the kernel root's walk.
+/// declared page-table pages or the kernel root's walk, but for one more:
+/// `map_code` reads the frame it vets (512 entries, each 8 bytes of code in
+/// little-endian order) once its alias is read-only.
 pub trait PhysMem {
     fn read_entry(&self, table: u64, index: usize) -> u64;
     fn write_entry(&mut self, table: u64, index: usize, value: u64);

@@ -62,13 +62,15 @@ impl VmmuError {
             E::StillMapped { pfn, refs } | E::InUse { pfn, refs } => (pfn, refs),
             E::KernelRoot => (0, 0),
             E::ReservedBits { bits } => (bits, 0),
-            E::BadTableEntryFlags { value } | E::WritableExecutable { value } => (value, 0),
+            E::BadTableEntryFlags { value } | E::WritableExecutable { value } | E::NotCodeLeaf { value } => (value, 0),
             E::HugePageRefused { level } => (0, u32::from(level.as_u8())),
             E::Misaligned { addr } | E::ExecutableDevice { addr } => (addr, 0),
             E::WritableMapping { pfn, kind } | E::UserMapping { pfn, kind } | E::ExecutableMapping { pfn, kind } => {
                 (pfn, kind_code(kind))
             }
             E::PinnedEntry { table, index } => (table, index as u32),
+            // An offset inside a frame: below 4096.
+            E::ProtectedInstruction { pfn, offset } => (pfn, offset as u32),
         };
         Wire { code, main, aux }
     }
@@ -103,6 +105,8 @@ impl VmmuError {
             23 => E::RefOverflow { pfn },
             24 => E::PinnedEntry { table: pfn, index: aux as usize },
             25 => E::Pinned { pfn },
+            26 => E::ProtectedInstruction { pfn, offset: aux as usize },
+            27 => E::NotCodeLeaf { value: pfn },
             _ => return None,
         })
     }
@@ -142,10 +146,12 @@ mod tests {
             VmmuError::RefOverflow { pfn: 7 },
             VmmuError::PinnedEntry { table: 7, index: 511 },
             VmmuError::Pinned { pfn: 7 },
+            VmmuError::ProtectedInstruction { pfn: 7, offset: 4095 },
+            VmmuError::NotCodeLeaf { value: u64::MAX },
         ];
         let mut codes: std::vec::Vec<u32> = all.iter().map(|e| e.code()).collect();
         codes.dedup();
-        assert_eq!(codes.len(), 25, "every rule is covered once (WrongLevel twice)");
+        assert_eq!(codes.len(), 27, "every rule is covered once (WrongLevel twice)");
         for e in all {
             assert_eq!(VmmuError::from_wire(e.to_wire()), Some(e), "{e:?}");
         }
@@ -154,7 +160,7 @@ mod tests {
     #[test]
     fn unknown_numbers_decode_to_nothing() {
         assert_eq!(VmmuError::from_wire(Wire { code: 0, main: 0, aux: 0 }), None);
-        assert_eq!(VmmuError::from_wire(Wire { code: 26, main: 0, aux: 0 }), None);
+        assert_eq!(VmmuError::from_wire(Wire { code: 28, main: 0, aux: 0 }), None);
         assert_eq!(VmmuError::from_wire(Wire { code: 6, main: 0, aux: 0x99 }), None);
         assert_eq!(VmmuError::from_wire(Wire { code: 2, main: 0, aux: 300 }), None);
     }

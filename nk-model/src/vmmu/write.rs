@@ -14,7 +14,7 @@ use super::rights::check_leaf_frame;
 use super::state::Vmmu;
 
 /// An entry write that passed every check.
-struct EntryWrite {
+pub(super) struct EntryWrite {
     table: u64,
     index: usize,
     level: Level,
@@ -40,7 +40,27 @@ impl Vmmu<'_> {
         Ok(())
     }
 
-    fn check_write(&self, mem: &impl PhysMem, ptp: RawPfn, index: usize, pte: RawPte) -> Result<EntryWrite, VmmuError> {
+    pub(super) fn check_write(
+        &self,
+        mem: &impl PhysMem,
+        ptp: RawPfn,
+        index: usize,
+        pte: RawPte,
+    ) -> Result<EntryWrite, VmmuError> {
+        self.check_write_as(mem, ptp, index, pte, None)
+    }
+
+    /// `check_write`, reading frame `as_code` (if any) as `Code` whatever
+    /// its kind: what `map_code` checks of the entry it will write once the
+    /// frame has passed vetting, before it changes anything.
+    pub(super) fn check_write_as(
+        &self,
+        mem: &impl PhysMem,
+        ptp: RawPfn,
+        index: usize,
+        pte: RawPte,
+        as_code: Option<u64>,
+    ) -> Result<EntryWrite, VmmuError> {
         let table = ptp.0;
         let level = match self.kind_of(table) {
             None => return Err(VmmuError::FrameOutOfRange { pfn: table }),
@@ -57,7 +77,7 @@ impl Vmmu<'_> {
         }
         if let Some(t) = check_encoding(level, new)? {
             if t.leaf {
-                self.check_leaf(t, Rights::of(new))?;
+                self.check_leaf(t, Rights::of(new), as_code)?;
             } else {
                 self.check_table_target(level, t.first)?;
             }
@@ -97,11 +117,12 @@ impl Vmmu<'_> {
         }
     }
 
-    /// Every frame a leaf maps must allow its rights; frames beyond RAM are
-    /// device memory, never executable.
-    fn check_leaf(&self, t: Target, r: Rights) -> Result<(), VmmuError> {
+    /// Every frame a leaf maps must allow its rights (`as_code` read as
+    /// `Code`); frames beyond RAM are device memory, never executable.
+    fn check_leaf(&self, t: Target, r: Rights, as_code: Option<u64>) -> Result<(), VmmuError> {
         for pfn in t.in_ram(self.frames.len()) {
-            check_leaf_frame(pfn, self.frames[pfn as usize].kind(), r)?;
+            let kind = if as_code == Some(pfn) { FrameKind::Code } else { self.frames[pfn as usize].kind() };
+            check_leaf_frame(pfn, kind, r)?;
         }
         match t.first_beyond_ram(self.frames.len()) {
             Some(pfn) if r.executable => Err(VmmuError::ExecutableDevice { addr: pfn << 12 }),
@@ -121,7 +142,7 @@ impl Vmmu<'_> {
         Ok(())
     }
 
-    fn apply_write(&mut self, mem: &mut impl PhysMem, w: EntryWrite) {
+    pub(super) fn apply_write(&mut self, mem: &mut impl PhysMem, w: EntryWrite) {
         if let Some(old) = target(w.level, w.old) {
             self.lower(old);
             self.tlb_stale = true;

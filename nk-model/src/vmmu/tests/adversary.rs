@@ -4,11 +4,15 @@
 //! frames, undeclared frames, wrong levels, large pages, device memory,
 //! reserved bits, user/exec combinations, rewritten direct-map aliases of
 //! data and of page tables, entries of pinned tables and entries that point
-//! at NK memory or pinned tables).
+//! at NK memory or pinned tables), and `map_code` of random frames, filled
+//! first with benign code or with a protected opcode planted at a random
+//! offset (inside an immediate, cut off at the end of the frame).
 
 use super::machine::*;
 use super::{Sim, machine};
+use crate::code::find_protected;
 use crate::vmmu::{ENTRIES, FrameKind, Level, MAX_CPUS, Op, RESERVED_BITS, RawLevel, RawPfn, RawPte};
+use std::vec;
 use std::vec::Vec;
 
 /// A small deterministic generator (SplitMix64), seeded per step by
@@ -50,7 +54,67 @@ pub enum Call {
     Single(Op),
     Batch(Vec<Op>),
     LoadCr3(usize, RawPfn),
+    MapCode(MapCode),
 }
+
+/// A `map_code` call, and what the outer kernel wrote into the frame just
+/// before it (through the frame's writable alias, so only into `Data`).
+#[derive(Clone, Debug)]
+pub struct MapCode {
+    pub fill: Option<Fill>,
+    pub table: RawPfn,
+    pub index: usize,
+    pub pte: RawPte,
+}
+
+/// A frame's worth of bytes (printed as where its first protected opcode
+/// is, not as 4096 bytes).
+#[derive(Clone)]
+pub struct Fill(pub Vec<u8>);
+
+impl core::fmt::Debug for Fill {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Fill({:?})", find_protected(&self.0))
+    }
+}
+
+/// Benign instructions, system ones included (reads of control registers,
+/// clac, syscall, rdmsr, rdtscp, rdrand, str, pshufb): none is protected.
+const BENIGN: &[&[u8]] = &[
+    &[0x0f, 0x05],
+    &[0x0f, 0x20, 0xc0],
+    &[0x0f, 0x01, 0xca],
+    &[0x0f, 0x38, 0x00, 0xc1],
+    &[0x0f, 0x32],
+    &[0x0f, 0x01, 0xf9],
+    &[0x0f, 0xc7, 0xf0],
+    &[0x0f, 0x00, 0xc8],
+    &[0x48, 0x89, 0xc3, 0xc3],
+];
+
+/// Protected instructions to plant; the last hides `mov cr0, rax` in the
+/// immediate of `mov eax, imm32`, one byte in.
+const PLANTS: &[&[u8]] = &[
+    &[0x0f, 0x22, 0xc0],
+    &[0x44, 0x0f, 0x22, 0xc0],
+    &[0x0f, 0x23, 0xf8],
+    &[0x0f, 0x30],
+    &[0x0f, 0x06],
+    &[0x0f, 0x01, 0x10],
+    &[0x0f, 0x01, 0x18],
+    &[0x0f, 0x01, 0xf0],
+    &[0x0f, 0x00, 0xd8],
+    &[0x0f, 0x01, 0xd1],
+    &[0x0f, 0x01, 0xc2],
+    &[0xf3, 0x0f, 0xc7, 0x30],
+    &[0x66, 0x0f, 0x38, 0x80, 0x00],
+    &[0x0f, 0x78, 0xc0],
+    &[0xb8, 0x0f, 0x22, 0xc0, 0xc3],
+];
+
+/// Opcodes cut off by the end of the frame: the next page could complete
+/// them.
+const CUT: &[&[u8]] = &[&[0x0f], &[0x0f, 0x01], &[0x0f, 0x00], &[0x0f, 0xc7], &[0x0f, 0x38]];
 
 /// How often each kind of call is made, in percent of single calls.
 #[derive(Clone, Copy)]
@@ -60,6 +124,7 @@ pub struct Mix {
     pub remove: u64,
     pub unlink: u64,
     pub cr3: u64,
+    pub map_code: u64,
 }
 
 /// The frames of the machine by what they are now.
@@ -112,6 +177,9 @@ impl<'s, 't> Gen<'s, 't> {
         }
         if self.rng.percent(self.mix.cr3) {
             return self.load_cr3();
+        }
+        if self.rng.percent(self.mix.map_code) {
+            return self.map_code();
         }
         Call::Single(self.op())
     }
@@ -326,6 +394,92 @@ impl<'s, 't> Gen<'s, 't> {
             _ => self.table_entry(level),
         };
         Some(Op::Write(RawPfn(table), index, RawPte(value)))
+    }
+
+    /// `map_code` of a free data frame most of the time (it becomes code if
+    /// it is mapped by its alias alone and holds nothing protected), of
+    /// code, or of any frame; mostly into a level-1 table the test made;
+    /// mostly a well-formed code leaf, else one with a wrong bit.
+    fn map_code(&mut self) -> Call {
+        let pfn = match self.rng.below(100) {
+            0..55 => self.data_frame(),
+            // Data the outer kernel still maps elsewhere (and could write
+            // after the vetting).
+            55..65 => {
+                let mapped: Vec<u64> = self.pools.data.iter().copied().filter(|&p| self.s.refs(p) > 1).collect();
+                self.rng.pick(&mapped).unwrap_or(FIRST_DATA)
+            }
+            65..75 => CODE.start + self.rng.below(CODE.end - CODE.start),
+            _ => self.any_frame(),
+        };
+        let table = match self.rng.below(100) {
+            0..85 => {
+                let made: Vec<u64> = self.pools.ptps[1].iter().copied().filter(|p| !BOOT_TABLES.contains(p)).collect();
+                let l1 = if self.rng.percent(90) { self.rng.pick(&made) } else { None };
+                l1.or_else(|| self.rng.pick(&self.pools.ptps[1])).unwrap_or(self.s.root)
+            }
+            85..93 => self.ptp(),
+            _ => self.any_frame(),
+        };
+        let index = if self.rng.percent(3) {
+            self.rng.pick(&[ENTRIES, ENTRIES + 1, usize::MAX]).unwrap()
+        } else {
+            self.rng.below(ENTRIES as u64) as usize
+        };
+        let mut flags = P;
+        for (bit, p) in [(G, 40), (A, 20), (D, 20), (PCD, 5)] {
+            if self.rng.percent(p) {
+                flags |= bit;
+            }
+        }
+        if self.rng.percent(25) {
+            let bad = [W, W | NX, U, NX, PS, U | NX, RESERVED_BITS & self.rng.next() | 1 << 55];
+            flags |= self.rng.pick(&bad).unwrap();
+            if self.rng.percent(15) {
+                flags &= !P;
+            }
+        }
+        let fill = match self.rng.below(100) {
+            0..40 => Some(self.benign()),
+            40..75 => Some(self.planted()),
+            _ => None,
+        };
+        Call::MapCode(MapCode { fill, table: RawPfn(table), index, pte: RawPte(pfn << 12 | flags) })
+    }
+
+    /// Random bytes without 0x0f (so no opcode of the two-byte map), with
+    /// benign instructions of that map at a few places, none at the end.
+    fn benign(&mut self) -> Fill {
+        let mut bytes = vec![0u8; 4096];
+        for chunk in bytes.chunks_exact_mut(8) {
+            chunk.copy_from_slice(&self.rng.next().to_le_bytes());
+        }
+        for b in &mut bytes {
+            if *b == 0x0f {
+                *b = 0x90;
+            }
+        }
+        for _ in 0..self.rng.below(12) {
+            let insn = self.rng.pick(BENIGN).unwrap();
+            let at = self.rng.below(511) as usize * 8;
+            bytes[at..at + insn.len()].copy_from_slice(insn);
+        }
+        Fill(bytes)
+    }
+
+    /// Benign bytes with a protected opcode planted at a random offset, or
+    /// one cut off at the very end.
+    fn planted(&mut self) -> Fill {
+        let Fill(mut bytes) = self.benign();
+        let (insn, at) = if self.rng.percent(15) {
+            let cut = self.rng.pick(CUT).unwrap();
+            (cut, 4096 - cut.len())
+        } else {
+            let insn = self.rng.pick(PLANTS).unwrap();
+            (insn, self.rng.below((4096 - insn.len() + 1) as u64) as usize)
+        };
+        bytes[at..at + insn.len()].copy_from_slice(insn);
+        Fill(bytes)
     }
 
     fn load_cr3(&mut self) -> Call {

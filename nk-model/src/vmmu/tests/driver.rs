@@ -3,13 +3,15 @@
 //! says, a batch does exactly what its operations do one by one, `finish`
 //! flushes exactly when needed, the checker finds no violation, every
 //! entry the boot pins froze keeps its boot value, and no write ever
-//! replaces a direct-map alias.
+//! replaces a direct-map alias. `map_code` is checked the same way, and an
+//! accepted one must leave its frame `Code` with no protected opcode in it.
 
-use super::adversary::Call;
-use super::machine::{FRAMES, NX, P, PS, U, alias_slot};
+use super::adversary::{Call, Fill, MapCode};
+use super::machine::{FRAMES, NX, P, PS, U, W, alias_slot};
 use super::sim::Change;
 use super::{Sim, State};
-use crate::vmmu::{BatchError, ENTRIES, FrameKind, Level, Op, RawLevel, RawPfn, RawPte, VmmuError};
+use crate::code::find_protected;
+use crate::vmmu::{BatchError, ENTRIES, FrameKind, Level, Op, RESERVED_BITS, RawLevel, RawPfn, RawPte, VmmuError};
 use core::ops::Range;
 use std::vec::Vec;
 
@@ -26,8 +28,14 @@ pub struct Tally {
     pub removed: u64,
     pub written: u64,
     pub loaded: u64,
-    /// Refusals by `VmmuError::code`.
-    pub by_rule: [u64; 26],
+    /// Accepted `map_code` calls, those of them that made a `Data` frame
+    /// code, and `map_code` calls whose frame was vetted and refused.
+    pub mapped_code: u64,
+    pub became_code: u64,
+    pub vetting_refused: u64,
+    /// Refusals by `VmmuError::code`, and those of `map_code` alone.
+    pub by_rule: [u64; 28],
+    pub map_code_by_rule: [u64; 28],
     /// Writes aimed at the direct-map alias of a data frame, and of a page
     /// table (all refused).
     pub alias_data: u64,
@@ -62,6 +70,10 @@ impl Sim<'_> {
                 }
             }
             Call::Batch(ops) => self.batch(ops, tally),
+            Call::MapCode(m) => {
+                tally.ops += 1;
+                self.map_code_call(m, tally);
+            }
         }
         self.leave_gate(call_mark);
         let r = self.report();
@@ -105,6 +117,98 @@ impl Sim<'_> {
             }
         }
         result
+    }
+
+    /// One `map_code` call, after the outer kernel filled the frame (if it
+    /// is data). Accepted: the preconditions held (restated here), the frame
+    /// is `Code` and holds no protected opcode, its alias is read-only, and
+    /// the call wrote the alias (write-protecting it, then flushing) if the
+    /// frame was data, then the entry, nothing else. Refused by vetting: the
+    /// opcode is where the vetting says, and the alias was write-protected,
+    /// flushed, put back and flushed. Refused otherwise: nothing changed.
+    /// Either way, the frame's bytes and every counter but `map_code`'s are
+    /// as they were.
+    fn map_code_call(&mut self, m: &MapCode, tally: &mut Tally) {
+        let &MapCode { ref fill, table: RawPfn(table), index, pte: RawPte(value) } = m;
+        let pfn = (value & 0x000f_ffff_ffff_f000) >> 12;
+        let kind_before = self.v.frame(pfn).map(|d| d.kind());
+        if let (Some(Fill(fill)), Some(FrameKind::Data)) = (fill, kind_before) {
+            self.mem.put(pfn, 0, fill);
+        }
+        let in_ram = pfn < FRAMES as u64;
+        let bytes = in_ram.then(|| self.mem.bytes(pfn));
+        let alias = alias_slot(&self.mem, self.root, pfn).map(|(t, i)| (t, i, self.entry(t, i)));
+        let old = (table < FRAMES as u64 && index < ENTRIES).then(|| self.entry(table, index));
+        let op = Op::Write(RawPfn(table), index, RawPte(value));
+        let alias_of = self.alias_written(&op);
+        let (before, counters, mark) = (self.state(), self.v.counters, self.mem.mark());
+        let result = self.v.map_code(&mut self.mem, RawPfn(table), index, RawPte(value));
+        let mut expected = counters;
+        expected.map_code.record(&result);
+        assert_eq!(self.v.counters, expected, "map_code counted elsewhere: {m:?}");
+        if let Some(bytes) = &bytes {
+            assert!(self.mem.bytes(pfn) == *bytes, "map_code changed the frame's bytes: {m:?}");
+        }
+        let changes = self.mem.since(mark).to_vec();
+        match result {
+            Ok(()) => {
+                tally.accepted += 1;
+                tally.mapped_code += 1;
+                // The call as write_pte restated: the leaf is a code leaf of
+                // a level-1 table, and the frame was code or data mapped by
+                // its alias alone.
+                let level_1 = before.frames.get(table as usize).map(|d| d.kind()) == Some(FrameKind::Ptp(Level::L1));
+                assert!(level_1, "map_code into a non-level-1 table: {m:?}");
+                assert!(value & P != 0 && value & (W | U | NX | PS | RESERVED_BITS) == 0, "not a code leaf: {m:?}");
+                let became = kind_before == Some(FrameKind::Data);
+                assert!(became || kind_before == Some(FrameKind::Code), "{kind_before:?} made code: {m:?}");
+                let mut as_code = before.clone();
+                if became {
+                    assert_eq!(before.frames[pfn as usize].refs(), 1, "mapped elsewhere: {m:?}");
+                    as_code.frames[pfn as usize].set_kind(FrameKind::Code);
+                    tally.became_code += 1;
+                }
+                self.was_allowed(&op, &as_code, old);
+                assert_eq!(alias_of, None, "rewrote a direct-map alias: {m:?}");
+                // What it did.
+                assert_eq!(self.entry(table, index), value);
+                assert_eq!(self.v.frame(pfn).map(|d| d.kind()), Some(FrameKind::Code));
+                assert_eq!(find_protected(&self.mem.bytes(pfn)), None, "protected opcode made code: {m:?}");
+                let (at, slot, was) = alias.expect("code without an alias");
+                assert_eq!(self.entry(at, slot) & (W | U | NX), NX, "the code's alias is not read-only: {m:?}");
+                let entry = Change::Write { table, index, old: old.unwrap(), new: value };
+                let expected: Vec<Change> = if became {
+                    let ro = Change::Write { table: at, index: slot, old: was, new: was & !(W | U) | NX };
+                    std::vec![ro, Change::Flush, entry]
+                } else {
+                    std::vec![entry]
+                };
+                assert_eq!(changes, expected, "{m:?}");
+            }
+            Err(e) => {
+                tally.refused += 1;
+                tally.by_rule[e.code() as usize] += 1;
+                tally.map_code_by_rule[e.code() as usize] += 1;
+                if let VmmuError::ProtectedInstruction { pfn: vetted, offset } = e {
+                    tally.vetting_refused += 1;
+                    assert_eq!((vetted, kind_before), (pfn, Some(FrameKind::Data)), "{m:?}");
+                    let found = find_protected(bytes.as_deref().unwrap()).map(|p| p.offset);
+                    assert_eq!(found, Some(offset), "vetting named the wrong offset: {m:?}");
+                    let (at, slot, was) = alias.expect("vetted without an alias");
+                    let ro = was & !(W | U) | NX;
+                    let expected = [
+                        Change::Write { table: at, index: slot, old: was, new: ro },
+                        Change::Flush,
+                        Change::Write { table: at, index: slot, old: ro, new: was },
+                        Change::Flush,
+                    ];
+                    assert_eq!(changes, expected, "{m:?}");
+                    assert_eq!(State { journal: before.journal, ..self.state() }, before, "{m:?} changed the vMMU");
+                } else {
+                    assert_eq!(self.state(), before, "refused {m:?} ({e}) changed the vMMU or memory");
+                }
+            }
+        }
     }
 
     /// The frame whose direct-map alias `op` would write, found by walking

@@ -72,12 +72,15 @@ pub struct Frozen {
 impl Frozen {
     /// The value the entry must hold now: its boot value, except that a
     /// direct-map alias is read-only, supervisor and no-execute while its
-    /// frame is a page table (`declare_ptp` and `remove_ptp` change it, never
-    /// `write_pte`; the boot gave every data alias W and NX and no U, so
-    /// `remove_ptp` restores exactly the boot value).
+    /// frame is a page table, and for good once it is code (`declare_ptp`,
+    /// `remove_ptp` and `map_code` change it, never `write_pte`; the boot
+    /// gave every data alias W and NX and no U, so `remove_ptp` restores
+    /// exactly the boot value, and boot code already has the code alias).
     pub fn expected(&self, v: &Vmmu<'_>) -> u64 {
         match self.alias_of {
-            Some(pfn) if matches!(v.frames[pfn as usize].kind(), FrameKind::Ptp(_)) => self.value & !(W | U) | NX,
+            Some(pfn) if matches!(v.frames[pfn as usize].kind(), FrameKind::Ptp(_) | FrameKind::Code) => {
+                self.value & !(W | U) | NX
+            }
             _ => self.value,
         }
     }

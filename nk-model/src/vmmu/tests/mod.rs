@@ -11,6 +11,7 @@ mod props;
 mod rules_batch;
 mod rules_cr3;
 mod rules_declare;
+mod rules_map_code;
 mod rules_pin;
 mod rules_remove;
 mod rules_write;
@@ -34,7 +35,7 @@ pub struct Sim<'t> {
 }
 
 /// Everything an operation may change, to compare before and after.
-#[derive(PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug)]
 pub struct State {
     frames: Vec<FrameDesc>,
     journal: usize,
@@ -142,6 +143,18 @@ impl<'t> Sim<'t> {
     pub fn remove(&mut self, pfn: u64) {
         self.v.remove_ptp(&mut self.mem, RawPfn(pfn)).unwrap();
         self.assert_clean();
+    }
+
+    #[track_caller]
+    pub fn map_code(&mut self, table: u64, index: usize, value: u64) {
+        self.v.map_code(&mut self.mem, RawPfn(table), index, RawPte(value)).unwrap();
+        self.assert_clean();
+    }
+
+    /// A `map_code` refused before it changed anything (not by vetting).
+    #[track_caller]
+    pub fn refuses_map_code(&mut self, table: u64, index: usize, value: u64, expected: VmmuError) {
+        self.refuses(expected, |v, mem| v.map_code(mem, RawPfn(table), index, RawPte(value)));
     }
 
     #[track_caller]

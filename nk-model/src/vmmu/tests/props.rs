@@ -52,14 +52,14 @@ fn drive(name: &str, steps: usize, mix: Mix) -> Tally {
 
 #[test]
 fn random_calls_keep_every_invariant() {
-    let mix = Mix { batch: 15, declare: 22, remove: 14, unlink: 14, cr3: 8 };
+    let mix = Mix { batch: 15, declare: 22, remove: 14, unlink: 14, cr3: 8, map_code: 5 };
     let t = drive("random calls", 250, mix);
     assert!(t.ops >= 60_000, "{t:?}");
     // Every rule is probed but two the outer kernel cannot reach (unit tests
     // cover them): NoDirectMapAlias (12), since every alias lies in a pinned
     // table and never goes away, and RefOverflow (23), which needs 2^32
-    // entries.
-    let unprobed: Vec<usize> = (1..=25).filter(|&code| ![12, 23].contains(&code) && t.by_rule[code] == 0).collect();
+    // entries. ProtectedInstruction (26) and NotCodeLeaf (27) included.
+    let unprobed: Vec<usize> = (1..=27).filter(|&code| ![12, 23].contains(&code) && t.by_rule[code] == 0).collect();
     assert!(unprobed.is_empty(), "rules never refused: {unprobed:?}");
     // Direct-map aliases of data and of page tables are attacked (and every
     // attempt is refused: the driver checks it).
@@ -72,10 +72,32 @@ fn random_calls_keep_every_invariant() {
 
 #[test]
 fn batches_do_what_their_operations_do_one_by_one() {
-    let mix = Mix { batch: 100, declare: 25, remove: 15, unlink: 15, cr3: 0 };
+    let mix = Mix { batch: 100, declare: 25, remove: 15, unlink: 15, cr3: 0, map_code: 0 };
     let t = drive("batches", 100, mix);
     assert!(t.ops >= 40_000, "{t:?}");
     assert!(t.accepted * 100 >= t.ops * 35, "{t:?}");
+}
+
+/// `map_code` often, on frames the outer kernel filled with benign code or
+/// with a protected opcode planted anywhere: the driver checks that every
+/// frame made code holds no protected opcode, and that every refusal by
+/// vetting names the opcode's offset and changes nothing.
+#[test]
+fn code_is_vetted_before_it_becomes_executable() {
+    let mix = Mix { batch: 5, declare: 20, remove: 12, unlink: 14, cr3: 3, map_code: 40 };
+    let t = drive("code", 80, mix);
+    assert!(t.calls >= 20_000, "{t:?}");
+    // Frames become code (and code is mapped again), planted opcodes are
+    // found, and map_code meets every rule it can refuse by but the two the
+    // outer kernel cannot reach (NoDirectMapAlias, RefOverflow): the
+    // table's, the leaf's, the frame's kind and mappings, frozen entries.
+    assert!(t.became_code >= 600 && t.mapped_code >= t.became_code + 50, "{t:?}");
+    assert!(t.vetting_refused >= 400 && t.map_code_by_rule[26] == t.vetting_refused, "{t:?}");
+    let rules = [1, 3, 5, 7, 8, 13, 19, 21, 22, 24, 26, 27];
+    let unprobed: Vec<usize> = rules.into_iter().filter(|&code| t.map_code_by_rule[code] < 10).collect();
+    assert!(unprobed.is_empty(), "map_code rules (nearly) never refused: {unprobed:?}, {t:?}");
+    let others = (0..28).filter(|code| !rules.contains(code));
+    assert!(others.into_iter().all(|code| t.map_code_by_rule[code] == 0), "{t:?}");
 }
 
 /// Builds an address space with random mappings, tears it down in one

@@ -139,6 +139,8 @@ fn every_error_has_a_sentence_and_a_distinct_code() {
         VmmuError::RefOverflow { pfn: 1 },
         VmmuError::PinnedEntry { table: 1, index: 2 },
         VmmuError::Pinned { pfn: 1 },
+        VmmuError::ProtectedInstruction { pfn: 1, offset: 2 },
+        VmmuError::NotCodeLeaf { value: 3 },
     ];
     let codes: BTreeSet<u32> = errors.iter().map(VmmuError::code).collect();
     assert_eq!(codes.len(), errors.len());

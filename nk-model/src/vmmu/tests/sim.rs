@@ -66,6 +66,21 @@ impl SimMem {
     pub fn poke(&mut self, table: u64, index: usize, value: u64) {
         self.tables[table as usize][index] = value;
     }
+
+    /// A frame's 4096 bytes, as code: each entry little-endian.
+    pub fn bytes(&self, pfn: u64) -> Vec<u8> {
+        self.tables[pfn as usize].iter().flat_map(|e| e.to_le_bytes()).collect()
+    }
+
+    /// Writes `bytes` into a frame from byte `offset` on, as the outer
+    /// kernel would through a writable alias (no journal, like `poke`).
+    pub fn put(&mut self, pfn: u64, offset: usize, bytes: &[u8]) {
+        let mut all = self.bytes(pfn);
+        all[offset..offset + bytes.len()].copy_from_slice(bytes);
+        for (slot, chunk) in self.tables[pfn as usize].iter_mut().zip(all.chunks_exact(8)) {
+            *slot = u64::from_le_bytes(chunk.try_into().unwrap());
+        }
+    }
 }
 
 // Indexing panics on a frame outside RAM: the vMMU must never read or
