@@ -88,9 +88,8 @@ fn image_page_flags(image: &ImageLayout, pa: u64) -> PteFlags {
     let va = pa + KERNEL_BASE;
     if image.text.contains(va) {
         base
-    } else if image.rodata.contains(va) {
-        base | PteFlags::NO_EXECUTE
-    } else if image.nk_data.contains(va) && cfg!(not(feature = "native")) {
+    } else if image.rodata.contains(va) || (image.nk_data.contains(va) && cfg!(not(feature = "native"))) {
+        // Constants, and NK data (the NK writes it only with WP lifted).
         base | PteFlags::NO_EXECUTE
     } else {
         base | PteFlags::WRITABLE | PteFlags::NO_EXECUTE

@@ -215,7 +215,7 @@ impl Iterator for BatchReader {
 fn check_batch_buffer(ptr: u64, count: u64) -> bool {
     let ram_end = DIRECT_MAP_BASE + frame_count() * PAGE_SIZE;
     let end = count.checked_mul(size_of::<BatchOp>() as u64).and_then(|len| ptr.checked_add(len));
-    count <= MAX_BATCH && ptr % 8 == 0 && ptr >= DIRECT_MAP_BASE && end.is_some_and(|end| end <= ram_end)
+    count <= MAX_BATCH && ptr.is_multiple_of(8) && ptr >= DIRECT_MAP_BASE && end.is_some_and(|end| end <= ram_end)
 }
 
 #[cfg(not(feature = "native"))]

@@ -301,9 +301,7 @@ pub fn rewrite_nk_mapping() -> Outcome {
         Ok::<_, NkError>(seen)
     });
     match r {
-        Ok(seen) if seen == 0x5a5a_5a5a_5a5a_5a5a => {
-            Succeeded(format!("repointed the IDT's page {idt:#x} at frame {:#x}", data.pfn()))
-        }
+        Ok(0x5a5a_5a5a_5a5a_5a5a) => Succeeded(format!("repointed the IDT's page {idt:#x} at frame {:#x}", data.pfn())),
         Ok(seen) => Blocked(format!("the IDT's page still reads {seen:#x}")),
         Err(e) => refused(e),
     }

@@ -107,7 +107,7 @@ impl AddressSpace {
         let mut batch = Batch::new();
         let mut new_tables = Vec::new();
         for &(va, pa) in pages {
-            if va % PAGE_SIZE != 0 || va >= USER_END || !is_canonical(va) {
+            if !va.is_multiple_of(PAGE_SIZE) || va >= USER_END || !is_canonical(va) {
                 return Err(VmError::NotLowerHalf { va });
             }
             let table = self.walk_or_create(va, &mut batch, &mut new_tables)?;
@@ -129,7 +129,7 @@ impl AddressSpace {
     /// executable) after the NK has vetted it. Once accepted the frame is
     /// code for good: the caller must never free it.
     pub fn map_code(&mut self, va: u64, frame: Frame) -> Result<(), VmError> {
-        if va % PAGE_SIZE != 0 || va >= USER_END || !is_canonical(va) {
+        if !va.is_multiple_of(PAGE_SIZE) || va >= USER_END || !is_canonical(va) {
             return Err(VmError::NotLowerHalf { va });
         }
         let mut batch = Batch::new();
