@@ -16,6 +16,7 @@ mod console;
 mod ktest;
 mod mm;
 mod panic;
+mod proc;
 mod sched;
 mod shell;
 mod time;
@@ -52,6 +53,9 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     mm::init(info);
     sched::init();
     trap::init();
+    if let Err(e) = nk::api::set_syscall_entry(arch::user::syscall_entry()) {
+        println!("boot: the NK refused the system-call entry point: {}", e);
+    }
     time::init(info.boot_tsc);
     arch::enable_interrupts();
     println!("boot: ready in {} ms since the NK started", time::since_tsc_ms(info.boot_tsc));

@@ -21,6 +21,12 @@ const COMMANDS: &[Command] = &[
     Command { name: "uptime", args: "", help: "time since boot and timer ticks", run: uptime },
     Command { name: "sleep", args: "MS", help: "wait MS milliseconds (timer interrupts keep ticking)", run: sleep },
     Command { name: "threads", args: "", help: "kernel threads and their states", run: threads },
+    Command {
+        name: "run",
+        args: "PATH [ARG...]",
+        help: "run a program from the initrd and wait for it",
+        run: run_program,
+    },
     Command { name: "cpu", args: "", help: "CPU protection features the NK found", run: cpu },
     Command {
         name: "crash",
@@ -182,6 +188,22 @@ fn nk_cmd(args: &[&str]) {
 }
 
 /// Median TSC ticks of an empty NK call and of a bare protection toggle.
+fn run_program(args: &[&str]) {
+    let Some(path) = args.first() else {
+        println!("usage: run PATH [ARG...]");
+        return;
+    };
+    let argv = args.iter().map(|a| alloc::string::String::from(*a)).collect();
+    match crate::proc::spawn(path, argv) {
+        Ok(tid) => match crate::proc::wait(tid) {
+            Some(0) => {}
+            Some(code) => println!("run: {} exited with status {}", path, code),
+            None => println!("run: {} was killed", path),
+        },
+        Err(e) => println!("run: {}: {}", path, e),
+    }
+}
+
 fn nk_stat() {
     println!("nk: backend {}, {} gate crossings", nk::BACKEND, nk::api::gate_crossings());
     println!("{:<18} {:>10} {:>10}", "operation", "calls", "refused");

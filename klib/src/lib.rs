@@ -3,7 +3,12 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+// The cpio writer (host side: xtask packs the initrd with it).
+#[cfg(any(test, feature = "std"))]
+extern crate alloc;
+
 pub mod bitmap;
 pub mod cmdline;
+pub mod cpio;
 pub mod line;
 pub mod memmap;

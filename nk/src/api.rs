@@ -23,6 +23,8 @@ mod op {
     pub const FLUSH_TLB: u64 = 6;
     pub const AUDIT: u64 = 12;
     pub const MAP_CODE: u64 = 13;
+    pub const SET_SYSCALL_ENTRY: u64 = 14;
+    pub const SET_KERNEL_STACK: u64 = 15;
     pub const SET_TRAP_HANDLER: u64 = 7;
     /// Times `a0` bare protection toggles inside the NK (for benchmarks).
     pub const MEASURE_TOGGLE: u64 = 11;
@@ -154,7 +156,7 @@ struct OpStat {
     refused: AtomicU64,
 }
 
-const OPS: usize = 14;
+const OPS: usize = 16;
 static STATS: [OpStat; OPS] = [const { OpStat { calls: AtomicU64::new(0), refused: AtomicU64::new(0) } }; OPS];
 /// Operations applied or refused inside batches.
 static BATCHED: AtomicU64 = AtomicU64::new(0);
@@ -175,6 +177,8 @@ pub const OP_NAMES: [&str; OPS] = [
     "measure_toggle",
     "audit",
     "map_code",
+    "set_syscall_entry",
+    "set_kernel_stack",
 ];
 
 /// One operation's counts.
@@ -250,6 +254,14 @@ fn dispatch_op(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
         }
         op::AUDIT => run_audit(),
         op::MAP_CODE => vmmu_done(vmmu::map_code(a0, a1, a2)),
+        op::SET_SYSCALL_ENTRY => match crate::trap::set_syscall_entry(a0) {
+            true => GateResult::OK,
+            false => GateResult { status: gate::STATUS_BAD_OP, detail: a0 },
+        },
+        op::SET_KERNEL_STACK => match crate::gdt::set_kernel_stack(a0) {
+            true => GateResult::OK,
+            false => GateResult { status: gate::STATUS_BAD_OP, detail: a0 },
+        },
         op::SET_TRAP_HANDLER => match crate::trap::install_handler(a0) {
             true => GateResult::OK,
             false => GateResult { status: gate::STATUS_BAD_OP, detail: a0 },
@@ -310,6 +322,19 @@ pub fn declare_ptp(pfn: u64, level: u8) -> Result<(), NkError> {
 #[inline(never)]
 pub fn map_code(table: u64, index: usize, pte: u64) -> Result<(), NkError> {
     decode(gate::call(op::MAP_CODE, table, index as u64, pte)).map(|_| ())
+}
+
+/// Points this CPU's `syscall` instruction at `entry`, which must lie in
+/// outer-kernel code; the NK sets the selectors and the flag mask itself.
+#[inline(never)]
+pub fn set_syscall_entry(entry: u64) -> Result<(), NkError> {
+    decode(gate::call(op::SET_SYSCALL_ENTRY, entry, 0, 0)).map(|_| ())
+}
+
+/// Sets the stack this CPU takes on an interrupt from user mode.
+#[inline(never)]
+pub fn set_kernel_stack(rsp0: u64) -> Result<(), NkError> {
+    decode(gate::call(op::SET_KERNEL_STACK, rsp0, 0, 0)).map(|_| ())
 }
 
 /// Makes a page-table page nothing points at ordinary data again.

@@ -57,8 +57,9 @@ struct Tables {
 
 struct TablesCell(UnsafeCell<Tables>);
 
-// SAFETY: each CPU writes only its own TSS and TSS descriptor, once, in
-// `init_cpu`, before it loads them; the fixed entries are never written.
+// SAFETY: each CPU writes only its own TSS and TSS descriptor: once in
+// `init_cpu`, before it loads them, and its RSP0 in `set_kernel_stack`,
+// inside the NK with interrupts off; the fixed entries are never written.
 unsafe impl Sync for TablesCell {}
 
 static TABLES: TablesCell = TablesCell(UnsafeCell::new(Tables {
@@ -127,4 +128,19 @@ pub fn init_cpu(cpu: usize) {
         cpu::reload_segments(KERNEL_CODE, KERNEL_DATA);
         cpu::ltr(FIRST_TSS + 16 * cpu as u16);
     }
+}
+
+/// Sets the stack this CPU switches to on an interrupt or exception from
+/// user mode (TSS.RSP0). Any value is safe for the NK: the CPU's pushes are
+/// ordinary supervisor writes, which protection still governs; the outer
+/// kernel is only asked for a kernel-half, 16-byte-aligned address.
+pub fn set_kernel_stack(rsp0: u64) -> bool {
+    if rsp0 < crate::layout::DIRECT_MAP_BASE || !rsp0.is_multiple_of(16) {
+        return false;
+    }
+    let cpu = crate::percpu::current();
+    // SAFETY: this CPU's own TSS (see `TablesCell`); a packed field is
+    // written by value, never through a reference.
+    unsafe { (*TABLES.0.get()).tss[cpu].rsp[0] = rsp0 };
+    true
 }

@@ -80,6 +80,33 @@ pub fn set_handler(handler: Handler) -> Result<(), NotKernelCode> {
 }
 
 /// The gate body of `set_handler`.
+/// `syscall` enters the outer kernel at `entry`: LSTAR, with kernel CS/SS
+/// from STAR and user CS/SS for `sysret` (GDT order: user data, then user
+/// code), and IF, TF, DF, AC cleared by SFMASK, so the entry runs with
+/// interrupts off and SMAP in force. EFER.SCE turns the instruction on.
+pub(crate) fn set_syscall_entry(entry: u64) -> bool {
+    let image = crate::layout::image();
+    if !image.text.contains(entry) || image.nk_text.contains(entry) {
+        return false;
+    }
+    const STAR: u32 = 0xc000_0081;
+    const LSTAR: u32 = 0xc000_0082;
+    const SFMASK: u32 = 0xc000_0084;
+    const EFER: u32 = 0xc000_0080;
+    const SCE: u64 = 1;
+    let star = u64::from(crate::gdt::KERNEL_CODE) << 32 | u64::from(crate::gdt::USER_DATA & !3).wrapping_sub(8) << 48;
+    let mask = (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18);
+    // SAFETY: the selectors name this NK's GDT entries, the entry lies in
+    // outer code (checked above), and SCE only enables `syscall`.
+    unsafe {
+        crate::cpu::wrmsr(STAR, star);
+        crate::cpu::wrmsr(LSTAR, entry);
+        crate::cpu::wrmsr(SFMASK, mask);
+        crate::cpu::wrmsr(EFER, crate::cpu::rdmsr(EFER) | SCE);
+    }
+    true
+}
+
 pub(crate) fn install_handler(addr: u64) -> bool {
     let image = crate::layout::image();
     if !image.text.contains(addr) || image.nk_text.contains(addr) {

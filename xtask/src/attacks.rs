@@ -3,7 +3,6 @@
 //! the protected kernel, succeeded on `native` (which shows it is real).
 
 use crate::build::Backend;
-use crate::cli::Accel;
 use crate::qemu::{self, EXIT_SUCCESS, Machine};
 use crate::test::{Tally, header};
 use std::path::Path;
@@ -28,7 +27,7 @@ pub fn expected(backend: Backend, verdict: &str) -> bool {
     }
 }
 
-pub fn run(backend: Backend, kernel: &Path, filter: Option<&str>, tally: &mut Tally) {
+pub fn run(backend: Backend, kernel: &Path, initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) {
     header(&format!(
         "attacks on the {} kernel (expected: {})",
         backend.name(),
@@ -37,8 +36,7 @@ pub fn run(backend: Backend, kernel: &Path, filter: Option<&str>, tally: &mut Ta
             Backend::Native => "every one succeeds",
         }
     ));
-    let machine =
-        Machine { kernel: kernel.to_path_buf(), accel: Accel::Tcg, smp: 1, mem_mib: 256, cmdline: String::new() };
+    let machine = Machine::tested(kernel, initrd, "");
     let group = format!("attacks-{}", backend.name());
     let capture = match qemu::boot_capture(&machine, b"attack all\nnk audit\npoweroff\n", TIMEOUT, &mut |_| {}) {
         Ok(c) => c,

@@ -2,18 +2,21 @@
 //! this keeps the tool free of dependencies.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build                       build the kernel (release) and print the ELF's path
+  build                       build the kernel (release) and the user programs, pack
+                              target/initrd.cpio, and print the kernel ELF's path
   run [options] [--] [WORD...]
                               build, then boot the kernel in QEMU on this terminal;
                               the WORDs form the kernel command line
-  test [FILTER]               every test: host tests, kernel build, in-kernel tests,
-                              QEMU scenarios; the last line is \"N passed, M failed\".
+  test [FILTER]               every test: host tests, user programs and initrd, kernel
+                              build, in-kernel tests, QEMU scenarios; the last line
+                              is \"N passed, M failed\".
                               FILTER keeps only the tests whose name contains it
   gdb [options] [--] [WORD...]
                               like run, but QEMU waits for GDB on localhost:1234;
@@ -32,6 +35,13 @@ options for run and gdb:
   --mem SIZE                  guest RAM: 512M, 1G, ... (default 256M)
   --boot-time                 run only: print the time from QEMU start to the shell prompt
   --timeout SECS              stop QEMU after SECS seconds (default: never)
+  --add HOST_PATH[:GUEST_PATH]
+                              also pack the host file HOST_PATH into the initrd, as
+                              GUEST_PATH (default bin/<file name>; one ending in /
+                              is a directory); repeatable; may replace bin/init
+
+Every boot gets target/initrd.cpio (-initrd): the user programs as bin/hello
+and bin/init, built for x86_64-unknown-linux-musl from user/.
 
 `printf 'help\\npoweroff\\n' | cargo xtask run` exits 0: the console reads stdin.
 ";
@@ -64,6 +74,16 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// The kernel command line, the positional words joined by spaces.
     pub cmdline: String,
+    /// Extra files for the initrd (`--add`), in the order given.
+    pub add: Vec<AddFile>,
+}
+
+/// A host file to pack into the initrd (`--add HOST_PATH[:GUEST_PATH]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddFile {
+    pub host: PathBuf,
+    /// Where it appears in the initrd: a relative path, no `.` or `..`.
+    pub guest: String,
 }
 
 impl Default for RunOptions {
@@ -76,6 +96,7 @@ impl Default for RunOptions {
             boot_time: false,
             timeout: None,
             cmdline: String::new(),
+            add: Vec::new(),
         }
     }
 }
@@ -213,12 +234,58 @@ fn parse_run(args: &[String]) -> Result<RunOptions, UsageError> {
                     _ => return usage_err(format!("--timeout takes whole seconds (1 or more), got '{v}'")),
                 }
             }
+            "--add" => {
+                let file = parse_add(&value()?).map_err(|e| UsageError(format!("--add: {e}")))?;
+                if opts.add.iter().any(|a| a.guest == file.guest) {
+                    return usage_err(format!("--add: {} is given twice", file.guest));
+                }
+                opts.add.push(file);
+            }
             "--boot-time" if inline.is_none() => opts.boot_time = true,
             _ => return usage_err(format!("unknown option '{arg}'")),
         }
     }
     opts.cmdline = words.join(" ");
     Ok(opts)
+}
+
+/// `HOST_PATH[:GUEST_PATH]`, split at the last `:` (so a host path may hold
+/// one when a guest path follows). Without a guest path the file lands in
+/// `bin/`; a guest path ending in `/` is a directory for the file's name.
+pub fn parse_add(s: &str) -> Result<AddFile, String> {
+    let (host, guest) = match s.rsplit_once(':') {
+        Some((host, guest)) => (host, Some(guest)),
+        None => (s, None),
+    };
+    if host.is_empty() {
+        return Err(format!("'{s}' has no host path"));
+    }
+    let file_name = || -> Result<&str, String> {
+        Path::new(host)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("'{host}' names no file; say where it goes with {host}:GUEST_PATH"))
+    };
+    let guest = match guest {
+        None => format!("bin/{}", file_name()?),
+        Some(g) if g.ends_with('/') => format!("{g}{}", file_name()?),
+        Some(g) => g.to_string(),
+    };
+    Ok(AddFile { host: PathBuf::from(host), guest: guest_path(&guest)? })
+}
+
+/// A path inside the initrd: relative (a leading `/` is dropped), with no
+/// empty, `.` or `..` component, and not the cpio trailer's name.
+fn guest_path(path: &str) -> Result<String, String> {
+    let relative = path.trim_start_matches('/');
+    let bad = relative.is_empty()
+        || relative.contains('\0')
+        || relative == klib::cpio::TRAILER
+        || relative.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(format!("'{path}' is not a file path for the initrd (such as bin/tool)"));
+    }
+    Ok(relative.to_string())
 }
 
 /// A RAM size as QEMU's `-m` takes it, in MiB: a bare number is MiB, and
@@ -344,8 +411,58 @@ mod tests {
     }
 
     #[test]
+    fn add_paths() {
+        let add = |s: &str| parse_add(s).map(|a| (a.host.display().to_string(), a.guest));
+        let ok = |h: &str, g: &str| Ok((h.to_string(), g.to_string()));
+        assert_eq!(add("target/t/busybox"), ok("target/t/busybox", "bin/busybox"));
+        assert_eq!(add("/tmp/x:sbin/y"), ok("/tmp/x", "sbin/y"));
+        assert_eq!(add("/tmp/x:/etc/x.conf"), ok("/tmp/x", "etc/x.conf"));
+        assert_eq!(add("x:usr/bin/"), ok("x", "usr/bin/x"));
+        assert_eq!(add("a:b:c"), ok("a:b", "c"));
+        assert_eq!(add("d/x:/"), ok("d/x", "x"));
+        assert_eq!(add("prog:bin/init"), ok("prog", "bin/init"));
+        for bad in [
+            "",
+            ":bin/x",
+            "x:",
+            "x:a//b",
+            "x:a/./b",
+            "x:../b",
+            "x:a/..",
+            "x:.",
+            "/",
+            "..",
+            "dir/..:usr/",
+            "x:TRAILER!!!",
+        ] {
+            assert!(parse_add(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn run_add_is_repeatable_in_both_spellings() {
+        let o = run_opts("run --add a/hello2 --add=b:sbin/x --smp 2 test");
+        assert_eq!(
+            o.add,
+            [
+                AddFile { host: "a/hello2".into(), guest: "bin/hello2".into() },
+                AddFile { host: "b".into(), guest: "sbin/x".into() },
+            ]
+        );
+        assert_eq!((o.smp, o.cmdline.as_str()), (2, "test"));
+        assert!(run_opts("run").add.is_empty());
+        for bad in ["run --add", "run --add x:..", "run --add a/x --add b/x", "run --add a:bin/y --add=b:/bin/y"] {
+            assert!(parse(&args(bad)).is_err(), "{bad} should not parse");
+        }
+        match parse(&args("gdb --add x")) {
+            Ok(Command::Gdb(o)) => assert_eq!(o.add[0].guest, "bin/x"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn usage_lists_every_command_and_option() {
-        for word in ["build", "run", "test", "gdb", "--accel", "--smp", "--mem", "--boot-time", "--timeout"] {
+        for word in ["build", "run", "test", "gdb", "--accel", "--smp", "--mem", "--boot-time", "--timeout", "--add"] {
             assert!(USAGE.contains(word), "usage lacks {word}");
         }
     }

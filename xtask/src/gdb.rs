@@ -4,6 +4,7 @@
 use crate::Result;
 use crate::build::{self, BuildOptions};
 use crate::cli::RunOptions;
+use crate::initrd;
 use crate::qemu::{self, Machine};
 use crate::run;
 use crate::setup;
@@ -12,6 +13,7 @@ use std::path::Path;
 
 pub fn gdb(opts: &RunOptions) -> Result<u8> {
     let kernel = build::build_kernel(&BuildOptions { backend: opts.nk, ..Default::default() })?;
+    let initrd = initrd::build(&opts.add)?;
     setup::ensure_qemu()?;
     let root = setup::workspace_root();
     let script = setup::target_dir().join("gdb-init");
@@ -28,7 +30,7 @@ pub fn gdb(opts: &RunOptions) -> Result<u8> {
     eprintln!("    gdb -x {}", relative(&script));
     run::kvm_note(opts.accel);
     // QEMU keeps this terminal for the serial console; GDB gets another.
-    let ended = qemu::boot_interactive(&Machine::new(kernel, opts), true, false, opts.timeout)?;
+    let ended = qemu::boot_interactive(&Machine::new(kernel, initrd, opts), true, false, opts.timeout)?;
     Ok(run::report(&ended, opts.timeout))
 }
 

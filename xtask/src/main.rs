@@ -1,10 +1,12 @@
 //! `cargo xtask`: the host tool that installs what the kernel needs, builds
-//! it, boots it in QEMU, runs every test and starts a debugging session.
+//! it and the initrd, boots it in QEMU, runs every test and starts a
+//! debugging session.
 
 mod attacks;
 mod build;
 mod cli;
 mod gdb;
+mod initrd;
 mod qemu;
 mod run;
 mod scan;
@@ -54,10 +56,13 @@ fn main() -> ExitCode {
             print!("{}", cli::USAGE);
             Ok(0)
         }
-        cli::Command::Build => build::build_kernel(&build::BuildOptions::default()).map(|kernel| {
-            println!("{}", kernel.display());
-            0
-        }),
+        // stdout is the kernel's path alone, for scripts; the initrd's goes to stderr.
+        cli::Command::Build => build::build_kernel(&build::BuildOptions::default())
+            .and_then(|kernel| initrd::build(&[]).map(|_| kernel))
+            .map(|kernel| {
+                println!("{}", kernel.display());
+                0
+            }),
         cli::Command::Run(opts) => run::run(&opts),
         cli::Command::Gdb(opts) => gdb::gdb(&opts),
         cli::Command::Test { filter } => Ok(test::run(filter.as_deref())),

@@ -6,7 +6,7 @@ use crate::Result;
 use crate::cli::{Accel, RunOptions};
 use crate::setup::QEMU;
 use std::io::{self, IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -29,11 +29,32 @@ pub struct Machine {
     pub smp: u32,
     pub mem_mib: u64,
     pub cmdline: String,
+    /// The cpio archive QEMU hands over as the first PVH module (`-initrd`).
+    pub initrd: Option<PathBuf>,
 }
 
 impl Machine {
-    pub fn new(kernel: PathBuf, opts: &RunOptions) -> Machine {
-        Machine { kernel, accel: opts.accel, smp: opts.smp, mem_mib: opts.mem_mib, cmdline: opts.cmdline.clone() }
+    pub fn new(kernel: PathBuf, initrd: PathBuf, opts: &RunOptions) -> Machine {
+        Machine {
+            kernel,
+            accel: opts.accel,
+            smp: opts.smp,
+            mem_mib: opts.mem_mib,
+            cmdline: opts.cmdline.clone(),
+            initrd: Some(initrd),
+        }
+    }
+
+    /// A TCG machine with one CPU and 256 MiB, as the tests boot.
+    pub fn tested(kernel: &Path, initrd: Option<&Path>, cmdline: impl Into<String>) -> Machine {
+        Machine {
+            kernel: kernel.to_path_buf(),
+            accel: Accel::Tcg,
+            smp: 1,
+            mem_mib: 256,
+            cmdline: cmdline.into(),
+            initrd: initrd.map(Path::to_path_buf),
+        }
     }
 }
 
@@ -67,6 +88,11 @@ pub fn qemu_args(m: &Machine, console: Console, gdb: bool) -> Vec<String> {
         m.smp.to_string(),
         "-kernel".into(),
         m.kernel.display().to_string(),
+    ];
+    if let Some(initrd) = &m.initrd {
+        args.extend(["-initrd".into(), initrd.display().to_string()]);
+    }
+    args.extend([
         "-append".into(),
         m.cmdline.clone(),
         "-display".into(),
@@ -74,7 +100,7 @@ pub fn qemu_args(m: &Machine, console: Console, gdb: bool) -> Vec<String> {
         "-no-reboot".into(),
         "-device".into(),
         "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
-    ];
+    ]);
     let console_args: &[&str] = match console {
         Console::Terminal => &[
             "-chardev",
@@ -405,7 +431,7 @@ mod tests {
     use std::os::unix::process::ExitStatusExt;
 
     fn machine() -> Machine {
-        Machine { kernel: "/k".into(), accel: Accel::Tcg, smp: 1, mem_mib: 256, cmdline: "test=heap x".into() }
+        Machine::tested(Path::new("/k"), Some(Path::new("/i.cpio")), "test=heap x")
     }
 
     #[test]
@@ -413,9 +439,11 @@ mod tests {
         let args = qemu_args(&machine(), Console::Stdio, false).join(" ");
         assert_eq!(
             args,
-            "-M q35 -cpu max -accel tcg -m 256M -smp 1 -kernel /k -append test=heap x -display none \
+            "-M q35 -cpu max -accel tcg -m 256M -smp 1 -kernel /k -initrd /i.cpio -append test=heap x -display none \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio -monitor none"
         );
+        let bare = Machine { initrd: None, ..machine() };
+        assert!(!qemu_args(&bare, Console::Stdio, false).contains(&"-initrd".to_string()));
         // The command line is one argument, spaces and all.
         assert!(qemu_args(&machine(), Console::Stdio, false).contains(&"test=heap x".to_string()));
     }

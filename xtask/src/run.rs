@@ -1,18 +1,20 @@
-//! `cargo xtask run`: builds the kernel, boots it in QEMU on this terminal,
+//! `cargo xtask run`: builds the kernel and the initrd, boots them in QEMU on this terminal,
 //! and turns how the guest stopped into our exit status.
 
 use crate::Result;
 use crate::build::{self, BuildOptions};
 use crate::cli::{Accel, RunOptions};
+use crate::initrd;
 use crate::qemu::{self, EXIT_SUCCESS, Ended, Machine};
 use crate::setup;
 use std::time::Duration;
 
 pub fn run(opts: &RunOptions) -> Result<u8> {
     let kernel = build::build_kernel(&BuildOptions { backend: opts.nk, ..Default::default() })?;
+    let initrd = initrd::build(&opts.add)?;
     setup::ensure_qemu()?;
     kvm_note(opts.accel);
-    let ended = qemu::boot_interactive(&Machine::new(kernel, opts), false, opts.boot_time, opts.timeout)?;
+    let ended = qemu::boot_interactive(&Machine::new(kernel, initrd, opts), false, opts.boot_time, opts.timeout)?;
     Ok(report(&ended, opts.timeout))
 }
 

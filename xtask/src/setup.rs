@@ -1,6 +1,7 @@
-//! Installs what the commands need on a fresh machine (the bare-metal Rust
-//! target, QEMU) and knows where the workspace lives. Set-up output goes to
-//! stderr so that stdout stays the guest console or the test report.
+//! Installs what the commands need on a fresh machine (the Rust targets of
+//! the kernel and the user programs, QEMU) and knows where the workspace
+//! lives. Set-up output goes to stderr so that stdout stays the guest
+//! console or the test report.
 
 use crate::Result;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,12 @@ pub fn target_dir() -> PathBuf {
 
 /// Adds the kernel's Rust target to the pinned toolchain when it is missing.
 pub fn ensure_target() -> Result<()> {
+    ensure_rust_target(TARGET)
+}
+
+/// Adds `target` to the pinned toolchain when it is missing (the kernel's,
+/// and the user programs' `x86_64-unknown-linux-musl`).
+pub fn ensure_rust_target(target: &str) -> Result<()> {
     let root = workspace_root();
     // Run in the workspace root so rust-toolchain.toml picks the toolchain.
     let listed = Command::new("rustup")
@@ -39,20 +46,20 @@ pub fn ensure_target() -> Result<()> {
         Ok(out) => return Err(format!("`rustup target list --installed` failed ({})", out.status).into()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // A toolchain not managed by rustup: cargo will say if the target is missing.
-            eprintln!("setup: rustup not found; assuming the {TARGET} target is installed");
+            eprintln!("setup: rustup not found; assuming the {target} target is installed");
             return Ok(());
         }
         Err(e) => return Err(format!("cannot run rustup: {e}").into()),
     };
-    if has_target(&String::from_utf8_lossy(&listed.stdout)) {
+    if has_target(&String::from_utf8_lossy(&listed.stdout), target) {
         return Ok(());
     }
-    eprintln!("setup: adding the Rust target: rustup target add {TARGET}");
-    run_setup(Command::new("rustup").args(["target", "add", TARGET]).current_dir(&root))
+    eprintln!("setup: adding the Rust target: rustup target add {target}");
+    run_setup(Command::new("rustup").args(["target", "add", target]).current_dir(&root))
 }
 
-fn has_target(installed: &str) -> bool {
-    installed.lines().any(|l| l.trim() == TARGET)
+fn has_target(installed: &str, target: &str) -> bool {
+    installed.lines().any(|l| l.trim() == target)
 }
 
 /// Makes sure QEMU is on PATH, installing Debian's package when we are root.
@@ -125,9 +132,12 @@ mod tests {
 
     #[test]
     fn installed_target_list() {
-        assert!(has_target("x86_64-unknown-linux-gnu\nx86_64-unknown-none\n"));
-        assert!(!has_target("x86_64-unknown-linux-gnu\n"));
-        assert!(!has_target("x86_64-unknown-none-elf\n"));
+        assert!(has_target("x86_64-unknown-linux-gnu\nx86_64-unknown-none\n", TARGET));
+        assert!(!has_target("x86_64-unknown-linux-gnu\n", TARGET));
+        assert!(!has_target("x86_64-unknown-none-elf\n", TARGET));
+        let musl = "x86_64-unknown-linux-musl";
+        assert!(has_target("x86_64-unknown-linux-musl\nx86_64-unknown-none\n", musl));
+        assert!(!has_target("x86_64-unknown-linux-gnu\nx86_64-unknown-none\n", musl));
     }
 
     #[test]

@@ -1,14 +1,15 @@
-//! `cargo xtask test`: host tests, the kernel build, the in-kernel tests and
-//! the QEMU scenarios, counted into one final `N passed, M failed` line.
+//! `cargo xtask test`: host tests, the user programs and the initrd, the
+//! kernel build, the in-kernel tests and the QEMU scenarios, counted into one
+//! final `N passed, M failed` line.
 //! Anything that cannot run counts as a failure, so the count never hides it.
 
 use crate::build::{self, Backend, BuildOptions};
-use crate::cli::Accel;
+use crate::initrd;
 use crate::qemu::{self, EXIT_SUCCESS, Machine};
 use crate::scenarios;
 use crate::setup;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub fn header(title: &str) {
 pub fn run(filter: Option<&str>) -> u8 {
     let mut tally = Tally::default();
     host_tests(filter, &mut tally);
+    let initrd = initrd_stage(filter, &mut tally);
+    let initrd = initrd.as_deref();
 
     header("kernel build (cargo build --release -p kernel --target x86_64-unknown-none)");
     match build::build_kernel(&BuildOptions::default()) {
@@ -54,10 +57,10 @@ pub fn run(filter: Option<&str>) -> u8 {
             match setup::ensure_qemu() {
                 Ok(()) => {
                     scan_tests(&kernel, &mut tally);
-                    kernel_tests(&kernel, filter, &mut tally);
-                    scenarios::run_all(&kernel, filter, &mut tally);
-                    crate::attacks::run(Backend::Wp, &kernel, filter, &mut tally);
-                    native_stage(filter, &mut tally);
+                    kernel_tests(&kernel, initrd, filter, &mut tally);
+                    scenarios::run_all(&kernel, initrd, filter, &mut tally);
+                    crate::attacks::run(Backend::Wp, &kernel, initrd, filter, &mut tally);
+                    native_stage(initrd, filter, &mut tally);
                 }
                 Err(e) => {
                     println!("{e}\nskipping the in-kernel tests and the QEMU scenarios");
@@ -84,12 +87,13 @@ pub fn run(filter: Option<&str>) -> u8 {
 
 /// The unprotected build: it must build, pass the scan, and let every
 /// attack through (the control that shows each attack is real).
-fn native_stage(filter: Option<&str>, tally: &mut Tally) {
+fn native_stage(initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) {
     header("kernel build, native backend (--features nk/native)");
     match build::build_kernel(&BuildOptions { backend: Backend::Native, ..Default::default() }) {
         Ok(kernel) => {
             println!("built {}", kernel.display());
-            crate::attacks::run(Backend::Native, &kernel, filter, tally);
+            crate::attacks::run(Backend::Native, &kernel, initrd, filter, tally);
+            crate::scenarios::run_user(&kernel, initrd, "user-native", filter, tally);
         }
         Err(e) => {
             println!("{e}");
@@ -139,6 +143,93 @@ fn scan_tests(kernel: &Path, tally: &mut Tally) {
             None => Err("a mov cr0 planted in kernel_main was not reported".into()),
         }),
     );
+}
+
+/// Builds the user programs and packs the initrd that every boot gets, then
+/// checks the archive: klib's reader finds each program, a static x86-64
+/// executable, and `bin/hello` taken from the archive runs on this (Linux
+/// x86-64) host and greets. Without an initrd the boots still run.
+fn initrd_stage(filter: Option<&str>, tally: &mut Tally) -> Option<PathBuf> {
+    header(&format!("user programs and initrd (user/, {})", initrd::USER_TARGET));
+    let path = match initrd::build(&[]) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("{e}\nbooting without an initrd");
+            tally.fail("build: initrd");
+            return None;
+        }
+    };
+    println!("built {}", path.display());
+    let archive = std::fs::read(&path).unwrap_or_default();
+    let mut check = |name: &str, judge: &dyn Fn() -> Result<String, String>| {
+        let name = format!("initrd/{name}");
+        if filter.is_some_and(|f| !name.contains(f)) {
+            return;
+        }
+        match judge() {
+            Ok(what) => {
+                println!("{name} ... ok: {what}");
+                tally.pass();
+            }
+            Err(why) => {
+                println!("{name} ... FAILED: {why}");
+                tally.fail(name);
+            }
+        }
+    };
+    for program in initrd::PROGRAMS {
+        check(&format!("bin/{program}"), &|| program_in_archive(&archive, program));
+    }
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        check("hello-runs-on-host", &|| hello_on_host(&archive));
+    }
+    Some(path)
+}
+
+/// `bin/NAME` is a regular rwxr-xr-x file holding a static x86-64 ELF executable.
+fn program_in_archive(archive: &[u8], name: &str) -> Result<String, String> {
+    use goblin::elf::{Elf, header};
+    let guest = format!("bin/{name}");
+    let entry = klib::cpio::entries(archive)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .rfind(|e| e.name == guest)
+        .ok_or_else(|| format!("no {guest} in the archive"))?;
+    if entry.mode != initrd::PROGRAM_MODE {
+        return Err(format!("mode {:o}, expected {:o}", entry.mode, initrd::PROGRAM_MODE));
+    }
+    let elf = Elf::parse(entry.data).map_err(|e| format!("not an ELF file: {e}"))?;
+    let kind = match elf.header.e_type {
+        header::ET_EXEC => "static",
+        header::ET_DYN => "static-pie",
+        t => return Err(format!("ELF type {t}, not an executable")),
+    };
+    if elf.header.e_machine != header::EM_X86_64 || !elf.is_64 {
+        return Err(format!("machine {}, not x86-64", elf.header.e_machine));
+    }
+    if let Some(interp) = elf.interpreter {
+        return Err(format!("dynamically linked (interpreter {interp})"));
+    }
+    if !elf.libraries.is_empty() {
+        return Err(format!("needs shared libraries {:?}", elf.libraries));
+    }
+    Ok(format!("{kind} x86-64 ELF, {} bytes", entry.data.len()))
+}
+
+/// Runs the archive's `bin/hello` here and checks its output and status.
+fn hello_on_host(archive: &[u8]) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let data = klib::cpio::find(archive, "bin/hello").ok_or("no bin/hello in the archive")?;
+    let copy = crate::setup::target_dir().join("initrd-hello");
+    std::fs::write(&copy, data).map_err(|e| format!("cannot write {}: {e}", copy.display()))?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let out = Command::new(&copy).stdin(Stdio::null()).output().map_err(|e| format!("cannot run it: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || stdout != "hello from user space\n" {
+        return Err(format!("{} with stdout {stdout:?}", out.status));
+    }
+    Ok(format!("{:?}, {}", stdout.trim_end(), out.status))
 }
 
 fn host_tests(filter: Option<&str>, tally: &mut Tally) {
@@ -302,13 +393,13 @@ impl KtestCount {
     }
 }
 
-fn kernel_tests(kernel: &Path, filter: Option<&str>, tally: &mut Tally) {
+fn kernel_tests(kernel: &Path, initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) {
     let cmdline = match filter {
         Some(f) => format!("test={f}"),
         None => "test".to_string(),
     };
     header(&format!("in-kernel tests (kernel command line '{cmdline}')"));
-    let machine = Machine { kernel: kernel.to_path_buf(), accel: Accel::Tcg, smp: 1, mem_mib: 256, cmdline };
+    let machine = Machine::tested(kernel, initrd, cmdline);
     let mut count = KtestCount::default();
     let capture = qemu::boot_capture(&machine, b"", KTEST_TIMEOUT, &mut |line| {
         if let Some(parsed) = parse_test_line(line) {

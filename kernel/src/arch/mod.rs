@@ -4,6 +4,7 @@
 
 pub mod lapic;
 pub mod pit;
+pub mod user;
 
 use x86_64::instructions::{interrupts, port::Port};
 

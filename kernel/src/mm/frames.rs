@@ -186,3 +186,11 @@ crate::ktest!(
         Ok(())
     }
 );
+
+/// `len` bytes of RAM at `phys`, read-only, through the direct map: for
+/// memory the kernel never reuses (the initrd).
+pub fn phys_slice(phys: u64, len: u64) -> &'static [u8] {
+    // SAFETY: callers pass RAM excluded from allocation for the kernel's
+    // life (the initrd), which the direct map covers.
+    unsafe { core::slice::from_raw_parts(nk::layout::phys_to_virt(phys) as *const u8, len as usize) }
+}

@@ -44,6 +44,15 @@ struct Thread {
     /// the boot thread, which runs on the NK-provided stack.
     _stack: Option<Vec<u64>>,
     entry: Option<Box<dyn FnOnce() + Send>>,
+    /// Set while the thread runs a process: its address space and the
+    /// kernel stack its system calls and interrupts land on.
+    user: Option<UserContext>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct UserContext {
+    root: u64,
+    kstack_top: u64,
 }
 
 struct Scheduler {
@@ -67,6 +76,7 @@ pub fn init() {
         rsp: 0,
         _stack: None,
         entry: None,
+        user: None,
     })];
     *SCHED.lock() = Some(Scheduler { threads, ready: VecDeque::new(), current: 0, next_id: 1 });
 }
@@ -105,6 +115,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
             rsp,
             _stack: Some(stack),
             entry: Some(entry),
+            user: None,
         }));
         s.ready.push_back(id);
         id
@@ -154,6 +165,13 @@ pub fn kill_current(why: String) -> bool {
     if crate::mm::walk::current_root() / 4096 != nk::api::kernel_root() {
         let _ = nk::api::load_cr3(nk::api::kernel_root());
     }
+    with(|s| {
+        let cur = s.current;
+        if let Some(t) = s.get(cur) {
+            t.user = None;
+        }
+    });
+    crate::proc::reap_killed(current());
     exit(Exit::Killed(why))
 }
 
@@ -183,13 +201,65 @@ fn schedule(dying: Option<Exit>) {
         s.current = next;
         let n = s.get(next).expect("ready thread exists");
         n.state = State::Running;
-        (save, n.rsp)
+        (save, n.rsp, n.user, next)
     };
+    if let Some(user) = switch_to.2 {
+        activate(user, switch_to.3);
+    }
     // SAFETY: `save` points into the scheduler's record of the current
     // thread, boxed so it does not move (threads are removed only by `join`,
     // never while running); the next thread's stack pointer was saved by a
     // switch or laid out by `initial_stack`, and its stack is alive.
     unsafe { switch::switch(switch_to.0, switch_to.1) };
+}
+
+/// The kernel stack and address space of a thread that runs a process:
+/// what the CPU needs before that thread's user code can run. Each NK call
+/// is skipped when the CPU already has the value.
+fn activate(user: UserContext, tid: ThreadId) {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static RSP0: AtomicU64 = AtomicU64::new(0);
+    static FS: AtomicU64 = AtomicU64::new(0);
+    arch::user::set_syscall_stack(user.kstack_top);
+    if RSP0.swap(user.kstack_top, Ordering::Relaxed) != user.kstack_top {
+        let _ = nk::api::set_kernel_stack(user.kstack_top);
+    }
+    if crate::mm::walk::current_root() / 4096 != user.root {
+        let _ = nk::api::load_cr3(user.root);
+    }
+    let fs = crate::proc::fs_base_of(tid);
+    if FS.swap(fs, Ordering::Relaxed) != fs {
+        let _ = nk::api::write_msr(0xc000_0100, fs);
+    }
+}
+
+/// Makes the calling thread the runner of the process whose root is
+/// `root`, and switches to that address space.
+pub fn become_user(root: u64) {
+    arch::without_interrupts(|| {
+        let ctx = with(|s| {
+            let cur = s.current;
+            let t = s.get(cur).expect("current thread exists");
+            let top = t._stack.as_ref().map_or(0, |st| st.as_ptr() as u64 + (st.len() * 8) as u64) & !15;
+            let ctx = UserContext { root, kstack_top: top };
+            t.user = Some(ctx);
+            (ctx, cur)
+        });
+        activate(ctx.0, ctx.1);
+    });
+}
+
+/// The calling thread stops running a process: back to the kernel root.
+pub fn leave_user() {
+    arch::without_interrupts(|| {
+        with(|s| {
+            let cur = s.current;
+            if let Some(t) = s.get(cur) {
+                t.user = None;
+            }
+        });
+        let _ = nk::api::load_cr3(nk::api::kernel_root());
+    });
 }
 
 /// Waits for thread `id` to end and returns how it ended.

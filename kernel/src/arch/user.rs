@@ -1,0 +1,145 @@
+//! The user/kernel boundary: the `syscall` entry stub, the return with
+//! `sysretq`, and the first entry into user mode with `iretq`.
+//!
+//! One CPU runs the outer kernel today, so the stub keeps the user stack
+//! pointer and the kernel stack to switch to in two statics (reached
+//! RIP-relative, needing no free register). A second CPU will need them per
+//! CPU, behind `swapgs`, with the interrupt entry swapping too.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The registers a system call saw, in the order the stub pushes them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub r10: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    /// The call number on entry, the result on return.
+    pub rax: u64,
+    /// User RIP after the `syscall` instruction (saved by the CPU in RCX).
+    pub rip: u64,
+    /// User RFLAGS (saved by the CPU in R11).
+    pub rflags: u64,
+    pub rsp: u64,
+}
+
+#[unsafe(no_mangle)]
+static SYSCALL_USER_RSP: AtomicU64 = AtomicU64::new(0);
+#[unsafe(no_mangle)]
+static SYSCALL_KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel stack the next `syscall` on this CPU runs on: the running
+/// user thread's. The scheduler sets it on every switch to a user thread.
+pub fn set_syscall_stack(top: u64) {
+    SYSCALL_KERNEL_RSP.store(top, Ordering::Relaxed);
+}
+
+unsafe extern "C" {
+    fn user_syscall_entry();
+}
+
+/// The address the NK points `syscall` at.
+pub fn syscall_entry() -> u64 {
+    user_syscall_entry as *const () as u64
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.user_syscall_entry, "ax", @progbits
+    .global user_syscall_entry
+user_syscall_entry:
+    mov [rip + SYSCALL_USER_RSP], rsp
+    mov rsp, [rip + SYSCALL_KERNEL_RSP]
+    push qword ptr [rip + SYSCALL_USER_RSP]
+    push r11
+    push rcx
+    push rax
+    push rdi
+    push rsi
+    push rdx
+    push r10
+    push r8
+    push r9
+    push rbx
+    push rbp
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp
+    call {dispatch}
+    cli
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbp
+    pop rbx
+    pop r9
+    pop r8
+    pop r10
+    pop rdx
+    pop rsi
+    pop rdi
+    pop rax
+    pop rcx
+    pop r11
+    pop rsp
+    sysretq
+"#,
+    dispatch = sym syscall_dispatch,
+);
+
+extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
+    crate::proc::syscall::dispatch(frame);
+    // `sysretq` to a non-canonical RIP would fault in ring 0 on the user's
+    // stack; and the user gets back only flags it may hold, IF set.
+    if !nk_model::layout::is_canonical(frame.rip) || frame.rip >= nk_model::layout::USER_END {
+        crate::proc::kill_current("return address outside user space");
+    }
+    frame.rflags = (frame.rflags & USER_FLAGS) | IF;
+}
+
+const IF: u64 = 1 << 9;
+/// CF, PF, AF, ZF, SF, TF, DF, OF, RF, AC, ID: what user code may set.
+const USER_FLAGS: u64 = 0x0025_4dd5;
+
+/// Enters user mode at `rip` with stack `rsp`, interrupts on. The caller
+/// has loaded the address space and set this thread's kernel stacks.
+pub fn enter_user(rip: u64, rsp: u64) -> ! {
+    let (cs, ss) = (u64::from(nk::USER_CODE), u64::from(nk::USER_DATA));
+    // SAFETY: builds an interrupt-return frame to ring 3 with the GDT's user
+    // selectors; the address space maps `rip` and `rsp` for user mode (the
+    // caller's contract), and general registers are cleared so no kernel
+    // value leaks.
+    unsafe {
+        core::arch::asm!(
+            "push {ss}",
+            "push {rsp}",
+            "push {flags}",
+            "push {cs}",
+            "push {rip}",
+            "xor eax, eax", "xor ebx, ebx", "xor ecx, ecx", "xor edx, edx",
+            "xor esi, esi", "xor edi, edi", "xor ebp, ebp",
+            "xor r8d, r8d", "xor r9d, r9d", "xor r10d, r10d", "xor r11d, r11d",
+            "xor r12d, r12d", "xor r13d, r13d", "xor r14d, r14d", "xor r15d, r15d",
+            "iretq",
+            ss = in(reg) ss,
+            rsp = in(reg) rsp,
+            flags = in(reg) IF | 2,
+            cs = in(reg) cs,
+            rip = in(reg) rip,
+            options(noreturn),
+        )
+    }
+}

@@ -1,0 +1,283 @@
+//! The Linux x86-64 system-call ABI: numbers, arguments in RDI, RSI, RDX,
+//! R10, R8, R9, the result (or `-errno`) in RAX. Calls not implemented yet
+//! return ENOSYS, as Linux does for calls it lacks.
+
+use super::Process;
+use super::elf::Loaded;
+use crate::arch::user::SyscallFrame;
+use crate::mm::usercopy::{copy_from_user, copy_to_user};
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use nk_model::layout::{PAGE_SIZE, USER_END};
+use nk_model::pte::PteFlags;
+
+pub mod errno {
+    pub const EPERM: i64 = 1;
+    pub const EBADF: i64 = 9;
+    pub const ENOMEM: i64 = 12;
+    pub const EFAULT: i64 = 14;
+    pub const EINVAL: i64 = 22;
+    pub const ENOTTY: i64 = 25;
+    pub const ENOSYS: i64 = 38;
+}
+
+mod nr {
+    pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const POLL: u64 = 7;
+    pub const MMAP: u64 = 9;
+    pub const MPROTECT: u64 = 10;
+    pub const MUNMAP: u64 = 11;
+    pub const BRK: u64 = 12;
+    pub const RT_SIGACTION: u64 = 13;
+    pub const RT_SIGPROCMASK: u64 = 14;
+    pub const IOCTL: u64 = 16;
+    pub const WRITEV: u64 = 20;
+    pub const SCHED_YIELD: u64 = 24;
+    pub const GETPID: u64 = 39;
+    pub const EXIT: u64 = 60;
+    pub const UNAME: u64 = 63;
+    pub const GETPPID: u64 = 110;
+    pub const SIGALTSTACK: u64 = 131;
+    pub const ARCH_PRCTL: u64 = 158;
+    pub const GETTID: u64 = 186;
+    pub const SET_TID_ADDRESS: u64 = 218;
+    pub const CLOCK_GETTIME: u64 = 228;
+    pub const EXIT_GROUP: u64 = 231;
+}
+
+type SysResult = Result<u64, i64>;
+
+/// Runs the call in `frame` and leaves the result in `frame.rax`.
+pub fn dispatch(frame: &mut SyscallFrame) {
+    crate::arch::enable_interrupts();
+    let (a0, a1, a2) = (frame.rdi, frame.rsi, frame.rdx);
+    let r = match frame.rax {
+        nr::READ => Ok(0), // no console input for processes yet: end of file
+        nr::WRITE => write(a0, a1, a2),
+        nr::WRITEV => writev(a0, a1, a2),
+        nr::POLL => Ok(0),
+        nr::MMAP => mmap(a0, a1, a2, frame.r10, frame.r8),
+        nr::MUNMAP => munmap(a0, a1),
+        nr::MPROTECT => Err(errno::ENOSYS),
+        nr::BRK => brk(a0),
+        // Signals are accepted but not delivered yet.
+        nr::RT_SIGACTION | nr::RT_SIGPROCMASK | nr::SIGALTSTACK => Ok(0),
+        nr::IOCTL => Err(errno::ENOTTY),
+        nr::SCHED_YIELD => {
+            crate::sched::yield_now();
+            Ok(0)
+        }
+        nr::GETPID | nr::GETTID | nr::SET_TID_ADDRESS => Ok(crate::sched::current()),
+        nr::GETPPID => Ok(0),
+        nr::UNAME => uname(a0),
+        nr::ARCH_PRCTL => arch_prctl(a0, a1),
+        nr::CLOCK_GETTIME => clock_gettime(a1),
+        nr::EXIT | nr::EXIT_GROUP => super::exit_current(a0 as i32),
+        _ => Err(errno::ENOSYS),
+    };
+    frame.rax = match r {
+        Ok(v) => v,
+        Err(e) => (-e) as u64,
+    };
+    crate::arch::disable_interrupts();
+}
+
+fn current<R>(f: impl FnOnce(&mut Process) -> R) -> Result<R, i64> {
+    super::with_current(f).ok_or(errno::EPERM)
+}
+
+fn root() -> Result<u64, i64> {
+    current(|p| p.root())
+}
+
+fn write(fd: u64, buf: u64, len: u64) -> SysResult {
+    if fd != 1 && fd != 2 {
+        return Err(errno::EBADF);
+    }
+    let len = len.min(1 << 20) as usize;
+    let mut bytes = vec![0u8; len];
+    copy_from_user(root()?, &mut bytes, buf).map_err(|_| errno::EFAULT)?;
+    crate::console::write_bytes(&bytes);
+    Ok(len as u64)
+}
+
+fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
+    if count > 1024 {
+        return Err(errno::EINVAL);
+    }
+    let root = root()?;
+    let mut total = 0;
+    for i in 0..count {
+        let mut raw = [0u8; 16];
+        copy_from_user(root, &mut raw, iov + i * 16).map_err(|_| errno::EFAULT)?;
+        let base = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+        let len = u64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
+        total += write(fd, base, len)?;
+    }
+    Ok(total)
+}
+
+fn brk(addr: u64) -> SysResult {
+    current(|p| {
+        let want = (addr + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        if addr >= p.brk_start && want <= p.brk_start + (1 << 30) && addr > p.brk {
+            let from = (p.brk + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+            if p.map_zeroed(from, want, PteFlags::WRITABLE | PteFlags::NO_EXECUTE).is_ok() {
+                p.brk = addr;
+            }
+        }
+        p.brk
+    })
+}
+
+const PROT_WRITE: u64 = 2;
+const PROT_EXEC: u64 = 4;
+const MAP_PRIVATE: u64 = 2;
+const MAP_ANONYMOUS: u64 = 0x20;
+
+fn mmap(addr: u64, len: u64, prot: u64, flags: u64, _fd: u64) -> SysResult {
+    let _ = addr; // a hint; placement is ours
+    if flags & MAP_ANONYMOUS == 0 || flags & MAP_PRIVATE == 0 {
+        return Err(errno::ENOSYS);
+    }
+    if len == 0 || len > 1 << 32 {
+        return Err(errno::EINVAL);
+    }
+    if prot & PROT_WRITE != 0 && prot & PROT_EXEC != 0 {
+        return Err(errno::EPERM); // W^X (I6)
+    }
+    let len = (len + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    let mut flags = PteFlags::empty();
+    if prot & PROT_WRITE != 0 {
+        flags = flags | PteFlags::WRITABLE;
+    }
+    if prot & PROT_EXEC == 0 {
+        flags = flags | PteFlags::NO_EXECUTE;
+    }
+    current(|p| {
+        let start = p.mmap_next;
+        p.map_zeroed(start, start + len, flags).map_err(|()| errno::ENOMEM)?;
+        p.mmap_next = start + len + PAGE_SIZE; // a guard gap between regions
+        Ok(start)
+    })?
+}
+
+fn munmap(addr: u64, len: u64) -> SysResult {
+    if !addr.is_multiple_of(PAGE_SIZE) || addr.checked_add(len).is_none_or(|e| e > USER_END) {
+        return Err(errno::EINVAL);
+    }
+    current(|p| {
+        let vas: Vec<u64> = p.pages.range(addr..addr + len).map(|(va, _)| *va).collect();
+        if p.space.unmap(&vas).is_ok() {
+            for va in vas {
+                if let Some(f) = p.pages.remove(&va) {
+                    let _ = crate::mm::frames::free(f);
+                }
+            }
+        }
+        0
+    })
+}
+
+const ARCH_SET_FS: u64 = 0x1002;
+const FS_BASE: u32 = 0xc000_0100;
+
+fn arch_prctl(code: u64, addr: u64) -> SysResult {
+    if code != ARCH_SET_FS {
+        return Err(errno::EINVAL);
+    }
+    if addr >= USER_END {
+        return Err(errno::EPERM);
+    }
+    current(|p| p.fs_base = addr)?;
+    nk::api::write_msr(FS_BASE, addr).map_err(|_| errno::EPERM)?;
+    Ok(0)
+}
+
+fn uname(buf: u64) -> SysResult {
+    let mut u = [0u8; 65 * 6];
+    for (i, field) in ["Linux", "nk", "6.1.0-nested", "#1", "x86_64", "(none)"].iter().enumerate() {
+        u[i * 65..i * 65 + field.len()].copy_from_slice(field.as_bytes());
+    }
+    copy_to_user(root()?, buf, &u).map_err(|_| errno::EFAULT)?;
+    Ok(0)
+}
+
+fn clock_gettime(ts: u64) -> SysResult {
+    let us = crate::time::uptime_us();
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(us / 1_000_000).to_le_bytes());
+    b[8..].copy_from_slice(&((us % 1_000_000) * 1000).to_le_bytes());
+    copy_to_user(root()?, ts, &b).map_err(|_| errno::EFAULT)?;
+    Ok(0)
+}
+
+// Auxiliary-vector keys.
+const AT_NULL: u64 = 0;
+const AT_PHDR: u64 = 3;
+const AT_PHENT: u64 = 4;
+const AT_PHNUM: u64 = 5;
+const AT_PAGESZ: u64 = 6;
+const AT_BASE: u64 = 7;
+const AT_ENTRY: u64 = 9;
+const AT_UID: u64 = 11;
+const AT_EUID: u64 = 12;
+const AT_GID: u64 = 13;
+const AT_EGID: u64 = 14;
+const AT_SECURE: u64 = 23;
+const AT_RANDOM: u64 = 25;
+const AT_EXECFN: u64 = 31;
+
+/// Lays out argc, argv, envp and the auxiliary vector below `top` as Linux
+/// does; returns the initial stack pointer.
+pub fn lay_out_stack(p: &Process, top: u64, argv: &[String], l: &Loaded) -> Option<u64> {
+    let root = p.root();
+    let mut sp = top;
+    let push_bytes = |bytes: &[u8], sp: &mut u64| -> Option<u64> {
+        *sp -= bytes.len() as u64;
+        copy_to_user(root, *sp, bytes).ok()?;
+        Some(*sp)
+    };
+    let mut arg_ptrs = Vec::new();
+    for a in argv {
+        let mut s = a.clone().into_bytes();
+        s.push(0);
+        arg_ptrs.push(push_bytes(&s, &mut sp)?);
+    }
+    let env = b"PATH=/bin\0";
+    let env_ptr = push_bytes(env, &mut sp)?;
+    let seed = crate::arch::rdtsc().to_le_bytes();
+    let random = push_bytes(&[seed, seed.map(|b| b.rotate_left(3))].concat(), &mut sp)?;
+    let execfn = arg_ptrs.first().copied().unwrap_or(0);
+    let aux = [
+        (AT_PHDR, l.phdr),
+        (AT_PHENT, l.phent),
+        (AT_PHNUM, l.phnum),
+        (AT_PAGESZ, PAGE_SIZE),
+        (AT_BASE, 0),
+        (AT_ENTRY, l.entry),
+        (AT_UID, 0),
+        (AT_EUID, 0),
+        (AT_GID, 0),
+        (AT_EGID, 0),
+        (AT_SECURE, 0),
+        (AT_RANDOM, random),
+        (AT_EXECFN, execfn),
+        (AT_NULL, 0),
+    ];
+    let mut words: Vec<u64> = Vec::new();
+    words.push(arg_ptrs.len() as u64);
+    words.extend(&arg_ptrs);
+    words.push(0);
+    words.push(env_ptr);
+    words.push(0);
+    for (k, v) in aux {
+        words.extend([k, v]);
+    }
+    sp = (sp - words.len() as u64 * 8) & !15;
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    copy_to_user(root, sp, &bytes).ok()?;
+    Some(sp)
+}
