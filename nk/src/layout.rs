@@ -64,6 +64,15 @@ pub struct ImageLayout {
     pub nk_data: Section,
 }
 
+impl ImageLayout {
+    /// Physical pages inside the image's range that hold nothing: the gap
+    /// the linker leaves between read-only data and data. Free RAM.
+    pub fn hole(&self) -> (u64, u64) {
+        let start = (self.rodata.end - KERNEL_BASE).next_multiple_of(PAGE_SIZE);
+        (start, (self.data.start - KERNEL_BASE).max(start))
+    }
+}
+
 pub fn image() -> ImageLayout {
     // Taking the address of a linker symbol reads no memory.
     let addr = |s: &u8| s as *const u8 as u64;

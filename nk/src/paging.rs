@@ -81,6 +81,11 @@ pub fn reserve(info: &BootInfo) -> Option<PhysRange> {
         .map(|start| PhysRange { start, end: start + size })
 }
 
+fn image_hole(image: &ImageLayout) -> core::ops::Range<u64> {
+    let (start, end) = image.hole();
+    start..end
+}
+
 /// The permissions of the image page at physical address `pa` in its
 /// kernel-image mapping.
 fn image_page_flags(image: &ImageLayout, pa: u64) -> PteFlags {
@@ -225,7 +230,11 @@ pub fn build_kernel_tables(info: &BootInfo) {
     // Kernel image at KERNEL_BASE + phys, 4 KiB pages with section rights.
     let mut pa = text_phys;
     while pa < info.image.end {
-        b.map(root, pa + KERNEL_BASE, pa, Level::L1, image_page_flags(&image, pa));
+        // The hole between read-only data and data (kernel/linker.ld) is
+        // ordinary RAM, not part of the image.
+        if !image_hole(&image).contains(&pa) {
+            b.map(root, pa + KERNEL_BASE, pa, Level::L1, image_page_flags(&image, pa));
+        }
         pa += PAGE_SIZE;
     }
 

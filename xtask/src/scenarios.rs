@@ -133,8 +133,9 @@ fn scenarios() -> Vec<Scenario> {
 fn user_scenario(name: &'static str) -> Scenario {
     Scenario::new(
         name,
-        "run /bin/hello\nrun /bin/init\nrun /bin/missing\nrun\nnk audit\npoweroff\n",
+        "run /bin/hello\nrun /bin/init\nrun /bin/missing\nrun\nrun /bin/utest\nnk audit\npoweroff\n",
         vec![
+            ("utest", utest_passed),
             ("hello", |s| contains(s, "hello from user space")),
             ("init", |s| contains(s, "init: running as pid")),
             ("missing-program", |s| contains(s, "run: /bin/missing: no such file in the initrd")),
@@ -149,6 +150,17 @@ fn user_scenario(name: &'static str) -> Scenario {
             ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
         ],
     )
+}
+
+/// The user-space suite's last line: `utest: N passed, 0 failed`, N > 0.
+fn utest_passed(s: &Seen) -> Result<(), String> {
+    let line = s.output.lines().find(|l| l.starts_with("utest: ") && l.contains(" passed, "));
+    let Some(line) = line else { return Err("utest printed no summary line".into()) };
+    let counts: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+    match counts[..] {
+        [passed, 0] if passed > 0 => Ok(()),
+        _ => Err(format!("utest: {line:?}")),
+    }
 }
 
 /// The user-program scenario alone, on another kernel (the native build).

@@ -114,6 +114,31 @@ const IF: u64 = 1 << 9;
 /// CF, PF, AF, ZF, SF, TF, DF, OF, RF, AC, ID: what user code may set.
 const USER_FLAGS: u64 = 0x0025_4dd5;
 
+/// Returns to user mode with the registers in `frame`, as the end of a
+/// system call does: how a forked child first runs.
+pub fn resume_user(frame: &SyscallFrame) -> ! {
+    let mut f = *frame;
+    if !nk_model::layout::is_canonical(f.rip) || f.rip >= nk_model::layout::USER_END {
+        crate::proc::kill_current("return address outside user space");
+    }
+    f.rflags = (f.rflags & USER_FLAGS) | IF;
+    // SAFETY: pops a `SyscallFrame` (laid out as the entry stub pushes it)
+    // into the registers and returns to ring 3 as the stub does; interrupts
+    // are off from before RSP leaves the kernel stack until `sysretq`.
+    unsafe {
+        core::arch::asm!(
+            "cli",
+            "mov rsp, {frame}",
+            "pop r15", "pop r14", "pop r13", "pop r12", "pop rbp", "pop rbx",
+            "pop r9", "pop r8", "pop r10", "pop rdx", "pop rsi", "pop rdi",
+            "pop rax", "pop rcx", "pop r11", "pop rsp",
+            "sysretq",
+            frame = in(reg) &raw const f,
+            options(noreturn),
+        )
+    }
+}
+
 /// Enters user mode at `rip` with stack `rsp`, interrupts on. The caller
 /// has loaded the address space and set this thread's kernel stacks.
 pub fn enter_user(rip: u64, rsp: u64) -> ! {

@@ -30,6 +30,14 @@ impl Frame {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.virt().add(offset), bytes.len()) }
     }
 
+    /// Copies the whole of `src` into this frame, which the caller owns.
+    pub fn copy_from(self, src: Frame) {
+        // SAFETY: two distinct frames of RAM (the caller owns `self`, just
+        // allocated, so it is not `src`), both in the direct map; `self` is
+        // ordinary data, writable there.
+        unsafe { core::ptr::copy_nonoverlapping(src.virt() as *const u8, self.virt(), PAGE as usize) }
+    }
+
     /// Fills a frame the caller owns (allocated, not a page table) with `byte`.
     pub fn fill(self, byte: u8) {
         // SAFETY: a frame of RAM, mapped writable by the direct map while it

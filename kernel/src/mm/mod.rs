@@ -37,6 +37,11 @@ pub fn usable_ranges(info: &BootInfo) -> RangeSet<64> {
     }
     set.remove(0..LOW_MEMORY_END);
     set.remove(info.image.start..info.image.end);
+    // The gap the linker leaves between read-only data and data is free RAM.
+    let (hole_start, hole_end) = nk::layout::image().hole();
+    if hole_end > hole_start {
+        set.insert(hole_start..hole_end);
+    }
     set.remove(info.nk_reserved.start..info.nk_reserved.end);
     if let Some(initrd) = info.initrd {
         set.remove(initrd.start..initrd.end);
@@ -68,7 +73,13 @@ crate::ktest!(
         let usable = usable_ranges(info);
         for r in usable.as_slice() {
             crate::kassert!(r.start >= LOW_MEMORY_END, "{:#x?} in low memory", r);
-            crate::kassert!(r.end <= info.image.start || r.start >= info.image.end, "{:#x?} overlaps the image", r);
+            let (hole_start, hole_end) = nk::layout::image().hole();
+            let in_hole = r.start >= hole_start && r.end <= hole_end;
+            crate::kassert!(
+                in_hole || r.end <= info.image.start || r.start >= info.image.end,
+                "{:#x?} overlaps the image",
+                r
+            );
             let nk = info.nk_reserved;
             crate::kassert!(r.end <= nk.start || r.start >= nk.end, "{:#x?} overlaps the NK's reserved RAM", r);
             if let Some(i) = info.initrd {

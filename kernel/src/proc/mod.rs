@@ -25,6 +25,8 @@ pub type Pid = u64;
 
 pub struct Process {
     pub pid: Pid,
+    /// The process that forked it (0: started by the kernel).
+    pub parent: Pid,
     pub space: AddressSpace,
     /// Every user page and its frame, to free on exit.
     pub pages: BTreeMap<u64, Frame>,
@@ -42,29 +44,7 @@ impl Process {
 
     /// Maps fresh zeroed pages over `[start, end)` with `flags` (user).
     pub fn map_zeroed(&mut self, start: u64, end: u64, flags: PteFlags) -> Result<(), ()> {
-        let mut new = Vec::new();
-        let mut va = start;
-        while va < end {
-            if !self.pages.contains_key(&va) {
-                let frame = frames::alloc().ok_or(())?;
-                frame.fill(0);
-                new.push((va, frame));
-            }
-            va += PAGE_SIZE;
-        }
-        let map: Vec<(u64, u64)> = new.iter().map(|(va, f)| (*va, f.addr())).collect();
-        match self.space.map(&map, flags | PteFlags::USER) {
-            Ok(()) => {
-                self.pages.extend(new);
-                Ok(())
-            }
-            Err(_) => {
-                for (_, f) in new {
-                    let _ = frames::free(f);
-                }
-                Err(())
-            }
-        }
+        map_zeroed(&mut self.space, &mut self.pages, start, end, flags | PteFlags::USER)
     }
 }
 
@@ -107,103 +87,305 @@ pub fn initrd() -> &'static [u8] {
     }
 }
 
-/// Starts the program at `path` in the initrd with `argv`; returns its
-/// thread, which `sched::join` waits for.
-pub fn spawn(path: &str, argv: Vec<String>) -> Result<sched::ThreadId, SpawnError> {
-    let image = klib::cpio::find(initrd(), path.trim_start_matches('/')).ok_or(SpawnError::NotFound)?;
-    let mut space = AddressSpace::new().map_err(SpawnError::Vm)?;
-    let mut pages = BTreeMap::new();
-    let loaded = match elf::load(image, &mut space, &mut pages) {
-        Ok(l) => l,
-        Err(e) => {
-            drop(space);
-            pages.into_values().for_each(|f| {
+/// A program loaded into a fresh address space, with its stack laid out:
+/// ready to become a new process (`spawn`) or to replace one (`execve`).
+struct Image {
+    space: AddressSpace,
+    pages: BTreeMap<u64, Frame>,
+    loaded: elf::Loaded,
+    sp: u64,
+}
+
+impl Image {
+    fn build(path: &str, argv: &[String], envp: &[String]) -> Result<Image, SpawnError> {
+        let file = klib::cpio::find(initrd(), path.trim_start_matches('/')).ok_or(SpawnError::NotFound)?;
+        let mut space = AddressSpace::new().map_err(SpawnError::Vm)?;
+        let mut pages = BTreeMap::new();
+        let loaded = match elf::load(file, &mut space, &mut pages) {
+            Ok(l) => l,
+            Err(e) => {
+                release_parts(space, pages);
+                return Err(SpawnError::Load(e));
+            }
+        };
+        let mut image = Image { space, pages, loaded, sp: 0 };
+        let stack_flags = PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::USER;
+        if image.map_zeroed(STACK_TOP - STACK_PAGES * PAGE_SIZE, STACK_TOP, stack_flags).is_err() {
+            release_parts(image.space, image.pages);
+            return Err(SpawnError::OutOfMemory);
+        }
+        match syscall::lay_out_stack(image.space.root(), STACK_TOP, argv, envp, &image.loaded) {
+            Some(sp) => image.sp = sp,
+            None => {
+                release_parts(image.space, image.pages);
+                return Err(SpawnError::Arguments);
+            }
+        }
+        Ok(image)
+    }
+
+    fn map_zeroed(&mut self, start: u64, end: u64, flags: PteFlags) -> Result<(), ()> {
+        map_zeroed(&mut self.space, &mut self.pages, start, end, flags)
+    }
+}
+
+/// Maps fresh zeroed frames over the pages of `[start, end)` not mapped yet.
+fn map_zeroed(
+    space: &mut AddressSpace,
+    pages: &mut BTreeMap<u64, Frame>,
+    start: u64,
+    end: u64,
+    flags: PteFlags,
+) -> Result<(), ()> {
+    let mut new = Vec::new();
+    let mut va = start;
+    while va < end {
+        if !pages.contains_key(&va) {
+            let Some(frame) = frames::alloc() else {
+                new.into_iter().for_each(|(_, f)| {
+                    let _ = frames::free(f);
+                });
+                return Err(());
+            };
+            frame.fill(0);
+            new.push((va, frame));
+        }
+        va += PAGE_SIZE;
+    }
+    let map: Vec<(u64, u64)> = new.iter().map(|(va, f)| (*va, f.addr())).collect();
+    match space.map(&map, flags) {
+        Ok(()) => {
+            pages.extend(new);
+            Ok(())
+        }
+        Err(_) => {
+            new.into_iter().for_each(|(_, f)| {
                 let _ = frames::free(f);
             });
-            return Err(SpawnError::Load(e));
+            Err(())
         }
-    };
-    let mut proc = Process {
-        pid: 0,
-        space,
-        pages,
-        brk_start: loaded.end,
-        brk: loaded.end,
-        mmap_next: MMAP_BASE,
-        fs_base: 0,
-        exit_code: None,
-    };
-    let stack_flags = PteFlags::WRITABLE | PteFlags::NO_EXECUTE;
-    if proc.map_zeroed(STACK_TOP - STACK_PAGES * PAGE_SIZE, STACK_TOP, stack_flags).is_err() {
-        release(proc);
-        return Err(SpawnError::OutOfMemory);
     }
-    let sp = match syscall::lay_out_stack(&proc, STACK_TOP, &argv, &loaded) {
-        Some(sp) => sp,
-        None => {
-            release(proc);
-            return Err(SpawnError::Arguments);
-        }
-    };
-    let entry = loaded.entry;
-    let root = proc.root();
-    let tid = sched::spawn(path, move || {
-        sched::become_user(root);
-        crate::arch::user::enter_user(entry, sp)
+}
+
+/// Starts the program at `path` in the initrd with `argv`; returns its
+/// thread, which `wait` waits for.
+pub fn spawn(path: &str, argv: Vec<String>) -> Result<sched::ThreadId, SpawnError> {
+    let image = Image::build(path, &argv, &[String::from("PATH=/bin")])?;
+    let (entry, sp, root) = (image.loaded.entry, image.sp, image.space.root());
+    let proc = Process::new(image, 0);
+    // The thread must not run before its process is in the table.
+    let tid = crate::arch::without_interrupts(|| {
+        let tid = sched::spawn(path, move || {
+            sched::become_user(root);
+            crate::arch::user::enter_user(entry, sp)
+        });
+        PROCS.lock().insert(tid, Process { pid: tid, ..proc });
+        tid
     });
-    proc.pid = tid;
-    crate::arch::without_interrupts(|| PROCS.lock().insert(tid, proc));
     Ok(tid)
+}
+
+impl Process {
+    fn new(image: Image, parent: Pid) -> Process {
+        Process {
+            pid: 0,
+            parent,
+            space: image.space,
+            pages: image.pages,
+            brk_start: image.loaded.end,
+            brk: image.loaded.end,
+            mmap_next: MMAP_BASE,
+            fs_base: 0,
+            exit_code: None,
+        }
+    }
+}
+
+/// `fork`: a copy of the calling process, whose thread returns from the
+/// same system call with 0. Pages are copied now (copy-on-write is next).
+pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
+    use syscall::errno;
+    let (space, pages, parent, brk, mmap_next, fs_base) = with_current(|p| -> Result<_, i64> {
+        let mut space = AddressSpace::new().map_err(|_| errno::ENOMEM)?;
+        let mut pages = BTreeMap::new();
+        let mut groups: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+        for (&va, &frame) in &p.pages {
+            let Some(t) = p.space.translate(va) else { continue };
+            let Some(copy) = frames::alloc() else {
+                release_parts(space, pages);
+                return Err(errno::ENOMEM);
+            };
+            copy.copy_from(frame);
+            pages.insert(va, copy);
+            let mut flags = PteFlags::USER.bits();
+            if t.writable {
+                flags |= PteFlags::WRITABLE.bits();
+            }
+            if !t.executable {
+                flags |= PteFlags::NO_EXECUTE.bits();
+            }
+            groups.entry(flags).or_default().push((va, copy.addr()));
+        }
+        for (flags, group) in groups {
+            if space.map(&group, PteFlags::from_bits_truncate(flags)).is_err() {
+                release_parts(space, pages);
+                return Err(errno::ENOMEM);
+            }
+        }
+        Ok((space, pages, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base))
+    })
+    .ok_or(errno::EPERM)??;
+    let child =
+        Process { pid: 0, parent, space, pages, brk_start: brk.0, brk: brk.1, mmap_next, fs_base, exit_code: None };
+    let root = child.space.root();
+    let mut regs = *frame;
+    regs.rax = 0;
+    let name = sched::current_name();
+    let tid = crate::arch::without_interrupts(|| {
+        let tid = sched::spawn(&name, move || {
+            sched::become_user(root);
+            crate::arch::user::resume_user(&regs)
+        });
+        PROCS.lock().insert(tid, Process { pid: tid, ..child });
+        tid
+    });
+    Ok(tid)
+}
+
+/// `execve`: replaces the calling process's program. On failure the caller
+/// keeps running its old one.
+pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::convert::Infallible, i64> {
+    use syscall::errno;
+    let image = Image::build(path, argv, envp).map_err(|e| match e {
+        SpawnError::NotFound => errno::ENOENT,
+        SpawnError::Load(elf::LoadError::OutOfMemory) | SpawnError::OutOfMemory | SpawnError::Vm(_) => errno::ENOMEM,
+        SpawnError::Load(_) => errno::ENOEXEC,
+        SpawnError::Arguments => errno::E2BIG,
+    })?;
+    let (entry, sp, root) = (image.loaded.entry, image.sp, image.space.root());
+    let old = with_current(|p| {
+        let parent = p.parent;
+        let old = core::mem::replace(p, Process::new(image, parent));
+        p.pid = old.pid;
+        old
+    })
+    .ok_or(errno::EPERM)?;
+    sched::become_user(root);
+    release(old);
+    crate::arch::user::enter_user(entry, sp)
 }
 
 /// Frees a process's pages and address space (the CPU must not be on it).
 fn release(proc: Process) {
-    let Process { space, pages, .. } = proc;
+    release_parts(proc.space, proc.pages);
+}
+
+fn release_parts(space: AddressSpace, pages: BTreeMap<u64, Frame>) {
     drop(space);
     for f in pages.into_values() {
         let _ = frames::free(f);
     }
 }
 
-/// Ends the calling thread's process with `code`: leaves its address space,
-/// frees it, and ends the thread.
+/// Ends the calling thread's process with `code` (an exit status, as
+/// `exit` gives it): leaves its address space, frees it, and ends the thread.
 pub fn exit_current(code: i32) -> ! {
-    let tid = sched::current();
-    let proc = crate::arch::without_interrupts(|| PROCS.lock().remove(&tid));
-    if let Some(mut p) = proc {
-        p.exit_code = Some(code);
-        sched::leave_user();
-        EXITS.lock().insert(tid, code);
-        release(p);
-    }
+    finish(sched::current(), (code & 0xff) << 8);
     sched::exit(sched::Exit::Returned)
 }
 
-/// Exit codes of processes not yet waited for.
-static EXITS: Mutex<BTreeMap<sched::ThreadId, i32>> = Mutex::new(BTreeMap::new());
+/// Processes that ended and were not waited for yet: (thread, parent, wait
+/// status in the Linux encoding). A short list; a vector, because the
+/// B-tree's removal code happens to encode `0f 01 75` (lmsw) at an
+/// unaligned offset, which the image scanner refuses.
+static EXITS: Mutex<Vec<(sched::ThreadId, Pid, i32)>> = Mutex::new(Vec::new());
 
-/// Waits for the process on thread `tid`; its exit code, or `None` if it
-/// was killed (a fault) or never was a process.
+fn take_exit(
+    exits: &mut Vec<(sched::ThreadId, Pid, i32)>,
+    f: impl Fn(&(sched::ThreadId, Pid, i32)) -> bool,
+) -> Option<(sched::ThreadId, Pid, i32)> {
+    exits.iter().position(f).map(|i| exits.swap_remove(i))
+}
+
+/// A parent that is gone: its children are reaped by nobody.
+pub const ORPHAN: Pid = Pid::MAX;
+
+/// Removes the process on thread `tid` (the calling thread or one that just
+/// died), records its wait status for its parent and frees its memory.
+fn finish(tid: sched::ThreadId, status: i32) {
+    let Some(mut p) = crate::arch::without_interrupts(|| PROCS.lock().remove(&tid)) else { return };
+    p.exit_code = Some(status);
+    if tid == sched::current() {
+        sched::leave_user();
+    }
+    let parent = p.parent;
+    crate::arch::without_interrupts(|| {
+        // Its children outlive it: nobody will wait for them.
+        for child in PROCS.lock().values_mut().filter(|c| c.parent == tid) {
+            child.parent = ORPHAN;
+        }
+        let mut exits = EXITS.lock();
+        while let Some((zombie, _, _)) = take_exit(&mut exits, |e| e.1 == tid) {
+            sched::detach(zombie);
+        }
+        if parent == ORPHAN {
+            sched::detach(tid);
+        } else {
+            exits.push((tid, parent, status));
+        }
+    });
+    release(p);
+}
+
+/// Waits for the process on thread `tid` (one the kernel started); its
+/// exit code, or `None` if it was killed or never was a process.
 pub fn wait(tid: sched::ThreadId) -> Option<i32> {
     let how = sched::join(tid);
-    let code = crate::arch::without_interrupts(|| EXITS.lock().remove(&tid));
-    match how {
-        Some(sched::Exit::Returned) => code,
+    let status = crate::arch::without_interrupts(|| take_exit(&mut EXITS.lock(), |e| e.0 == tid)).map(|e| e.2);
+    match (how, status) {
+        (Some(sched::Exit::Returned), Some(st)) if st & 0x7f == 0 => Some(st >> 8),
         _ => None,
+    }
+}
+
+/// `wait4`: a child of the caller that has ended (`pid` -1: any), with its
+/// wait status; `Ok(None)` when `nohang` and none has ended yet.
+pub fn wait_child(pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, i64> {
+    let me = sched::current();
+    let wanted = |tid: u64| pid == -1 || pid == tid as i64;
+    loop {
+        let done = crate::arch::without_interrupts(|| {
+            take_exit(&mut EXITS.lock(), |e| e.1 == me && wanted(e.0)).map(|(t, _, st)| (t, st))
+        });
+        if let Some((tid, status)) = done {
+            sched::join(tid);
+            return Ok(Some((tid, status)));
+        }
+        let alive = crate::arch::without_interrupts(|| PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid)));
+        if !alive {
+            return Err(syscall::errno::ECHILD);
+        }
+        if nohang {
+            return Ok(None);
+        }
+        sched::yield_now();
+        crate::arch::wait_for_interrupt();
     }
 }
 
 /// Kills the calling thread's process (a fault, a bad return address).
 pub fn kill_current(why: &str) -> ! {
     crate::println!("process '{}' killed: {}", sched::current_name(), why);
-    exit_current(-11)
+    finish(sched::current(), SIGSEGV);
+    sched::exit(sched::Exit::Killed(String::from(why)))
 }
 
-/// Called when a thread dies by a fault: frees its process, if it had one.
+const SIGSEGV: i32 = 11;
+
+/// Called when a thread dies by a fault: ends its process, if it had one,
+/// as if by SIGSEGV.
 pub fn reap_killed(tid: sched::ThreadId) {
-    if let Some(p) = crate::arch::without_interrupts(|| PROCS.lock().remove(&tid)) {
-        release(p);
-    }
+    finish(tid, SIGSEGV);
 }
 
 /// The FS base (thread pointer) of the process on thread `tid`, 0 if none.

@@ -14,6 +14,10 @@ use nk_model::pte::PteFlags;
 
 pub mod errno {
     pub const EPERM: i64 = 1;
+    pub const ENOENT: i64 = 2;
+    pub const E2BIG: i64 = 7;
+    pub const ENOEXEC: i64 = 8;
+    pub const ECHILD: i64 = 10;
     pub const EBADF: i64 = 9;
     pub const ENOMEM: i64 = 12;
     pub const EFAULT: i64 = 14;
@@ -36,7 +40,12 @@ mod nr {
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
     pub const GETPID: u64 = 39;
+    pub const CLONE: u64 = 56;
+    pub const FORK: u64 = 57;
+    pub const VFORK: u64 = 58;
+    pub const EXECVE: u64 = 59;
     pub const EXIT: u64 = 60;
+    pub const WAIT4: u64 = 61;
     pub const UNAME: u64 = 63;
     pub const GETPPID: u64 = 110;
     pub const SIGALTSTACK: u64 = 131;
@@ -70,7 +79,11 @@ pub fn dispatch(frame: &mut SyscallFrame) {
             Ok(0)
         }
         nr::GETPID | nr::GETTID | nr::SET_TID_ADDRESS => Ok(crate::sched::current()),
-        nr::GETPPID => Ok(0),
+        nr::GETPPID => current(|p| if p.parent == super::ORPHAN { 1 } else { p.parent }),
+        nr::FORK | nr::VFORK => super::fork(frame),
+        nr::CLONE => clone(frame),
+        nr::EXECVE => execve(a0, a1, a2),
+        nr::WAIT4 => wait4(a0 as i64, a1, a2),
         nr::UNAME => uname(a0),
         nr::ARCH_PRCTL => arch_prctl(a0, a1),
         nr::CLOCK_GETTIME => clock_gettime(a1),
@@ -82,6 +95,71 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         Err(e) => (-e) as u64,
     };
     crate::arch::disable_interrupts();
+}
+
+/// `clone` with fork semantics only (no shared address space yet).
+fn clone(frame: &SyscallFrame) -> SysResult {
+    const CLONE_VM: u64 = 0x100;
+    const CLONE_THREAD: u64 = 0x10000;
+    if frame.rdi & (CLONE_VM | CLONE_THREAD) != 0 {
+        return Err(errno::ENOSYS);
+    }
+    super::fork(frame)
+}
+
+/// A NUL-terminated string of at most `max` bytes from user memory.
+fn user_string(root: u64, ptr: u64, max: usize) -> Result<String, i64> {
+    let mut out = Vec::new();
+    let mut at = ptr;
+    while out.len() < max {
+        let mut b = [0u8];
+        copy_from_user(root, &mut b, at).map_err(|_| errno::EFAULT)?;
+        if b[0] == 0 {
+            return String::from_utf8(out).map_err(|_| errno::EINVAL);
+        }
+        out.push(b[0]);
+        at += 1;
+    }
+    Err(errno::E2BIG)
+}
+
+/// A NULL-terminated array of string pointers (argv, envp).
+fn user_strings(root: u64, ptr: u64) -> Result<Vec<String>, i64> {
+    let mut out = Vec::new();
+    if ptr == 0 {
+        return Ok(out);
+    }
+    for i in 0..1024 {
+        let mut w = [0u8; 8];
+        copy_from_user(root, &mut w, ptr + i * 8).map_err(|_| errno::EFAULT)?;
+        let p = u64::from_le_bytes(w);
+        if p == 0 {
+            return Ok(out);
+        }
+        out.push(user_string(root, p, 4096)?);
+    }
+    Err(errno::E2BIG)
+}
+
+fn execve(path: u64, argv: u64, envp: u64) -> SysResult {
+    let root = root()?;
+    let path = user_string(root, path, 4096)?;
+    let argv = user_strings(root, argv)?;
+    let envp = user_strings(root, envp)?;
+    match super::execve(&path, &argv, &envp)? {}
+}
+
+fn wait4(pid: i64, status: u64, options: u64) -> SysResult {
+    const WNOHANG: u64 = 1;
+    match super::wait_child(pid, options & WNOHANG != 0)? {
+        None => Ok(0),
+        Some((child, st)) => {
+            if status != 0 {
+                copy_to_user(root()?, status, &st.to_le_bytes()).map_err(|_| errno::EFAULT)?;
+            }
+            Ok(child)
+        }
+    }
 }
 
 fn current<R>(f: impl FnOnce(&mut Process) -> R) -> Result<R, i64> {
@@ -232,8 +310,7 @@ const AT_EXECFN: u64 = 31;
 
 /// Lays out argc, argv, envp and the auxiliary vector below `top` as Linux
 /// does; returns the initial stack pointer.
-pub fn lay_out_stack(p: &Process, top: u64, argv: &[String], l: &Loaded) -> Option<u64> {
-    let root = p.root();
+pub fn lay_out_stack(root: u64, top: u64, argv: &[String], envp: &[String], l: &Loaded) -> Option<u64> {
     let mut sp = top;
     let push_bytes = |bytes: &[u8], sp: &mut u64| -> Option<u64> {
         *sp -= bytes.len() as u64;
@@ -246,8 +323,12 @@ pub fn lay_out_stack(p: &Process, top: u64, argv: &[String], l: &Loaded) -> Opti
         s.push(0);
         arg_ptrs.push(push_bytes(&s, &mut sp)?);
     }
-    let env = b"PATH=/bin\0";
-    let env_ptr = push_bytes(env, &mut sp)?;
+    let mut env_ptrs = Vec::new();
+    for e in envp {
+        let mut s = e.clone().into_bytes();
+        s.push(0);
+        env_ptrs.push(push_bytes(&s, &mut sp)?);
+    }
     let seed = crate::arch::rdtsc().to_le_bytes();
     let random = push_bytes(&[seed, seed.map(|b| b.rotate_left(3))].concat(), &mut sp)?;
     let execfn = arg_ptrs.first().copied().unwrap_or(0);
@@ -271,7 +352,7 @@ pub fn lay_out_stack(p: &Process, top: u64, argv: &[String], l: &Loaded) -> Opti
     words.push(arg_ptrs.len() as u64);
     words.extend(&arg_ptrs);
     words.push(0);
-    words.push(env_ptr);
+    words.extend(&env_ptrs);
     words.push(0);
     for (k, v) in aux {
         words.extend([k, v]);

@@ -47,6 +47,8 @@ struct Thread {
     /// Set while the thread runs a process: its address space and the
     /// kernel stack its system calls and interrupts land on.
     user: Option<UserContext>,
+    /// Nobody will join it: its record goes once it is dead.
+    detached: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +79,7 @@ pub fn init() {
         _stack: None,
         entry: None,
         user: None,
+        detached: false,
     })];
     *SCHED.lock() = Some(Scheduler { threads, ready: VecDeque::new(), current: 0, next_id: 1 });
 }
@@ -105,6 +108,8 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
     let mut stack = vec![0u64; STACK_WORDS];
     let rsp = switch::initial_stack(&mut stack, thread_start);
     with(|s| {
+        let cur = s.current;
+        s.threads.retain(|t| !(t.detached && t.id != cur && matches!(t.state, State::Dead(_))));
         let id = s.next_id;
         s.next_id += 1;
         let entry: Box<dyn FnOnce() + Send> = Box::new(f);
@@ -116,6 +121,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
             _stack: Some(stack),
             entry: Some(entry),
             user: None,
+            detached: false,
         }));
         s.ready.push_back(id);
         id
@@ -259,6 +265,16 @@ pub fn leave_user() {
             }
         });
         let _ = nk::api::load_cr3(nk::api::kernel_root());
+    });
+}
+
+/// Marks thread `id` as one nobody joins: once dead, its record and stack
+/// are freed (at the next `spawn`).
+pub fn detach(id: ThreadId) {
+    with(|s| {
+        if let Some(t) = s.get(id) {
+            t.detached = true;
+        }
     });
 }
 
