@@ -21,6 +21,7 @@ mod sched;
 mod shell;
 mod time;
 mod trap;
+mod tty;
 
 use nk::BootInfo;
 

@@ -133,11 +133,18 @@ fn scenarios() -> Vec<Scenario> {
 fn user_scenario(name: &'static str) -> Scenario {
     Scenario::new(
         name,
-        "run /bin/hello\nrun /bin/init\nrun /bin/missing\nrun\nrun /bin/utest\nnk audit\npoweroff\n",
+        "run /bin/hello\nrun /bin/init\nhello\nnk stat\nbogus\nexit 3\nrun /bin/missing\nrun\nrun /bin/utest\nnk audit\npoweroff\n",
         vec![
             ("utest", utest_passed),
             ("hello", |s| contains(s, "hello from user space")),
             ("init", |s| contains(s, "init: running as pid")),
+            ("sh-runs-programs", |s| {
+                let runs = s.output.matches("hello from user space").count();
+                if runs >= 2 { Ok(()) } else { Err(format!("hello ran {runs} time(s), wanted 2 (ksh and sh)")) }
+            }),
+            ("sh-reaches-the-nk", |s| contains(s, "$ nk stat").and(contains(s, "nk: backend"))),
+            ("sh-missing-program", |s| contains(s, "sh: /bin/bogus: No such file or directory")),
+            ("sh-exit-status", |s| contains(s, "run: /bin/init exited with status 3")),
             ("missing-program", |s| contains(s, "run: /bin/missing: no such file in the initrd")),
             ("usage", |s| contains(s, "usage: run PATH")),
             ("audit", |s| {

@@ -54,6 +54,9 @@ mod nr {
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const EXIT_GROUP: u64 = 231;
+    /// Not Linux: runs one `nk ...` or `attack ...` line of the kernel shell,
+    /// so the nested kernel's commands stay reachable from user space.
+    pub const KSH: u64 = 1000;
 }
 
 type SysResult = Result<u64, i64>;
@@ -63,7 +66,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     crate::arch::enable_interrupts();
     let (a0, a1, a2) = (frame.rdi, frame.rsi, frame.rdx);
     let r = match frame.rax {
-        nr::READ => Ok(0), // no console input for processes yet: end of file
+        nr::READ => read(a0, a1, a2),
         nr::WRITE => write(a0, a1, a2),
         nr::WRITEV => writev(a0, a1, a2),
         nr::POLL => Ok(0),
@@ -88,6 +91,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         nr::ARCH_PRCTL => arch_prctl(a0, a1),
         nr::CLOCK_GETTIME => clock_gettime(a1),
         nr::EXIT | nr::EXIT_GROUP => super::exit_current(a0 as i32),
+        nr::KSH => ksh(a0, a1),
         _ => Err(errno::ENOSYS),
     };
     frame.rax = match r {
@@ -141,6 +145,23 @@ fn user_strings(root: u64, ptr: u64) -> Result<Vec<String>, i64> {
     Err(errno::E2BIG)
 }
 
+fn ksh(line: u64, len: u64) -> SysResult {
+    if len > 256 {
+        return Err(errno::EINVAL);
+    }
+    let mut bytes = vec![0u8; len as usize];
+    copy_from_user(root()?, &mut bytes, line).map_err(|_| errno::EFAULT)?;
+    let line = core::str::from_utf8(&bytes).map_err(|_| errno::EINVAL)?;
+    // Only the nested kernel's own commands: not `poweroff`, not `run`.
+    match line.split_whitespace().next() {
+        Some("nk" | "attack") => {
+            crate::shell::execute(line);
+            Ok(0)
+        }
+        _ => Err(errno::EPERM),
+    }
+}
+
 fn execve(path: u64, argv: u64, envp: u64) -> SysResult {
     let root = root()?;
     let path = user_string(root, path, 4096)?;
@@ -179,6 +200,18 @@ fn write(fd: u64, buf: u64, len: u64) -> SysResult {
     copy_from_user(root()?, &mut bytes, buf).map_err(|_| errno::EFAULT)?;
     crate::console::write_bytes(&bytes);
     Ok(len as u64)
+}
+
+/// Standard input is the console, a line at a time (`crate::tty`).
+fn read(fd: u64, buf: u64, len: u64) -> SysResult {
+    if fd != 0 {
+        return Err(errno::EBADF);
+    }
+    let root = root()?;
+    let mut bytes = vec![0u8; len.min(4096) as usize];
+    let n = crate::tty::read(&mut bytes);
+    copy_to_user(root, buf, &bytes[..n]).map_err(|_| errno::EFAULT)?;
+    Ok(n as u64)
 }
 
 fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
