@@ -13,6 +13,7 @@ extern crate alloc;
 mod arch;
 mod attack;
 mod console;
+mod fs;
 mod ktest;
 mod mm;
 mod panic;
@@ -52,6 +53,7 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     }
 
     mm::init(info);
+    fs::init();
     sched::init();
     trap::init();
     if let Err(e) = nk::api::set_syscall_entry(arch::user::syscall_entry()) {

@@ -46,11 +46,7 @@ fn read_line() -> alloc::vec::Vec<u8> {
                 return line;
             }
             0x04 if line.is_empty() => return line,
-            0x7f | 0x08 => {
-                if line.pop().is_some() {
-                    crate::console::write_bytes(b"\x08 \x08");
-                }
-            }
+            0x7f | 0x08 if line.pop().is_some() => crate::console::write_bytes(b"\x08 \x08"),
             0x20..=0x7e if line.len() < MAX_LINE => {
                 crate::console::write_bytes(&[b]);
                 line.push(b);

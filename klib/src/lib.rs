@@ -3,8 +3,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-// The cpio writer (host side: xtask packs the initrd with it).
-#[cfg(any(test, feature = "std"))]
+// The RAM file system (its tree lives on the heap) and the cpio writer
+// (host side: xtask packs the initrd with it).
 extern crate alloc;
 
 pub mod bitmap;
@@ -12,3 +12,4 @@ pub mod cmdline;
 pub mod cpio;
 pub mod line;
 pub mod memmap;
+pub mod ramfs;

@@ -35,6 +35,10 @@ pub struct Process {
     pub mmap_next: u64,
     pub fs_base: u64,
     pub exit_code: Option<i32>,
+    /// Open files (shared descriptions after `fork`, as on Linux).
+    pub files: crate::fs::files::FdTable,
+    /// The working directory.
+    pub cwd: crate::fs::Ino,
 }
 
 impl Process {
@@ -98,7 +102,8 @@ struct Image {
 
 impl Image {
     fn build(path: &str, argv: &[String], envp: &[String]) -> Result<Image, SpawnError> {
-        let file = klib::cpio::find(initrd(), path.trim_start_matches('/')).ok_or(SpawnError::NotFound)?;
+        let file = crate::fs::read_file(crate::fs::ROOT, path).map_err(|_| SpawnError::NotFound)?;
+        let file = file.as_slice();
         let mut space = AddressSpace::new().map_err(SpawnError::Vm)?;
         let mut pages = BTreeMap::new();
         let loaded = match elf::load(file, &mut space, &mut pages) {
@@ -197,6 +202,8 @@ impl Process {
             mmap_next: MMAP_BASE,
             fs_base: 0,
             exit_code: None,
+            files: crate::fs::files::FdTable::new(),
+            cwd: crate::fs::ROOT,
         }
     }
 }
@@ -205,7 +212,7 @@ impl Process {
 /// same system call with 0. Pages are copied now (copy-on-write is next).
 pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
     use syscall::errno;
-    let (space, pages, parent, brk, mmap_next, fs_base) = with_current(|p| -> Result<_, i64> {
+    let (space, pages, parent, brk, mmap_next, fs_base, files, cwd) = with_current(|p| -> Result<_, i64> {
         let mut space = AddressSpace::new().map_err(|_| errno::ENOMEM)?;
         let mut pages = BTreeMap::new();
         let mut groups: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
@@ -232,11 +239,22 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
                 return Err(errno::ENOMEM);
             }
         }
-        Ok((space, pages, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base))
+        Ok((space, pages, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd))
     })
     .ok_or(errno::EPERM)??;
-    let child =
-        Process { pid: 0, parent, space, pages, brk_start: brk.0, brk: brk.1, mmap_next, fs_base, exit_code: None };
+    let child = Process {
+        pid: 0,
+        parent,
+        space,
+        pages,
+        brk_start: brk.0,
+        brk: brk.1,
+        mmap_next,
+        fs_base,
+        exit_code: None,
+        files,
+        cwd,
+    };
     let root = child.space.root();
     let mut regs = *frame;
     regs.rax = 0;
@@ -265,8 +283,11 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::conv
     let (entry, sp, root) = (image.loaded.entry, image.sp, image.space.root());
     let old = with_current(|p| {
         let parent = p.parent;
-        let old = core::mem::replace(p, Process::new(image, parent));
+        let mut old = core::mem::replace(p, Process::new(image, parent));
         p.pid = old.pid;
+        p.cwd = old.cwd;
+        p.files = core::mem::replace(&mut old.files, crate::fs::files::FdTable::empty());
+        p.files.close_on_exec();
         old
     })
     .ok_or(errno::EPERM)?;

@@ -18,11 +18,9 @@ pub mod errno {
     pub const E2BIG: i64 = 7;
     pub const ENOEXEC: i64 = 8;
     pub const ECHILD: i64 = 10;
-    pub const EBADF: i64 = 9;
     pub const ENOMEM: i64 = 12;
     pub const EFAULT: i64 = 14;
     pub const EINVAL: i64 = 22;
-    pub const ENOTTY: i64 = 25;
     pub const ENOSYS: i64 = 38;
 }
 
@@ -66,9 +64,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     crate::arch::enable_interrupts();
     let (a0, a1, a2) = (frame.rdi, frame.rsi, frame.rdx);
     let r = match frame.rax {
-        nr::READ => read(a0, a1, a2),
-        nr::WRITE => write(a0, a1, a2),
-        nr::WRITEV => writev(a0, a1, a2),
+        nr::READ | nr::WRITE | nr::WRITEV => files_call(frame),
         nr::POLL => Ok(0),
         nr::MMAP => mmap(a0, a1, a2, frame.r10, frame.r8),
         nr::MUNMAP => munmap(a0, a1),
@@ -76,7 +72,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         nr::BRK => brk(a0),
         // Signals are accepted but not delivered yet.
         nr::RT_SIGACTION | nr::RT_SIGPROCMASK | nr::SIGALTSTACK => Ok(0),
-        nr::IOCTL => Err(errno::ENOTTY),
+        nr::IOCTL => files_call(frame),
         nr::SCHED_YIELD => {
             crate::sched::yield_now();
             Ok(0)
@@ -92,6 +88,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         nr::CLOCK_GETTIME => clock_gettime(a1),
         nr::EXIT | nr::EXIT_GROUP => super::exit_current(a0 as i32),
         nr::KSH => ksh(a0, a1),
+        n if FILE_CALLS.contains(&n) => files_call(frame),
         _ => Err(errno::ENOSYS),
     };
     frame.rax = match r {
@@ -191,43 +188,70 @@ fn root() -> Result<u64, i64> {
     current(|p| p.root())
 }
 
-fn write(fd: u64, buf: u64, len: u64) -> SysResult {
-    if fd != 1 && fd != 2 {
-        return Err(errno::EBADF);
-    }
-    let len = len.min(1 << 20) as usize;
-    let mut bytes = vec![0u8; len];
-    copy_from_user(root()?, &mut bytes, buf).map_err(|_| errno::EFAULT)?;
-    crate::console::write_bytes(&bytes);
-    Ok(len as u64)
-}
+/// The file system calls (`crate::fs::files`), by number.
+const FILE_CALLS: &[u64] = &[
+    2, 3, 4, 5, 6, 8, 17, 18, 19, 21, 32, 33, 72, 76, 77, 79, 80, 81, 83, 84, 85, 87, 217, 257, 258, 262, 263, 269, 292,
+];
 
-/// Standard input is the console, a line at a time (`crate::tty`).
-fn read(fd: u64, buf: u64, len: u64) -> SysResult {
-    if fd != 0 {
-        return Err(errno::EBADF);
-    }
-    let root = root()?;
-    let mut bytes = vec![0u8; len.min(4096) as usize];
-    let n = crate::tty::read(&mut bytes);
-    copy_to_user(root, buf, &bytes[..n]).map_err(|_| errno::EFAULT)?;
-    Ok(n as u64)
-}
-
-fn writev(fd: u64, iov: u64, count: u64) -> SysResult {
-    if count > 1024 {
-        return Err(errno::EINVAL);
-    }
-    let root = root()?;
-    let mut total = 0;
-    for i in 0..count {
-        let mut raw = [0u8; 16];
-        copy_from_user(root, &mut raw, iov + i * 16).map_err(|_| errno::EFAULT)?;
-        let base = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
-        let len = u64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
-        total += write(fd, base, len)?;
-    }
-    Ok(total)
+/// Runs a file system call on the calling process's descriptors and
+/// working directory. The table is taken out of the process for the call,
+/// so no lock is held while a call waits (a console read waits for a line);
+/// only this process's thread uses it meanwhile.
+fn files_call(frame: &SyscallFrame) -> SysResult {
+    use crate::fs::files as f;
+    let (a0, a1, a2, a3) = (frame.rdi, frame.rsi, frame.rdx, frame.r10);
+    let nr = frame.rax;
+    let (root, cwd, mut table) = current(|p| (p.root(), p.cwd, core::mem::replace(&mut p.files, f::FdTable::empty())))?;
+    let files = &mut table;
+    let mut new_cwd = None;
+    let r = match nr {
+        0 => f::read(root, files, a0, a1, a2),
+        1 => f::write(root, files, a0, a1, a2),
+        2 => f::open(root, files, cwd, a0, a1, a2),
+        3 => f::close(files, a0),
+        4 | 6 => f::stat(root, cwd, a0, a1),
+        5 => f::fstat(root, files, a0, a1),
+        8 => f::lseek(files, a0, a1, a2),
+        16 => f::ioctl(root, files, a0, a1, a2),
+        17 => f::pread64(root, files, a0, a1, a2, a3),
+        18 => f::pwrite64(root, files, a0, a1, a2, a3),
+        19 => f::readv(root, files, a0, a1, a2),
+        20 => f::writev(root, files, a0, a1, a2),
+        21 => f::access(root, cwd, a0, a1),
+        32 => f::dup(files, a0),
+        33 => f::dup2(files, a0, a1),
+        72 => f::fcntl(files, a0, a1, a2),
+        76 => f::truncate(root, cwd, a0, a1),
+        77 => f::ftruncate(files, a0, a1),
+        79 => f::getcwd(root, cwd, a0, a1),
+        80 => f::chdir(root, cwd, a0).map(|ino| {
+            new_cwd = Some(ino);
+            0
+        }),
+        81 => f::fchdir(files, a0).map(|ino| {
+            new_cwd = Some(ino);
+            0
+        }),
+        83 => f::mkdir(root, cwd, a0, a1),
+        84 => f::rmdir(root, cwd, a0),
+        85 => f::creat(root, files, cwd, a0, a1),
+        87 => f::unlink(root, cwd, a0),
+        217 => f::getdents64(root, files, a0, a1, a2),
+        257 => f::openat(root, files, cwd, a0, a1, a2, a3),
+        258 => f::mkdirat(root, files, cwd, a0, a1, a2),
+        262 => f::newfstatat(root, files, cwd, a0, a1, a2, a3),
+        263 => f::unlinkat(root, files, cwd, a0, a1, a2),
+        269 => f::faccessat(root, files, cwd, a0, a1, a2),
+        292 => f::dup3(files, a0, a1, a2),
+        _ => Err(errno::ENOSYS),
+    };
+    current(|p| {
+        p.files = table;
+        if let Some(ino) = new_cwd {
+            p.cwd = ino;
+        }
+    })?;
+    r
 }
 
 fn brk(addr: u64) -> SysResult {
