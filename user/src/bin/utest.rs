@@ -178,6 +178,33 @@ fn getppid_names_the_parent() -> TestResult {
     }
 }
 
+fn files_round_trip() -> TestResult {
+    let e = |what: &str, err: std::io::Error| format!("{what}: {err}");
+    std::fs::create_dir_all("/tmp/utest").map_err(|err| e("create_dir_all", err))?;
+    std::fs::write("/tmp/utest/a", b"nested kernel").map_err(|err| e("write", err))?;
+    let back = std::fs::read("/tmp/utest/a").map_err(|err| e("read", err))?;
+    check(back == b"nested kernel", || format!("read back {back:?}"))?;
+    let len = std::fs::metadata("/tmp/utest/a").map_err(|err| e("metadata", err))?.len();
+    check(len == 13, || format!("size {len}"))?;
+    std::fs::remove_file("/tmp/utest/a").map_err(|err| e("remove_file", err))?;
+    let gone = std::fs::read("/tmp/utest/a");
+    check(gone.as_ref().is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound), || format!("{gone:?}"))
+}
+
+fn read_dir_lists_bin() -> TestResult {
+    let names: Vec<String> = std::fs::read_dir("/bin")
+        .map_err(|err| format!("read_dir: {err}"))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.file_name().to_string_lossy().into_owned()))
+        .collect();
+    check(names.iter().any(|n| n == "hello") && names.iter().any(|n| n == "utest"), || format!("/bin holds {names:?}"))
+}
+
+fn opening_a_missing_file_is_enoent() -> TestResult {
+    // SAFETY: a NUL-terminated path; the call must fail.
+    let fd = unsafe { libc::open(c"/no/such/file".as_ptr(), libc::O_RDONLY) };
+    check(fd == -1 && errno() == libc::ENOENT, || format!("open returned {fd}, errno {}", errno()))
+}
+
 fn main() -> ExitCode {
     let tests: &[(&str, fn() -> TestResult)] = &[
         ("getpid_is_stable", getpid_is_stable),
@@ -194,6 +221,9 @@ fn main() -> ExitCode {
         ("execve_runs_another_program", execve_runs_another_program),
         ("execve_of_a_missing_file_is_enoent", execve_of_a_missing_file_is_enoent),
         ("getppid_names_the_parent", getppid_names_the_parent),
+        ("files_round_trip", files_round_trip),
+        ("read_dir_lists_bin", read_dir_lists_bin),
+        ("opening_a_missing_file_is_enoent", opening_a_missing_file_is_enoent),
     ];
     let filter = std::env::args().nth(1).unwrap_or_default();
     let (mut passed, mut failed) = (0, 0);
