@@ -145,7 +145,7 @@ fn user_scenario(name: &'static str) -> Scenario {
             ("sh-reaches-the-nk", |s| contains(s, "$ nk stat").and(contains(s, "nk: backend"))),
             ("sh-missing-program", |s| contains(s, "sh: /bin/bogus: No such file or directory")),
             ("sh-exit-status", |s| contains(s, "run: /bin/init exited with status 3")),
-            ("missing-program", |s| contains(s, "run: /bin/missing: no such file in the initrd")),
+            ("missing-program", |s| contains(s, "run: /bin/missing: no such file or directory")),
             ("usage", |s| contains(s, "usage: run PATH")),
             ("audit", |s| {
                 if s.output.contains(" 0 violations") || s.output.contains("audit: not offered by this backend") {

@@ -5,9 +5,6 @@
 //! life) until first written; written bytes live on the kernel heap, of
 //! which files may take half, so a process filling the disk gets ENOSPC
 //! instead of starving the kernel.
-// Until `proc/syscall.rs` dispatches to every call in `files` and boot calls
-// `init` (issue 5): remove this line with that wiring.
-#![allow(dead_code)]
 
 pub mod files;
 

@@ -63,7 +63,8 @@ pub fn with_current<R>(f: impl FnOnce(&mut Process) -> R) -> Option<R> {
 
 #[derive(Debug)]
 pub enum SpawnError {
-    NotFound,
+    /// The file system refused the path (missing, not a file, not executable).
+    Fs(crate::fs::FsError),
     Load(elf::LoadError),
     OutOfMemory,
     Vm(crate::mm::vm::VmError),
@@ -74,7 +75,7 @@ pub enum SpawnError {
 impl core::fmt::Display for SpawnError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::NotFound => f.write_str("no such file in the initrd"),
+            Self::Fs(e) => write!(f, "{e}"),
             Self::Load(e) => write!(f, "cannot load: {e:?}"),
             Self::OutOfMemory => f.write_str("out of memory"),
             Self::Vm(e) => write!(f, "address space: {e}"),
@@ -101,8 +102,12 @@ struct Image {
 }
 
 impl Image {
-    fn build(path: &str, argv: &[String], envp: &[String]) -> Result<Image, SpawnError> {
-        let file = crate::fs::read_file(crate::fs::ROOT, path).map_err(|_| SpawnError::NotFound)?;
+    fn build(cwd: crate::fs::Ino, path: &str, argv: &[String], envp: &[String]) -> Result<Image, SpawnError> {
+        let st = crate::fs::stat_path(cwd, path).map_err(SpawnError::Fs)?;
+        if st.kind != crate::fs::Kind::File || st.mode & 0o111 == 0 {
+            return Err(SpawnError::Fs(crate::fs::FsError::Access));
+        }
+        let file = crate::fs::read_file(cwd, path).map_err(SpawnError::Fs)?;
         let file = file.as_slice();
         let mut space = AddressSpace::new().map_err(SpawnError::Vm)?;
         let mut pages = BTreeMap::new();
@@ -175,7 +180,7 @@ fn map_zeroed(
 /// Starts the program at `path` in the initrd with `argv`; returns its
 /// thread, which `wait` waits for.
 pub fn spawn(path: &str, argv: Vec<String>) -> Result<sched::ThreadId, SpawnError> {
-    let image = Image::build(path, &argv, &[String::from("PATH=/bin")])?;
+    let image = Image::build(crate::fs::ROOT, path, &argv, &[String::from("PATH=/bin")])?;
     let (entry, sp, root) = (image.loaded.entry, image.sp, image.space.root());
     let proc = Process::new(image, 0);
     // The thread must not run before its process is in the table.
@@ -274,8 +279,9 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
 /// keeps running its old one.
 pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::convert::Infallible, i64> {
     use syscall::errno;
-    let image = Image::build(path, argv, envp).map_err(|e| match e {
-        SpawnError::NotFound => errno::ENOENT,
+    let cwd = with_current(|p| p.cwd).ok_or(errno::EPERM)?;
+    let image = Image::build(cwd, path, argv, envp).map_err(|e| match e {
+        SpawnError::Fs(e) => e.errno(),
         SpawnError::Load(elf::LoadError::OutOfMemory) | SpawnError::OutOfMemory | SpawnError::Vm(_) => errno::ENOMEM,
         SpawnError::Load(_) => errno::ENOEXEC,
         SpawnError::Arguments => errno::E2BIG,

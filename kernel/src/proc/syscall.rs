@@ -14,7 +14,6 @@ use nk_model::pte::PteFlags;
 
 pub mod errno {
     pub const EPERM: i64 = 1;
-    pub const ENOENT: i64 = 2;
     pub const E2BIG: i64 = 7;
     pub const ENOEXEC: i64 = 8;
     pub const ECHILD: i64 = 10;
