@@ -2,7 +2,7 @@
 //! before the hand-off (and tests build machines). No rule is checked, but
 //! reference counts stay exact, so the validated interface can take over.
 
-use super::entry::{ENTRIES, target};
+use super::entry::target;
 use super::error::VmmuError;
 use super::frame::FrameKind;
 use super::level::Level;
@@ -32,14 +32,7 @@ impl Vmmu<'_> {
     /// page table (its level decides what the entry covers) or `index` is
     /// beyond it.
     pub fn boot_map(&mut self, mem: &mut impl PhysMem, table: u64, index: usize, pte: Pte) -> Result<(), VmmuError> {
-        let level = match self.kind_of(table) {
-            None => return Err(VmmuError::FrameOutOfRange { pfn: table }),
-            Some(FrameKind::Ptp(level)) => level,
-            Some(_) => return Err(VmmuError::NotDeclared { pfn: table }),
-        };
-        if index >= ENTRIES {
-            return Err(VmmuError::BadIndex { index });
-        }
+        let level = self.table_level(table, index)?;
         if let Some(old) = target(level, mem.read_entry(table, index)) {
             self.lower(old);
         }

@@ -3,8 +3,11 @@
 //! exists. Every change to it goes through the operations of this module.
 
 use super::counters::Counters;
+use super::entry::ENTRIES;
 use super::entry::Target;
+use super::error::VmmuError;
 use super::frame::{FrameDesc, FrameKind};
+use super::level::Level;
 use super::phys_mem::PhysMem;
 
 /// CPUs whose CR3 the vMMU tracks.
@@ -81,6 +84,20 @@ impl<'t> Vmmu<'t> {
 
     pub(super) fn slot(&self, pfn: u64) -> Option<usize> {
         usize::try_from(pfn).ok().filter(|&i| i < self.frames.len())
+    }
+
+    /// The level of page table `table`, for an entry `index` in it: what
+    /// every entry write checks first.
+    pub(super) fn table_level(&self, table: u64, index: usize) -> Result<Level, VmmuError> {
+        let level = match self.kind_of(table) {
+            None => return Err(VmmuError::FrameOutOfRange { pfn: table }),
+            Some(FrameKind::Ptp(level)) => level,
+            Some(_) => return Err(VmmuError::NotDeclared { pfn: table }),
+        };
+        if index >= ENTRIES {
+            return Err(VmmuError::BadIndex { index });
+        }
+        Ok(level)
     }
 
     pub(super) fn kind_of(&self, pfn: u64) -> Option<FrameKind> {

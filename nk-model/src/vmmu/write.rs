@@ -4,7 +4,7 @@
 //! NK memory or at a pinned table.
 
 use super::encoding::check_encoding;
-use super::entry::{ENTRIES, Rights, Target, target};
+use super::entry::{Rights, Target, target};
 use super::error::VmmuError;
 use super::frame::FrameKind;
 use super::level::Level;
@@ -62,14 +62,7 @@ impl Vmmu<'_> {
         as_code: Option<u64>,
     ) -> Result<EntryWrite, VmmuError> {
         let table = ptp.0;
-        let level = match self.kind_of(table) {
-            None => return Err(VmmuError::FrameOutOfRange { pfn: table }),
-            Some(FrameKind::Ptp(level)) => level,
-            Some(_) => return Err(VmmuError::NotDeclared { pfn: table }),
-        };
-        if index >= ENTRIES {
-            return Err(VmmuError::BadIndex { index });
-        }
+        let level = self.table_level(table, index)?;
         let new = pte.0;
         let old = mem.read_entry(table, index);
         if let Some(t) = target(level, old) {
