@@ -6,6 +6,10 @@ use crate::{console, println};
 use core::sync::atomic::{AtomicU64, Ordering};
 use nk::trap::{TrapFrame, TrapInfo, VECTOR_BREAKPOINT, VECTOR_PAGE_FAULT};
 
+/// Page-fault error code bits: a write, an instruction fetch.
+const PF_WRITE: u64 = 1 << 1;
+const PF_FETCH: u64 = 1 << 4;
+
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 
 pub fn init() {
@@ -33,6 +37,14 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
             println!("EXCEPTION: breakpoint (#BP, vector 3) at rip={:#x}; resuming", frame.rip);
         }
+        VECTOR_PAGE_FAULT
+            if frame.from_user()
+                && crate::proc::user_page_fault(
+                    info.fault_addr,
+                    frame.error_code & PF_WRITE != 0,
+                    frame.error_code & PF_FETCH != 0,
+                )
+                .is_ok() => {}
         0..32 => fatal_exception(frame, info),
         v => {
             println!("trap: unexpected interrupt vector {:#x}", v);

@@ -2,6 +2,7 @@
 //! I/O, the local APIC's registers, the PIT, the TSC, and the interrupt flag.
 #![allow(unsafe_code)]
 
+pub mod fpu;
 pub mod lapic;
 pub mod pit;
 pub mod user;

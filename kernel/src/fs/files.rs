@@ -130,7 +130,7 @@ pub enum Object {
 /// inherited descriptors.
 #[derive(Debug)]
 pub struct OpenFile {
-    object: Object,
+    pub(crate) object: Object,
     /// The access mode and status flags (F_GETFL).
     flags: u32,
     offset: u64,
@@ -149,11 +149,11 @@ impl OpenFile {
         OpenFile { object: Object::Console, flags: O_RDWR, offset: 0, dir_after: None }
     }
 
-    fn readable(&self) -> bool {
+    pub fn readable(&self) -> bool {
         self.flags & O_PATH == 0 && self.flags & O_ACCMODE != O_WRONLY
     }
 
-    fn writable(&self) -> bool {
+    pub fn writable(&self) -> bool {
         self.flags & O_PATH == 0 && self.flags & O_ACCMODE != O_RDONLY
     }
 }
@@ -320,6 +320,7 @@ fn base_dir(files: &FdTable, cwd: Ino, dirfd: u64, path: &[u8]) -> Result<Ino, i
 /// Reads up to `len` bytes at `offset` of file `ino` into user memory at
 /// `buf`. A fault after some bytes is a short read, as on Linux.
 fn read_at(root: u64, ino: Ino, offset: u64, buf: u64, len: u64) -> SysResult {
+    crate::proc::mem::sync_to_file(ino);
     let len = len.min(MAX_RW) as usize;
     let mut chunk = vec![0u8; len.min(CHUNK)];
     let mut done = 0;
@@ -345,6 +346,15 @@ fn read_at(root: u64, ino: Ino, offset: u64, buf: u64, len: u64) -> SysResult {
 /// `offset`, or at its end each step for `None` (O_APPEND). Returns the
 /// count and the offset after the last byte written.
 fn write_at(root: u64, ino: Ino, offset: Option<u64>, buf: u64, len: u64) -> Result<(u64, u64), i64> {
+    // Its shared mappings' bytes first, so a write lands on top of them,
+    // and the mappings see the write after.
+    crate::proc::mem::sync_to_file(ino);
+    let r = write_at_inner(root, ino, offset, buf, len);
+    crate::proc::mem::sync_from_file(ino);
+    r
+}
+
+fn write_at_inner(root: u64, ino: Ino, offset: Option<u64>, buf: u64, len: u64) -> Result<(u64, u64), i64> {
     let len = len.min(MAX_RW) as usize;
     let mut chunk = vec![0u8; len.min(CHUNK)];
     let mut done = 0;
@@ -732,7 +742,7 @@ pub fn ftruncate(files: &FdTable, fd: u64, len: u64) -> SysResult {
         return Err(EINVAL);
     }
     match f.object {
-        Object::File(ino) if f.writable() => super::with(|fs| fs.truncate(ino, len)).map(|()| 0).map_err(fs_err),
+        Object::File(ino) if f.writable() => truncate_ino(ino, len),
         Object::File(_) | Object::Console | Object::Dir(_) => Err(EINVAL),
     }
 }
@@ -743,12 +753,16 @@ pub fn truncate(root: u64, cwd: Ino, path: u64, len: u64) -> SysResult {
     if (len as i64) < 0 {
         return Err(EINVAL);
     }
-    super::with(|fs| {
-        let ino = fs.lookup(cwd, &path)?;
-        fs.truncate(ino, len)
-    })
-    .map(|()| 0)
-    .map_err(fs_err)
+    let ino = super::with(|fs| fs.lookup(cwd, &path)).map_err(fs_err)?;
+    truncate_ino(ino, len)
+}
+
+/// Sets file `ino`'s size; its shared mappings agree before and after.
+fn truncate_ino(ino: Ino, len: u64) -> SysResult {
+    crate::proc::mem::sync_to_file(ino);
+    let r = super::with(|fs| fs.truncate(ino, len)).map(|()| 0).map_err(fs_err);
+    crate::proc::mem::sync_from_file(ino);
+    r
 }
 
 // ---- stat ----

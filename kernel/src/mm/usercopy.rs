@@ -1,7 +1,8 @@
 //! Copies between kernel buffers and a process's memory. The process's own
 //! tables are walked and the bytes moved through the direct map, so a bad
 //! user pointer is an error (EFAULT), never a kernel fault, and SMAP never
-//! needs lifting.
+//! needs lifting. A page not mapped yet, or shared copy-on-write, is
+//! brought in first as a fault by the process would be.
 #![allow(unsafe_code)]
 
 use super::walk;
@@ -20,10 +21,14 @@ fn pages(root: u64, va: u64, len: usize, write: bool, mut f: impl FnMut(u64, usi
     }
     let mut at = va;
     while at < end {
-        let t = walk::translate(root * PAGE_SIZE, at).ok_or(Fault)?;
-        if !t.user || (write && !t.writable) {
-            return Err(Fault);
-        }
+        let usable = |t: &walk::Translation| t.user && (t.writable || !write);
+        let t = match walk::translate(root * PAGE_SIZE, at).filter(usable) {
+            Some(t) => t,
+            None if crate::proc::resolve_fault(root, at, write) => {
+                walk::translate(root * PAGE_SIZE, at).filter(usable).ok_or(Fault)?
+            }
+            None => return Err(Fault),
+        };
         let chunk = (PAGE_SIZE - at % PAGE_SIZE).min(end - at);
         f(nk::layout::phys_to_virt(t.phys), chunk as usize, (at - va) as usize);
         at += chunk;

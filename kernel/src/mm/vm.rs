@@ -50,8 +50,10 @@ pub struct AddressSpace {
 }
 
 /// Operations collected for one gate crossing, with the tables it declares
-/// (not yet visible in memory, so walks consult them here).
-struct Batch {
+/// (not yet visible in memory, so walks consult them here). One batch may
+/// change several address spaces (`fork` write-protects the parent's pages
+/// and fills the child's in one crossing).
+pub struct Batch {
     ops: Vec<BatchOp>,
     pending: BTreeMap<(u64, usize), u64>,
     /// Tables the batch declares: empty once it runs, whatever their frames
@@ -59,8 +61,14 @@ struct Batch {
     fresh: BTreeSet<u64>,
 }
 
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Batch {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self { ops: Vec::new(), pending: BTreeMap::new(), fresh: BTreeSet::new() }
     }
 
@@ -73,9 +81,14 @@ impl Batch {
         self.ops.push(BatchOp { kind: BatchOp::WRITE, a: table, b: index as u64, c: pte });
     }
 
-    fn submit(self) -> Result<(), VmError> {
+    /// Runs the batch: one gate crossing (none when it is empty).
+    pub fn submit(self) -> Result<(), VmError> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
         nk::api::write_ptes(&self.ops).map_err(VmError::Nk)
     }
+
 }
 
 impl AddressSpace {
@@ -149,6 +162,12 @@ impl AddressSpace {
     /// Removes the mappings of `vas` (pages not mapped are skipped).
     pub fn unmap(&mut self, vas: &[u64]) -> Result<(), VmError> {
         let mut batch = Batch::new();
+        self.stage_unmap(&mut batch, vas);
+        batch.submit()
+    }
+
+    /// Adds the removal of `vas` to `batch`.
+    pub fn stage_unmap(&self, batch: &mut Batch, vas: &[u64]) {
         for &va in vas {
             if let Some(table) = self.leaf_table(va)
                 && walk::entry(table * PAGE_SIZE, table_index(va, 1)).is_present()
@@ -156,6 +175,36 @@ impl AddressSpace {
                 batch.write(table, table_index(va, 1), 0);
             }
         }
+    }
+
+    /// Adds to `batch` the leaves `(va, pa, flags)`, present or not before
+    /// (a mapping changes its frame or its rights), declaring the tables
+    /// they need. The tables are the space's from now on, whatever the
+    /// batch's fate: `Drop` removes and frees them.
+    pub fn stage_set(&mut self, batch: &mut Batch, leaves: &[(u64, u64, PteFlags)]) -> Result<(), VmError> {
+        let mut new_tables = Vec::new();
+        for &(va, pa, flags) in leaves {
+            if !va.is_multiple_of(PAGE_SIZE) || va >= USER_END || !is_canonical(va) {
+                self.tables.extend(new_tables);
+                return Err(VmError::NotLowerHalf { va });
+            }
+            let table = match self.walk_or_create(va, batch, &mut new_tables) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.tables.extend(new_tables);
+                    return Err(e);
+                }
+            };
+            batch.write(table, table_index(va, 1), Pte::new(pa, flags | PteFlags::PRESENT).bits());
+        }
+        self.tables.extend(new_tables);
+        Ok(())
+    }
+
+    /// Sets the leaves `(va, pa, flags)` in one crossing (see `stage_set`).
+    pub fn set(&mut self, leaves: &[(u64, u64, PteFlags)]) -> Result<(), VmError> {
+        let mut batch = Batch::new();
+        self.stage_set(&mut batch, leaves)?;
         batch.submit()
     }
 

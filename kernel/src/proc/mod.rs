@@ -3,21 +3,24 @@
 //! through `syscall` and interrupts onto that thread's kernel stack.
 
 pub mod elf;
+pub mod mem;
 pub mod syscall;
 
 use crate::mm::frames::{self, Frame};
-use crate::mm::vm::AddressSpace;
 use crate::sched;
+use mem::{Backing, Memory, PROT_READ, PROT_WRITE, Region};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use nk_model::layout::PAGE_SIZE;
-use nk_model::pte::PteFlags;
 use spin::Mutex;
 
-/// The top of every process's stack, and its size.
+/// The top of every process's stack, and its size: pages arrive as it
+/// grows into them.
 const STACK_TOP: u64 = 0x7fff_ffff_f000;
-const STACK_PAGES: u64 = 32;
+const STACK_SIZE: u64 = 8 << 20;
+/// Mapped before the program runs, for argv, envp and the auxiliary vector.
+const STACK_READY: u64 = 16 * PAGE_SIZE;
 /// Anonymous `mmap` regions are handed out upwards from here.
 const MMAP_BASE: u64 = 0x1000_0000_0000;
 
@@ -27,9 +30,8 @@ pub struct Process {
     pub pid: Pid,
     /// The process that forked it (0: started by the kernel).
     pub parent: Pid,
-    pub space: AddressSpace,
-    /// Every user page and its frame, to free on exit.
-    pub pages: BTreeMap<u64, Frame>,
+    /// Its regions and pages, in its own address space.
+    pub mem: Memory,
     pub brk_start: u64,
     pub brk: u64,
     pub mmap_next: u64,
@@ -43,12 +45,7 @@ pub struct Process {
 
 impl Process {
     pub fn root(&self) -> u64 {
-        self.space.root()
-    }
-
-    /// Maps fresh zeroed pages over `[start, end)` with `flags` (user).
-    pub fn map_zeroed(&mut self, start: u64, end: u64, flags: PteFlags) -> Result<(), ()> {
-        map_zeroed(&mut self.space, &mut self.pages, start, end, flags | PteFlags::USER)
+        self.mem.root()
     }
 }
 
@@ -95,8 +92,7 @@ pub fn initrd() -> &'static [u8] {
 /// A program loaded into a fresh address space, with its stack laid out:
 /// ready to become a new process (`spawn`) or to replace one (`execve`).
 struct Image {
-    space: AddressSpace,
-    pages: BTreeMap<u64, Frame>,
+    mem: Memory,
     loaded: elf::Loaded,
     sp: u64,
 }
@@ -108,72 +104,31 @@ impl Image {
             return Err(SpawnError::Fs(crate::fs::FsError::Access));
         }
         let file = crate::fs::read_file(cwd, path).map_err(SpawnError::Fs)?;
-        let file = file.as_slice();
-        let mut space = AddressSpace::new().map_err(SpawnError::Vm)?;
+        let mut mem = Memory::new().map_err(SpawnError::Vm)?;
         let mut pages = BTreeMap::new();
-        let loaded = match elf::load(file, &mut space, &mut pages) {
+        let loaded = elf::load(file.as_slice(), &mut mem.space, &mut pages);
+        drop(file);
+        let loaded = match loaded {
             Ok(l) => l,
             Err(e) => {
-                release_parts(space, pages);
+                // The tables go before the frames they map.
+                drop(mem);
+                free_all(pages);
                 return Err(SpawnError::Load(e));
             }
         };
-        let mut image = Image { space, pages, loaded, sp: 0 };
-        let stack_flags = PteFlags::WRITABLE | PteFlags::NO_EXECUTE | PteFlags::USER;
-        if image.map_zeroed(STACK_TOP - STACK_PAGES * PAGE_SIZE, STACK_TOP, stack_flags).is_err() {
-            release_parts(image.space, image.pages);
-            return Err(SpawnError::OutOfMemory);
-        }
-        match syscall::lay_out_stack(image.space.root(), STACK_TOP, argv, envp, &image.loaded) {
-            Some(sp) => image.sp = sp,
-            None => {
-                release_parts(image.space, image.pages);
-                return Err(SpawnError::Arguments);
-            }
-        }
-        Ok(image)
-    }
-
-    fn map_zeroed(&mut self, start: u64, end: u64, flags: PteFlags) -> Result<(), ()> {
-        map_zeroed(&mut self.space, &mut self.pages, start, end, flags)
+        mem.adopt(pages);
+        let stack = Region { end: STACK_TOP, prot: PROT_READ | PROT_WRITE, backing: Backing::Anon };
+        mem.add_region(STACK_TOP - STACK_SIZE, STACK_TOP, stack).map_err(SpawnError::Vm)?;
+        mem.populate(STACK_TOP - STACK_READY, STACK_TOP).map_err(|_| SpawnError::OutOfMemory)?;
+        let sp = syscall::lay_out_stack(mem.root(), STACK_TOP, argv, envp, &loaded).ok_or(SpawnError::Arguments)?;
+        Ok(Image { mem, loaded, sp })
     }
 }
 
-/// Maps fresh zeroed frames over the pages of `[start, end)` not mapped yet.
-fn map_zeroed(
-    space: &mut AddressSpace,
-    pages: &mut BTreeMap<u64, Frame>,
-    start: u64,
-    end: u64,
-    flags: PteFlags,
-) -> Result<(), ()> {
-    let mut new = Vec::new();
-    let mut va = start;
-    while va < end {
-        if !pages.contains_key(&va) {
-            let Some(frame) = frames::alloc() else {
-                new.into_iter().for_each(|(_, f)| {
-                    let _ = frames::free(f);
-                });
-                return Err(());
-            };
-            frame.fill(0);
-            new.push((va, frame));
-        }
-        va += PAGE_SIZE;
-    }
-    let map: Vec<(u64, u64)> = new.iter().map(|(va, f)| (*va, f.addr())).collect();
-    match space.map(&map, flags) {
-        Ok(()) => {
-            pages.extend(new);
-            Ok(())
-        }
-        Err(_) => {
-            new.into_iter().for_each(|(_, f)| {
-                let _ = frames::free(f);
-            });
-            Err(())
-        }
+fn free_all(pages: BTreeMap<u64, Frame>) {
+    for f in pages.into_values() {
+        let _ = frames::free(f);
     }
 }
 
@@ -181,7 +136,7 @@ fn map_zeroed(
 /// thread, which `wait` waits for.
 pub fn spawn(path: &str, argv: Vec<String>) -> Result<sched::ThreadId, SpawnError> {
     let image = Image::build(crate::fs::ROOT, path, &argv, &[String::from("PATH=/bin")])?;
-    let (entry, sp, root) = (image.loaded.entry, image.sp, image.space.root());
+    let (entry, sp, root) = (image.loaded.entry, image.sp, image.mem.root());
     let proc = Process::new(image, 0);
     // The thread must not run before its process is in the table.
     let tid = crate::arch::without_interrupts(|| {
@@ -200,8 +155,7 @@ impl Process {
         Process {
             pid: 0,
             parent,
-            space: image.space,
-            pages: image.pages,
+            mem: image.mem,
             brk_start: image.loaded.end,
             brk: image.loaded.end,
             mmap_next: MMAP_BASE,
@@ -214,44 +168,18 @@ impl Process {
 }
 
 /// `fork`: a copy of the calling process, whose thread returns from the
-/// same system call with 0. Pages are copied now (copy-on-write is next).
+/// same system call with 0. The pages are shared, copy-on-write.
 pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
     use syscall::errno;
-    let (space, pages, parent, brk, mmap_next, fs_base, files, cwd) = with_current(|p| -> Result<_, i64> {
-        let mut space = AddressSpace::new().map_err(|_| errno::ENOMEM)?;
-        let mut pages = BTreeMap::new();
-        let mut groups: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-        for (&va, &frame) in &p.pages {
-            let Some(t) = p.space.translate(va) else { continue };
-            let Some(copy) = frames::alloc() else {
-                release_parts(space, pages);
-                return Err(errno::ENOMEM);
-            };
-            copy.copy_from(frame);
-            pages.insert(va, copy);
-            let mut flags = PteFlags::USER.bits();
-            if t.writable {
-                flags |= PteFlags::WRITABLE.bits();
-            }
-            if !t.executable {
-                flags |= PteFlags::NO_EXECUTE.bits();
-            }
-            groups.entry(flags).or_default().push((va, copy.addr()));
-        }
-        for (flags, group) in groups {
-            if space.map(&group, PteFlags::from_bits_truncate(flags)).is_err() {
-                release_parts(space, pages);
-                return Err(errno::ENOMEM);
-            }
-        }
-        Ok((space, pages, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd))
+    let (mem, parent, brk, mmap_next, fs_base, files, cwd) = with_current(|p| -> Result<_, i64> {
+        let mem = p.mem.fork().map_err(|_| errno::ENOMEM)?;
+        Ok((mem, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd))
     })
     .ok_or(errno::EPERM)??;
     let child = Process {
         pid: 0,
         parent,
-        space,
-        pages,
+        mem,
         brk_start: brk.0,
         brk: brk.1,
         mmap_next,
@@ -260,15 +188,17 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
         files,
         cwd,
     };
-    let root = child.space.root();
+    let root = child.mem.root();
     let mut regs = *frame;
     regs.rax = 0;
     let name = sched::current_name();
+    let fpu = sched::fpu_state();
     let tid = crate::arch::without_interrupts(|| {
         let tid = sched::spawn(&name, move || {
             sched::become_user(root);
             crate::arch::user::resume_user(&regs)
         });
+        sched::set_fpu_of(tid, fpu);
         PROCS.lock().insert(tid, Process { pid: tid, ..child });
         tid
     });
@@ -286,7 +216,7 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::conv
         SpawnError::Load(_) => errno::ENOEXEC,
         SpawnError::Arguments => errno::E2BIG,
     })?;
-    let (entry, sp, root) = (image.loaded.entry, image.sp, image.space.root());
+    let (entry, sp, root) = (image.loaded.entry, image.sp, image.mem.root());
     let old = with_current(|p| {
         let parent = p.parent;
         let mut old = core::mem::replace(p, Process::new(image, parent));
@@ -298,20 +228,9 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::conv
     })
     .ok_or(errno::EPERM)?;
     sched::become_user(root);
-    release(old);
+    drop(old);
+    sched::set_fpu_state(crate::arch::fpu::FpuState::default());
     crate::arch::user::enter_user(entry, sp)
-}
-
-/// Frees a process's pages and address space (the CPU must not be on it).
-fn release(proc: Process) {
-    release_parts(proc.space, proc.pages);
-}
-
-fn release_parts(space: AddressSpace, pages: BTreeMap<u64, Frame>) {
-    drop(space);
-    for f in pages.into_values() {
-        let _ = frames::free(f);
-    }
 }
 
 /// Ends the calling thread's process with `code` (an exit status, as
@@ -361,7 +280,8 @@ fn finish(tid: sched::ThreadId, status: i32) {
             exits.push((tid, parent, status));
         }
     });
-    release(p);
+    // Its memory goes with it (the CPU left its address space above).
+    drop(p);
 }
 
 /// Waits for the process on thread `tid` (one the kernel started); its
@@ -413,6 +333,19 @@ const SIGSEGV: i32 = 11;
 /// as if by SIGSEGV.
 pub fn reap_killed(tid: sched::ThreadId) {
     finish(tid, SIGSEGV);
+}
+
+/// Resolves a fault at user address `va` of the calling process, if its
+/// root is `root` (a user copy touching a page not mapped yet, or shared
+/// copy-on-write). False when the access is not allowed there.
+pub fn resolve_fault(root: u64, va: u64, write: bool) -> bool {
+    with_current(|p| p.root() == root && p.mem.fault(va, write).is_ok()).unwrap_or(false)
+}
+
+/// A page fault in user mode at `va`: resolved (the process goes on), or
+/// not (it gets SIGSEGV).
+pub fn user_page_fault(va: u64, write: bool, exec: bool) -> Result<(), mem::Fault> {
+    with_current(|p| p.mem.fault_access(va, write, exec)).unwrap_or(Err(mem::Fault::Access))
 }
 
 /// The FS base (thread pointer) of the process on thread `tid`, 0 if none.

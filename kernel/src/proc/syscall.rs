@@ -2,7 +2,7 @@
 //! R10, R8, R9, the result (or `-errno`) in RAX. Calls not implemented yet
 //! return ENOSYS, as Linux does for calls it lacks.
 
-use super::Process;
+use super::{Process, mem};
 use super::elf::Loaded;
 use crate::arch::user::SyscallFrame;
 use crate::mm::usercopy::{copy_from_user, copy_to_user};
@@ -10,16 +10,19 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use nk_model::layout::{PAGE_SIZE, USER_END};
-use nk_model::pte::PteFlags;
 
 pub mod errno {
     pub const EPERM: i64 = 1;
     pub const E2BIG: i64 = 7;
     pub const ENOEXEC: i64 = 8;
+    pub const EBADF: i64 = 9;
     pub const ECHILD: i64 = 10;
     pub const ENOMEM: i64 = 12;
+    pub const EACCES: i64 = 13;
     pub const EFAULT: i64 = 14;
+    pub const EEXIST: i64 = 17;
     pub const EINVAL: i64 = 22;
+    pub const ENODEV: i64 = 19;
     pub const ENOSYS: i64 = 38;
 }
 
@@ -65,9 +68,9 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     let r = match frame.rax {
         nr::READ | nr::WRITE | nr::WRITEV => files_call(frame),
         nr::POLL => Ok(0),
-        nr::MMAP => mmap(a0, a1, a2, frame.r10, frame.r8),
+        nr::MMAP => mmap(a0, a1, a2, frame.r10, frame.r8, frame.r9),
         nr::MUNMAP => munmap(a0, a1),
-        nr::MPROTECT => Err(errno::ENOSYS),
+        nr::MPROTECT => mprotect(a0, a1, a2),
         nr::BRK => brk(a0),
         // Signals are accepted but not delivered yet.
         nr::RT_SIGACTION | nr::RT_SIGPROCMASK | nr::SIGALTSTACK => Ok(0),
@@ -254,65 +257,121 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
 }
 
 fn brk(addr: u64) -> SysResult {
+    let page_up = |a: u64| (a + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
     current(|p| {
-        let want = (addr + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-        if addr >= p.brk_start && want <= p.brk_start + (1 << 30) && addr > p.brk {
-            let from = (p.brk + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-            if p.map_zeroed(from, want, PteFlags::WRITABLE | PteFlags::NO_EXECUTE).is_ok() {
-                p.brk = addr;
-            }
+        let want = page_up(addr);
+        if addr >= p.brk_start
+            && want <= p.brk_start + (1 << 30)
+            && p.mem.resize_heap(page_up(p.brk), want).is_ok()
+        {
+            p.brk = addr;
         }
         p.brk
     })
 }
 
-const PROT_WRITE: u64 = 2;
-const PROT_EXEC: u64 = 4;
+// mmap(2) flags and rights, x86-64 values.
+const PROT_ALL: u64 = 7;
+const MAP_SHARED: u64 = 1;
 const MAP_PRIVATE: u64 = 2;
+const MAP_TYPE: u64 = 0xf;
+const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 
-fn mmap(addr: u64, len: u64, prot: u64, flags: u64, _fd: u64) -> SysResult {
-    let _ = addr; // a hint; placement is ours
-    if flags & MAP_ANONYMOUS == 0 || flags & MAP_PRIVATE == 0 {
-        return Err(errno::ENOSYS);
-    }
-    if len == 0 || len > 1 << 32 {
+/// The rights `prot` asks for, W^X enforced (I6): a writable and
+/// executable mapping is refused.
+fn prot_bits(prot: u64) -> Result<u8, i64> {
+    if prot & !PROT_ALL != 0 {
         return Err(errno::EINVAL);
     }
-    if prot & PROT_WRITE != 0 && prot & PROT_EXEC != 0 {
-        return Err(errno::EPERM); // W^X (I6)
+    let p = prot as u8;
+    if p & mem::PROT_WRITE != 0 && p & mem::PROT_EXEC != 0 {
+        return Err(errno::EACCES);
     }
+    // x86 pages are readable whenever they are mapped at all.
+    Ok(if p == 0 { 0 } else { p | mem::PROT_READ })
+}
+
+fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> SysResult {
+    let shared = match flags & MAP_TYPE {
+        MAP_SHARED => true,
+        MAP_PRIVATE => false,
+        _ => return Err(errno::EINVAL),
+    };
+    if len == 0 || len > 1 << 40 || !offset.is_multiple_of(PAGE_SIZE) {
+        return Err(errno::EINVAL);
+    }
+    let prot = prot_bits(prot)?;
     let len = (len + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-    let mut flags = PteFlags::empty();
-    if prot & PROT_WRITE != 0 {
-        flags = flags | PteFlags::WRITABLE;
-    }
-    if prot & PROT_EXEC == 0 {
-        flags = flags | PteFlags::NO_EXECUTE;
+    let backing = if flags & MAP_ANONYMOUS != 0 {
+        if shared {
+            // Anonymous memory shared across fork: not yet.
+            return Err(errno::EINVAL);
+        }
+        mem::Backing::Anon
+    } else {
+        file_backing(fd, offset, shared, prot)?
+    };
+    let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    if fixed && !mem::valid_range(addr, len) {
+        return Err(errno::EINVAL);
     }
     current(|p| {
-        let start = p.mmap_next;
-        p.map_zeroed(start, start + len, flags).map_err(|()| errno::ENOMEM)?;
-        p.mmap_next = start + len + PAGE_SIZE; // a guard gap between regions
+        let start = if fixed {
+            if flags & MAP_FIXED_NOREPLACE != 0 && p.mem.overlaps(addr, addr + len) {
+                return Err(errno::EEXIST);
+            }
+            addr
+        } else {
+            let start = p.mmap_next;
+            p.mmap_next = start + len + PAGE_SIZE; // a guard gap between regions
+            start
+        };
+        if start + len > USER_END {
+            return Err(errno::ENOMEM);
+        }
+        let region = mem::Region { end: start + len, prot, backing };
+        p.mem.add_region(start, start + len, region).map_err(|_| errno::ENOMEM)?;
         Ok(start)
     })?
 }
 
+/// What backs a mapping of the file open at `fd`. The description is
+/// looked at outside the process lock (lock order: descriptions first).
+fn file_backing(fd: u64, offset: u64, shared: bool, prot: u8) -> Result<mem::Backing, i64> {
+    use crate::fs::files;
+    let file = current(|p| p.files.get(fd))?.map_err(|_| errno::EBADF)?;
+    let f = file.lock();
+    let files::Object::File(ino) = f.object else { return Err(errno::ENODEV) };
+    if !f.readable() || (shared && prot & mem::PROT_WRITE != 0 && !f.writable()) {
+        return Err(errno::EACCES);
+    }
+    Ok(mem::Backing::File { ino, offset, shared })
+}
+
 fn munmap(addr: u64, len: u64) -> SysResult {
-    if !addr.is_multiple_of(PAGE_SIZE) || addr.checked_add(len).is_none_or(|e| e > USER_END) {
+    if !mem::valid_range(addr, len) {
         return Err(errno::EINVAL);
     }
-    current(|p| {
-        let vas: Vec<u64> = p.pages.range(addr..addr + len).map(|(va, _)| *va).collect();
-        if p.space.unmap(&vas).is_ok() {
-            for va in vas {
-                if let Some(f) = p.pages.remove(&va) {
-                    let _ = crate::mm::frames::free(f);
-                }
-            }
-        }
-        0
-    })
+    let end = (addr + len + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    current(|p| p.mem.remove(addr, end.min(USER_END)).map(|()| 0).map_err(|_| errno::ENOMEM))?
+}
+
+fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
+    let prot = prot_bits(prot)?;
+    if len == 0 && addr.is_multiple_of(PAGE_SIZE) {
+        return Ok(0);
+    }
+    if !mem::valid_range(addr, len) {
+        return Err(errno::EINVAL);
+    }
+    let end = (addr + len + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    match current(|p| p.mem.protect(addr, end.min(USER_END), prot))? {
+        Ok(true) => Ok(0),
+        Ok(false) => Err(errno::ENOMEM),
+        Err(_) => Err(errno::ENOMEM),
+    }
 }
 
 const ARCH_SET_FS: u64 = 0x1002;

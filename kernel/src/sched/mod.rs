@@ -49,6 +49,8 @@ struct Thread {
     user: Option<UserContext>,
     /// Nobody will join it: its record goes once it is dead.
     detached: bool,
+    /// Its user floating-point and SSE registers while it is not running.
+    fpu: Box<arch::fpu::FpuState>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +82,7 @@ pub fn init() {
         entry: None,
         user: None,
         detached: false,
+        fpu: Box::default(),
     })];
     *SCHED.lock() = Some(Scheduler { threads, ready: VecDeque::new(), current: 0, next_id: 1 });
 }
@@ -122,6 +125,7 @@ pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
             entry: Some(entry),
             user: None,
             detached: false,
+            fpu: Box::default(),
         }));
         s.ready.push_back(id);
         id
@@ -199,6 +203,9 @@ fn schedule(dying: Option<Exit>) {
             s.ready.push_back(cur);
         }
         let t = s.get(cur).expect("current thread exists");
+        if dying.is_none() {
+            t.fpu.save();
+        }
         t.state = match dying {
             Some(how) => State::Dead(how),
             None => State::Ready,
@@ -207,6 +214,9 @@ fn schedule(dying: Option<Exit>) {
         s.current = next;
         let n = s.get(next).expect("ready thread exists");
         n.state = State::Running;
+        // The kernel never touches these registers: they can change hands
+        // here, before the stacks do.
+        n.fpu.restore();
         (save, n.rsp, n.user, next)
     };
     if let Some(user) = switch_to.2 {
@@ -265,6 +275,29 @@ pub fn leave_user() {
             }
         });
         let _ = nk::api::load_cr3(nk::api::kernel_root());
+    });
+}
+
+/// The calling thread's floating-point and SSE registers, as they are now.
+pub fn fpu_state() -> arch::fpu::FpuState {
+    let mut state = arch::fpu::FpuState::default();
+    arch::without_interrupts(|| state.save());
+    state
+}
+
+/// Loads `state` into the calling thread's registers (execve's fresh
+/// state, a signal handler's return).
+pub fn set_fpu_state(mut state: arch::fpu::FpuState) {
+    arch::without_interrupts(|| state.restore());
+}
+
+/// Gives thread `id`, not yet run, the registers in `state` (a forked
+/// child inherits its parent's).
+pub fn set_fpu_of(id: ThreadId, state: arch::fpu::FpuState) {
+    with(|s| {
+        if let Some(t) = s.get(id) {
+            *t.fpu = state;
+        }
     });
 }
 
