@@ -86,36 +86,36 @@ pub fn run(opts: &BenchOptions, kernels: &[(Backend, PathBuf)], initrd: &Path, o
     let boots = opts.boots();
     let total = boots * kernels.len();
     let script = format!("run /bin/bench{}\nnk bench\npoweroff\n", if opts.quick { " --quick" } else { "" });
-    let timeout = Duration::from_secs(if opts.quick { 180 } else { 900 });
+    // A quick boot takes about a second and a full one about ten under TCG.
+    let timeout = Duration::from_secs(if opts.quick { 60 } else { 300 });
     let mut results: Vec<(Backend, BootReport)> = Vec::new();
-    let mut incomplete = 0;
+    let (mut incomplete, mut retried) = (0, 0);
     for round in 0..boots {
         for (backend, kernel) in kernels {
             let n = results.len() + 1;
-            eprintln!("bench: [{n}/{total}] {} boot {} of {boots} ({})", backend.name(), round + 1, opts.accel.label());
-            let t = Instant::now();
-            let machine = Machine { accel: opts.accel, ..Machine::tested(kernel, Some(initrd), "") };
-            let mut boot = BootReport::default();
-            let capture = qemu::boot_capture(&machine, script.as_bytes(), timeout, &mut |line| {
-                boot.line(line);
-                if let Some((name, obs)) = rows::parse_line(line) {
-                    let shown = match obs {
-                        rows::Observation::Value { ns, .. } => report::fmt_ns(ns),
-                        rows::Observation::Unavailable(why) => format!("n/a ({why})"),
-                    };
-                    eprintln!("bench:     {name:<20} {shown}");
-                }
-            })?;
-            let complete = boot.user_done && boot.kernel_done && capture.code() == Some(qemu::EXIT_SUCCESS);
-            if !complete {
-                incomplete += 1;
+            let what = format!("{} boot {} of {boots}", backend.name(), round + 1);
+            // A boot that stops short (a hang, a crash) is reported and tried
+            // once more, so one bad boot does not void the run; both count.
+            let mut attempt = 0;
+            let boot = loop {
+                attempt += 1;
                 eprintln!(
-                    "bench: the {} boot did not run to the end\n{}",
-                    backend.name(),
-                    capture.report("bench boot")
+                    "bench: [{n}/{total}] {what} ({}){}",
+                    opts.accel.label(),
+                    if attempt > 1 { ", again" } else { "" }
                 );
-            }
-            eprintln!("bench: [{n}/{total}] done in {:.1} s", t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                let (boot, complete) = boot_once(opts, kernel, initrd, &script, timeout)?;
+                eprintln!("bench: [{n}/{total}] done in {:.1} s", t.elapsed().as_secs_f64());
+                if complete {
+                    break boot;
+                }
+                if attempt == 2 {
+                    incomplete += 1;
+                    break boot;
+                }
+                retried += 1;
+            };
             results.push((*backend, boot));
         }
     }
@@ -128,6 +128,7 @@ pub fn run(opts: &BenchOptions, kernels: &[(Backend, PathBuf)], initrd: &Path, o
             quick: opts.quick,
             boots_per_backend: boots,
             incomplete_boots: incomplete,
+            retried_boots: retried,
         },
         backends: kernels.iter().skip(1).map(|(b, _)| b.name().to_string()).collect(),
         rows: ROWS
@@ -147,6 +148,34 @@ pub fn run(opts: &BenchOptions, kernels: &[(Backend, PathBuf)], initrd: &Path, o
     };
     write_reports(&report, out)?;
     Ok(report)
+}
+
+/// One boot running the script; the rows it printed, and whether the
+/// program, the kernel rows and the power-off all happened.
+fn boot_once(
+    opts: &BenchOptions,
+    kernel: &Path,
+    initrd: &Path,
+    script: &str,
+    timeout: Duration,
+) -> Result<(BootReport, bool)> {
+    let machine = Machine { accel: opts.accel, ..Machine::tested(kernel, Some(initrd), "") };
+    let mut boot = BootReport::default();
+    let capture = qemu::boot_capture(&machine, script.as_bytes(), timeout, &mut |line| {
+        boot.line(line);
+        if let Some((name, obs)) = rows::parse_line(line) {
+            let shown = match obs {
+                rows::Observation::Value { ns, .. } => report::fmt_ns(ns),
+                rows::Observation::Unavailable(why) => format!("n/a ({why})"),
+            };
+            eprintln!("bench:     {name:<20} {shown}");
+        }
+    })?;
+    let complete = boot.user_done && boot.kernel_done && capture.code() == Some(qemu::EXIT_SUCCESS);
+    if !complete {
+        eprintln!("bench: this boot did not run to the end\n{}", capture.report("bench boot"));
+    }
+    Ok((boot, complete))
 }
 
 fn write_reports(report: &Report, out: &Path) -> Result<()> {

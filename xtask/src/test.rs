@@ -1,6 +1,6 @@
 //! `cargo xtask test`: host tests, the user programs and the initrd, the
-//! kernel build, the in-kernel tests and the QEMU scenarios, counted into one
-//! final `N passed, M failed` line.
+//! kernel build, the in-kernel tests, the QEMU scenarios and a quick
+//! benchmark run, counted into one final `N passed, M failed` line.
 //! Anything that cannot run counts as a failure, so the count never hides it.
 
 use crate::build::{self, Backend, BuildOptions};
@@ -139,7 +139,10 @@ fn bench_stage(native: &Path, wp: &Path, initrd: Option<&Path>, filter: Option<&
     check(
         "bench/quick-run",
         report.and_then(|r| match r.meta.incomplete_boots {
-            0 => Ok(format!("{} boots per backend", r.meta.boots_per_backend)),
+            0 => Ok(format!(
+                "{} boots per backend, {} run again after stopping short",
+                r.meta.boots_per_backend, r.meta.retried_boots
+            )),
             n => Err(format!("{n} boot(s) did not run to the end")),
         }),
     );

@@ -18,8 +18,11 @@ pub struct Meta {
     pub qemu: String,
     pub quick: bool,
     pub boots_per_backend: usize,
-    /// Boots whose program or kernel rows did not run to the end.
+    /// Boots whose program or kernel rows did not run to the end, even
+    /// when tried again.
     pub incomplete_boots: usize,
+    /// Boots that stopped short once and were run again.
+    pub retried_boots: usize,
 }
 
 /// One row: the native figure first, then each protected backend's.
@@ -231,6 +234,9 @@ impl Report {
         if self.meta.incomplete_boots > 0 {
             out += &format!("warning: {} boot(s) did not run to the end\n", self.meta.incomplete_boots);
         }
+        if self.meta.retried_boots > 0 {
+            out += &format!("warning: {} boot(s) stopped short and were run again\n", self.meta.retried_boots);
+        }
         for u in self.unavailable() {
             out += &format!("n/a {u}\n");
         }
@@ -265,6 +271,9 @@ impl Report {
         );
         if m.incomplete_boots > 0 {
             let _ = writeln!(out, "- **{} boot(s) did not run to the end**", m.incomplete_boots);
+        }
+        if m.retried_boots > 0 {
+            let _ = writeln!(out, "- {} boot(s) stopped short (hang or crash) and were run again", m.retried_boots);
         }
         out += "\nTimes are per operation, the median over boots of each boot's median; spread is \
                 (max - min) / median over the boots. Crossings are NK gate crossings per operation, \
@@ -343,6 +352,7 @@ impl Report {
             "quick": m.quick,
             "boots_per_backend": m.boots_per_backend,
             "incomplete_boots": m.incomplete_boots,
+            "retried_boots": m.retried_boots,
             "backends": std::iter::once("native".to_string()).chain(self.backends.iter().cloned()).collect::<Vec<_>>(),
             "rows": rows,
             "goals": goals,
@@ -584,6 +594,7 @@ mod tests {
                 quick: true,
                 boots_per_backend: 2,
                 incomplete_boots: 0,
+                retried_boots: 0,
             },
             backends: vec!["wp".into()],
             rows,
