@@ -18,7 +18,8 @@
 //! unavailable with the reason instead of failing the run.
 //!
 //! `bench --quick` uses shorter samples; `bench --exit` exits at once (the
-//! program `fork+exec` runs).
+//! program `fork+exec` runs); `bench --breakdown ROW` runs one operation of
+//! ROW between two `nk stat` tables, to show which NK operations it makes.
 #![allow(unsafe_code)] // raw system calls are the thing measured
 
 use std::ffi::CStr;
@@ -27,6 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Not Linux: the NK's gate crossings so far.
 const SYS_NK_CROSSINGS: libc::c_long = 1001;
+/// Not Linux: runs one `nk ...` line of the kernel shell.
+const SYS_KSH: libc::c_long = 1000;
 const PAGE: usize = 4096;
 const FILE_LEN: usize = 1 << 20;
 const DATA_FILE: &CStr = c"/tmp/bench.dat";
@@ -59,6 +62,7 @@ fn main() {
         if quick { Config { target_ns: 10_000_000, samples: 3 } } else { Config { target_ns: 50_000_000, samples: 7 } };
     println!("bench: start quick={} crossings={}", quick as u8, if crossings().is_some() { "yes" } else { "na" });
     let data = make_data_file();
+    let breakdown = args.iter().position(|a| a == "--breakdown").and_then(|i| args.get(i + 1));
     let rows: [(&str, &mut dyn FnMut(u64) -> RowResult); 9] = [
         ("null_syscall", &mut |n| null_syscall(n)),
         ("open_close", &mut |n| open_close(n)),
@@ -70,6 +74,20 @@ fn main() {
         ("fork_exec", &mut |n| fork_exec(n)),
         ("pipe_pingpong", &mut |n| pipe_pingpong(n)),
     ];
+    if let Some(wanted) = breakdown {
+        for (name, op) in rows.into_iter().filter(|(name, _)| name == wanted) {
+            // Warm up first: the first call of a row may do one-time work.
+            let _ = op(1);
+            nk_stat();
+            let r = op(1);
+            nk_stat();
+            match r {
+                Ok(s) => println!("bench: breakdown of one {name}: {} crossings", s.crossings.unwrap_or(0)),
+                Err(why) => println!("bench: breakdown of {name}: unavailable ({why})"),
+            }
+        }
+        return;
+    }
     for (name, op) in rows {
         match measure(&config, op) {
             Ok(line) => println!("bench: row={name} {line}"),
@@ -108,6 +126,13 @@ fn measure(config: &Config, op: &mut dyn FnMut(u64) -> RowResult) -> Result<Stri
         per_op[per_op.len() - 1],
         config.samples
     ))
+}
+
+/// Prints the NK's per-operation counters (`nk stat`, through system call 1000).
+fn nk_stat() {
+    let line = b"nk stat";
+    // SAFETY: a buffer of the given length; the kernel only reads it.
+    unsafe { libc::syscall(SYS_KSH, line.as_ptr(), line.len()) };
 }
 
 fn now_ns() -> u64 {
