@@ -4,9 +4,9 @@
 //!
 //! Every row is timed in TSC ticks around single NK calls and reported as
 //! the median of many samples, then converted to nanoseconds with the TSC
-//! rate measured at boot. The crossing count of each row is the difference
-//! of the NK's counter over the whole row divided by the calls made, so it
-//! is exact, not sampled. Lines for machines start `nk-bench: row=`; the
+//! rate measured at boot. A row's crossings are the NK counter's deltas
+//! around its timed calls (setup left out) over the calls made: exact, not
+//! sampled. Lines for machines start `nk-bench: row=`; the
 //! xtask benchmark parses them.
 
 use crate::mm::frames::{self, Frame};
