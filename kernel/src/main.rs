@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod arch;
 mod attack;
+mod bench;
 mod console;
 mod fs;
 mod ktest;

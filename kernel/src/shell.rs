@@ -37,7 +37,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "nk",
         args: "stat|audit|bench",
-        help: "nested-kernel counters, or time a gate and a bare toggle",
+        help: "nested-kernel counters, or time its operations (gate, PTE writes, CR3, toggle)",
         run: nk_cmd,
     },
     Command {
@@ -187,7 +187,6 @@ fn nk_cmd(args: &[&str]) {
     }
 }
 
-/// Median TSC ticks of an empty NK call and of a bare protection toggle.
 fn run_program(args: &[&str]) {
     let Some(path) = args.first() else {
         println!("usage: run PATH [ARG...]");
@@ -228,30 +227,9 @@ fn nk_audit() {
     }
 }
 
+/// The NK's own costs, timed (`crate::bench`).
 fn nk_bench() {
-    const N: usize = 201;
-    let mut call = [0u64; N];
-    for c in call.iter_mut() {
-        let t = arch::rdtsc();
-        let _ = nk::api::nop();
-        *c = arch::rdtsc() - t;
-    }
-    call.sort_unstable();
-    let mut toggle = [0u64; N];
-    for t in toggle.iter_mut() {
-        // 10 toggles per sample amortise the gate around them.
-        let (Ok(ten), Ok(zero)) = (nk::api::measure_toggle(10), nk::api::measure_toggle(0)) else {
-            println!("nk bench: the NK refused the measurement");
-            return;
-        };
-        *t = ten.saturating_sub(zero) / 10;
-    }
-    toggle.sort_unstable();
-    let (c, t) = (call[N / 2], toggle[N / 2]);
-    println!("nk bench: empty NK call {} ticks, bare protection toggle {} ticks (medians of {})", c, t, N);
-    if let Some(hundredths) = (c * 100).checked_div(t) {
-        println!("nk bench: gate round trip / toggle = {}.{:02}", hundredths / 100, hundredths % 100);
-    }
+    crate::bench::nk_bench();
 }
 
 fn attack(args: &[&str]) {

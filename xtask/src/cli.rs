@@ -21,6 +21,11 @@ commands:
   gdb [options] [--] [WORD...]
                               like run, but QEMU waits for GDB on localhost:1234;
                               writes target/gdb-init for `gdb -x target/gdb-init`
+  bench [--quick] [--accel tcg|kvm] [--boots N]
+                              the native kernel against the protected (wp) kernel:
+                              boots each N times (5; --quick: 2, short samples),
+                              interleaved, running /bin/bench and `nk bench`; prints
+                              the table and writes target/bench/report.{md,json,svg}
   scan [ELF]                  decode every byte offset of the kernel (or ELF) and
                               fail on a protected instruction outside the NK (I7);
                               build, run, test and gdb scan before they boot
@@ -109,6 +114,7 @@ pub enum Command {
     Test {
         filter: Option<String>,
     },
+    Bench(crate::bench::BenchOptions),
     /// Scan an ELF (the kernel by default) for protected instructions.
     Scan {
         path: Option<String>,
@@ -148,6 +154,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             Ok(Command::Gdb(opts))
         }
         "test" => parse_test(rest),
+        "bench" => parse_bench(rest).map(Command::Bench),
         "scan" => match rest {
             [] => Ok(Command::Scan { path: None }),
             [path] => Ok(Command::Scan { path: Some(path.clone()) }),
@@ -175,6 +182,42 @@ fn parse_test(args: &[String]) -> Result<Command, UsageError> {
         filter = Some(a.clone());
     }
     Ok(Command::Test { filter })
+}
+
+fn parse_bench(args: &[String]) -> Result<crate::bench::BenchOptions, UsageError> {
+    let mut opts = crate::bench::BenchOptions::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String, UsageError> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it.next().cloned().ok_or_else(|| UsageError(format!("{name} needs a value"))),
+            }
+        };
+        match name {
+            "--quick" if inline.is_none() => opts.quick = true,
+            "--accel" => {
+                opts.accel = match value()?.as_str() {
+                    "tcg" => Accel::Tcg,
+                    "kvm" => Accel::Kvm,
+                    v => return usage_err(format!("--accel takes tcg or kvm, got '{v}'")),
+                }
+            }
+            "--boots" => {
+                let v = value()?;
+                opts.boots = match v.parse::<usize>() {
+                    Ok(n) if (1..=100).contains(&n) => Some(n),
+                    _ => return usage_err(format!("--boots takes a number from 1 to 100, got '{v}'")),
+                }
+            }
+            _ => return usage_err(format!("unknown option '{arg}' for bench")),
+        }
+    }
+    Ok(opts)
 }
 
 fn parse_run(args: &[String]) -> Result<RunOptions, UsageError> {
@@ -402,6 +445,19 @@ mod tests {
     }
 
     #[test]
+    fn bench_options() {
+        use crate::bench::BenchOptions;
+        assert_eq!(parse(&args("bench")), Ok(Command::Bench(BenchOptions::default())));
+        match parse(&args("bench --quick --accel=kvm --boots 3")) {
+            Ok(Command::Bench(o)) => assert_eq!((o.quick, o.accel, o.boots), (true, Accel::Kvm, Some(3))),
+            other => panic!("{other:?}"),
+        }
+        for bad in ["bench --boots 0", "bench --boots", "bench --quick=1", "bench --accel hvf", "bench extra"] {
+            assert!(parse(&args(bad)).is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
     fn gdb_takes_run_options_but_not_boot_time() {
         match parse(&args("gdb --smp 2 -- test")) {
             Ok(Command::Gdb(o)) => assert_eq!((o.smp, o.cmdline.as_str()), (2, "test")),
@@ -462,7 +518,21 @@ mod tests {
 
     #[test]
     fn usage_lists_every_command_and_option() {
-        for word in ["build", "run", "test", "gdb", "--accel", "--smp", "--mem", "--boot-time", "--timeout", "--add"] {
+        for word in [
+            "build",
+            "run",
+            "test",
+            "bench",
+            "--quick",
+            "--boots",
+            "gdb",
+            "--accel",
+            "--smp",
+            "--mem",
+            "--boot-time",
+            "--timeout",
+            "--add",
+        ] {
             assert!(USAGE.contains(word), "usage lacks {word}");
         }
     }

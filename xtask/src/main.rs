@@ -1,8 +1,9 @@
 //! `cargo xtask`: the host tool that installs what the kernel needs, builds
 //! it and the initrd, boots it in QEMU, runs every test and starts a
-//! debugging session.
+//! debugging session, and benchmarks the native kernel against the nested one.
 
 mod attacks;
+mod bench;
 mod build;
 mod cli;
 mod gdb;
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         cli::Command::Run(opts) => run::run(&opts),
         cli::Command::Gdb(opts) => gdb::gdb(&opts),
         cli::Command::Test { filter } => Ok(test::run(filter.as_deref())),
+        cli::Command::Bench(opts) => bench::bench(&opts),
         cli::Command::Scan { path } => match path {
             Some(p) => scan::scan_command(std::path::Path::new(&p)),
             None => build::build_unscanned(&build::BuildOptions::default()).and_then(|k| scan::scan_command(&k)),

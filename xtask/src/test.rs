@@ -1,6 +1,6 @@
 //! `cargo xtask test`: host tests, the user programs and the initrd, the
-//! kernel build, the in-kernel tests and the QEMU scenarios, counted into one
-//! final `N passed, M failed` line.
+//! kernel build, the in-kernel tests, the QEMU scenarios and a quick
+//! benchmark run, counted into one final `N passed, M failed` line.
 //! Anything that cannot run counts as a failure, so the count never hides it.
 
 use crate::build::{self, Backend, BuildOptions};
@@ -60,7 +60,9 @@ pub fn run(filter: Option<&str>) -> u8 {
                     kernel_tests(&kernel, initrd, filter, &mut tally);
                     scenarios::run_all(&kernel, initrd, filter, &mut tally);
                     crate::attacks::run(Backend::Wp, &kernel, initrd, filter, &mut tally);
-                    native_stage(initrd, filter, &mut tally);
+                    if let Some(native) = native_stage(initrd, filter, &mut tally) {
+                        bench_stage(&native, &kernel, initrd, filter, &mut tally);
+                    }
                 }
                 Err(e) => {
                     println!("{e}\nskipping the in-kernel tests and the QEMU scenarios");
@@ -86,20 +88,83 @@ pub fn run(filter: Option<&str>) -> u8 {
 }
 
 /// The unprotected build: it must build, pass the scan, and let every
-/// attack through (the control that shows each attack is real).
-fn native_stage(initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) {
+/// attack through (the control that shows each attack is real). Returns
+/// the kernel for the benchmark stage.
+fn native_stage(initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) -> Option<PathBuf> {
     header("kernel build, native backend (--features nk/native)");
     match build::build_kernel(&BuildOptions { backend: Backend::Native, ..Default::default() }) {
         Ok(kernel) => {
             println!("built {}", kernel.display());
             crate::attacks::run(Backend::Native, &kernel, initrd, filter, tally);
             crate::scenarios::run_user(&kernel, initrd, "user-native", filter, tally);
+            Some(kernel)
         }
         Err(e) => {
             println!("{e}");
             tally.fail("build: native kernel");
+            None
         }
     }
+}
+
+/// `bench --quick` on the two kernels just built: it must run every boot
+/// to the end and write a report whose JSON holds every row, each with a
+/// positive figure or the reason it has none (`bench::check_json`), plus
+/// the Markdown report and the SVG chart. Timing is never judged here.
+fn bench_stage(native: &Path, wp: &Path, initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) {
+    const CHECKS: &[&str] = &["bench/quick-run", "bench/report-json", "bench/report-md", "bench/chart-svg"];
+    if filter.is_some_and(|f| !CHECKS.iter().any(|c| c.contains(f))) {
+        return;
+    }
+    header("benchmark, quick (cargo xtask bench --quick, into target/bench-test/)");
+    let mut check = |name: &str, r: Result<String, String>| match r {
+        Ok(what) => {
+            println!("{name} ... ok: {what}");
+            tally.pass();
+        }
+        Err(why) => {
+            println!("{name} ... FAILED: {why}");
+            tally.fail(name);
+        }
+    };
+    let Some(initrd) = initrd else {
+        check("bench/quick-run", Err("no initrd, so no /bin/bench".into()));
+        return;
+    };
+    let out = setup::target_dir().join("bench-test");
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = crate::bench::BenchOptions { quick: true, ..Default::default() };
+    let kernels = [(Backend::Native, native.to_path_buf()), (Backend::Wp, wp.to_path_buf())];
+    let report = crate::bench::run(&opts, &kernels, initrd, &out).map_err(|e| e.to_string());
+    check(
+        "bench/quick-run",
+        report.and_then(|r| match r.meta.incomplete_boots {
+            0 => Ok(format!(
+                "{} boots per backend, {} run again after stopping short",
+                r.meta.boots_per_backend, r.meta.retried_boots
+            )),
+            n => Err(format!("{n} boot(s) did not run to the end")),
+        }),
+    );
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).map_err(|e| format!("{name}: {e}"));
+    check("bench/report-json", read("report.json").and_then(|t| crate::bench::check_json(&t)));
+    check(
+        "bench/report-md",
+        read("report.md").and_then(|t| match t.lines().filter(|l| l.starts_with("| ")).count() {
+            n if n > crate::bench::row_count() => Ok(format!("{n} table lines")),
+            n => Err(format!("only {n} table lines")),
+        }),
+    );
+    check(
+        "bench/chart-svg",
+        read("report.svg").and_then(|t| {
+            if t.starts_with("<svg ") && t.trim_end().ends_with("</svg>") {
+                Ok(format!("{} bytes", t.len()))
+            } else {
+                Err("not an SVG document".into())
+            }
+        }),
+    );
 }
 
 /// The image scan (I7): the built kernel passes, and a copy with a

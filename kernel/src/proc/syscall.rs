@@ -57,6 +57,9 @@ mod nr {
     /// Not Linux: runs one `nk ...` or `attack ...` line of the kernel shell,
     /// so the nested kernel's commands stay reachable from user space.
     pub const KSH: u64 = 1000;
+    /// Not Linux: the NK's gate crossings so far (`/bin/bench` counts
+    /// crossings per operation with it).
+    pub const NK_CROSSINGS: u64 = 1001;
 }
 
 type SysResult = Result<u64, i64>;
@@ -90,6 +93,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         nr::CLOCK_GETTIME => clock_gettime(a1),
         nr::EXIT | nr::EXIT_GROUP => super::exit_current(a0 as i32),
         nr::KSH => ksh(a0, a1),
+        nr::NK_CROSSINGS => Ok(crate::bench::gate_crossings()),
         n if FILE_CALLS.contains(&n) => files_call(frame),
         _ => Err(errno::ENOSYS),
     };
