@@ -9,8 +9,40 @@ use talc::{TalcLock, source::Manual};
 const MIN_HEAP: u64 = 4 << 20;
 const MAX_HEAP: u64 = 64 << 20;
 
-#[global_allocator]
 static HEAP: TalcLock<spin::Mutex<()>, Manual> = TalcLock::new(Manual);
+
+/// The global allocator: talc behind its spin lock, taken with interrupts
+/// off. Otherwise a thread preempted while holding it would leave the lock
+/// held, and the next allocation made with interrupts off (in the
+/// scheduler, under another lock) would spin forever on the one CPU.
+struct Heap;
+
+#[global_allocator]
+static GLOBAL: Heap = Heap;
+
+// SAFETY: each method forwards to talc's own `GlobalAlloc` with the same
+// arguments; disabling interrupts around it changes nothing it relies on.
+unsafe impl core::alloc::GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller keeps `GlobalAlloc::alloc`'s contract.
+        crate::arch::without_interrupts(|| unsafe { core::alloc::GlobalAlloc::alloc(&HEAP, layout) })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: the caller keeps `GlobalAlloc::dealloc`'s contract.
+        crate::arch::without_interrupts(|| unsafe { core::alloc::GlobalAlloc::dealloc(&HEAP, ptr, layout) })
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller keeps `GlobalAlloc::alloc_zeroed`'s contract.
+        crate::arch::without_interrupts(|| unsafe { core::alloc::GlobalAlloc::alloc_zeroed(&HEAP, layout) })
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: core::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller keeps `GlobalAlloc::realloc`'s contract.
+        crate::arch::without_interrupts(|| unsafe { core::alloc::GlobalAlloc::realloc(&HEAP, ptr, layout, new_size) })
+    }
+}
 
 static HEAP_SIZE: spin::Once<u64> = spin::Once::new();
 

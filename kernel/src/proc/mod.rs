@@ -278,6 +278,7 @@ fn finish(tid: sched::ThreadId, status: i32) {
             sched::detach(tid);
         } else {
             exits.push((tid, parent, status));
+            sched::wake(child_exit_channel(parent));
         }
     });
     // Its memory goes with it (the CPU left its address space above).
@@ -308,16 +309,23 @@ pub fn wait_child(pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, i64> {
             sched::join(tid);
             return Ok(Some((tid, status)));
         }
-        let alive = crate::arch::without_interrupts(|| PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid)));
-        if !alive {
+        let alive = || crate::arch::without_interrupts(|| PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid)));
+        if !alive() {
             return Err(syscall::errno::ECHILD);
         }
         if nohang {
             return Ok(None);
         }
-        sched::yield_now();
-        crate::arch::wait_for_interrupt();
+        // Each exit of a child wakes its parent (`finish`).
+        sched::wait_until(child_exit_channel(me), || {
+            EXITS.lock().iter().any(|e| e.1 == me && wanted(e.0)) || !PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid))
+        });
     }
+}
+
+/// What a parent sleeps on while its children run.
+fn child_exit_channel(parent: Pid) -> u64 {
+    (1 << 63) | parent
 }
 
 /// Kills the calling thread's process (a fault, a bad return address).

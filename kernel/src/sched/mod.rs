@@ -31,7 +31,17 @@ pub enum Exit {
 enum State {
     Ready,
     Running,
+    /// Waiting for `wake` on this channel.
+    Blocked(u64),
     Dead(Exit),
+}
+
+/// How the running thread leaves the CPU.
+enum Leave {
+    /// It stays ready to run.
+    Yield,
+    Block(u64),
+    Die(Exit),
 }
 
 struct Thread {
@@ -146,7 +156,9 @@ extern "C" fn thread_start() -> ! {
 
 /// Gives the CPU to the next ready thread, if any.
 pub fn yield_now() {
-    arch::without_interrupts(|| schedule(None));
+    arch::without_interrupts(|| {
+        schedule(Leave::Yield);
+    });
 }
 
 /// Called from the timer interrupt: preempts the running thread.
@@ -154,13 +166,14 @@ pub fn preempt() {
     if SCHED.is_locked() {
         return;
     }
-    schedule(None);
+    schedule(Leave::Yield);
 }
 
 /// Ends the running thread. Its stack is freed by whoever joins it.
 pub fn exit(how: Exit) -> ! {
     arch::disable_interrupts();
-    schedule(Some(how));
+    wake(death_channel(current()));
+    schedule(Leave::Die(how));
     unreachable!("a dead thread was resumed");
 }
 
@@ -185,30 +198,32 @@ pub fn kill_current(why: String) -> bool {
     exit(Exit::Killed(why))
 }
 
-/// Switches away from the current thread (marking it dead if `dying`).
-/// Interrupts must be off.
-fn schedule(dying: Option<Exit>) {
+/// Switches away from the current thread (leaving it ready, blocked or
+/// dead). Interrupts must be off. Returns at once, without switching, when
+/// no other thread is ready (a blocking caller then idles and checks again).
+fn schedule(leave: Leave) -> bool {
     let switch_to = {
         let mut guard = SCHED.lock();
-        let Some(s) = guard.as_mut() else { return };
+        let Some(s) = guard.as_mut() else { return false };
         let cur = s.current;
         let Some(next) = s.ready.pop_front() else {
-            if dying.is_some() {
+            if matches!(leave, Leave::Die(_)) {
                 drop(guard);
                 panic!("sched: the last thread exited");
             }
-            return;
+            return false;
         };
-        if dying.is_none() {
+        if matches!(leave, Leave::Yield) {
             s.ready.push_back(cur);
         }
         let t = s.get(cur).expect("current thread exists");
-        if dying.is_none() {
+        if !matches!(leave, Leave::Die(_)) {
             t.fpu.save();
         }
-        t.state = match dying {
-            Some(how) => State::Dead(how),
-            None => State::Ready,
+        t.state = match leave {
+            Leave::Die(how) => State::Dead(how),
+            Leave::Block(channel) => State::Blocked(channel),
+            Leave::Yield => State::Ready,
         };
         let save: *mut u64 = &mut t.rsp;
         s.current = next;
@@ -227,6 +242,7 @@ fn schedule(dying: Option<Exit>) {
     // never while running); the next thread's stack pointer was saved by a
     // switch or laid out by `initial_stack`, and its stack is alive.
     unsafe { switch::switch(switch_to.0, switch_to.1) };
+    true
 }
 
 /// The kernel stack and address space of a thread that runs a process:
@@ -278,6 +294,40 @@ pub fn leave_user() {
     });
 }
 
+/// Blocks the calling thread until `ready()` holds, sleeping on `channel`
+/// between checks: whoever makes it hold calls `wake(channel)`. The check
+/// and the sleep happen with interrupts off, so no wake-up is lost.
+pub fn wait_until(channel: u64, mut ready: impl FnMut() -> bool) {
+    loop {
+        let idle = arch::without_interrupts(|| {
+            if ready() {
+                return None;
+            }
+            // Not switched: nobody else could run, so idle until an interrupt.
+            Some(!schedule(Leave::Block(channel)))
+        });
+        match idle {
+            None => return,
+            Some(true) => arch::wait_for_interrupt(),
+            Some(false) => {}
+        }
+    }
+}
+
+/// Makes every thread blocked on `channel` ready again.
+pub fn wake(channel: u64) {
+    with(|s| {
+        let mut woken = Vec::new();
+        for t in s.threads.iter_mut() {
+            if matches!(t.state, State::Blocked(c) if c == channel) {
+                t.state = State::Ready;
+                woken.push(t.id);
+            }
+        }
+        s.ready.extend(woken);
+    });
+}
+
 /// The calling thread's floating-point and SSE registers, as they are now.
 pub fn fpu_state() -> arch::fpu::FpuState {
     let mut state = arch::fpu::FpuState::default();
@@ -313,23 +363,27 @@ pub fn detach(id: ThreadId) {
 
 /// Waits for thread `id` to end and returns how it ended.
 pub fn join(id: ThreadId) -> Option<Exit> {
-    loop {
-        let done = with(|s| match s.threads.iter().position(|t| t.id == id) {
-            None => Some(None),
+    let mut result = None;
+    wait_until(death_channel(id), || {
+        with(|s| match s.threads.iter().position(|t| t.id == id) {
+            None => true,
             Some(i) => match s.threads[i].state {
-                State::Dead(_) => match s.threads.swap_remove(i).state {
-                    State::Dead(how) => Some(Some(how)),
-                    _ => unreachable!("checked above"),
-                },
-                _ => None,
+                State::Dead(_) => {
+                    if let State::Dead(how) = s.threads.swap_remove(i).state {
+                        result = Some(how);
+                    }
+                    true
+                }
+                _ => false,
             },
-        });
-        if let Some(result) = done {
-            return result;
-        }
-        yield_now();
-        arch::wait_for_interrupt();
-    }
+        })
+    });
+    result
+}
+
+/// What `join` sleeps on: thread `id`'s end.
+fn death_channel(id: ThreadId) -> u64 {
+    (1 << 62) | id
 }
 
 /// (id, name, state) of every thread, for the shell.
@@ -341,6 +395,7 @@ pub fn list() -> Vec<(ThreadId, String, &'static str)> {
                 let st = match t.state {
                     State::Ready => "ready",
                     State::Running => "running",
+                    State::Blocked(_) => "blocked",
                     State::Dead(_) => "dead",
                 };
                 (t.id, t.name.clone(), st)
