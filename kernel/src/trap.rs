@@ -28,30 +28,70 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
         lapic::TIMER_VECTOR => {
             crate::time::tick();
             lapic::end_of_interrupt();
+            crate::sched::wake(crate::sched::TICK);
             crate::sched::preempt();
         }
         lapic::SPURIOUS_VECTOR => {}
+        v @ 0..32 if frame.from_user() && !matches!(v, 2 | 8 | 18) => user_exception(frame, info),
         v if (PIC_SPURIOUS_BASE..PIC_SPURIOUS_BASE + 16).contains(&v) => {}
         1 if crate::attack::gate::on_debug_trap(frame) => {}
         VECTOR_BREAKPOINT => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
             println!("EXCEPTION: breakpoint (#BP, vector 3) at rip={:#x}; resuming", frame.rip);
         }
-        VECTOR_PAGE_FAULT
-            if frame.from_user()
-                && crate::proc::user_page_fault(
-                    info.fault_addr,
-                    frame.error_code & PF_WRITE != 0,
-                    frame.error_code & PF_FETCH != 0,
-                )
-                .is_ok() => {}
         0..32 => fatal_exception(frame, info),
         v => {
             println!("trap: unexpected interrupt vector {:#x}", v);
             lapic::end_of_interrupt();
         }
     }
+    if frame.from_user() {
+        crate::proc::signal::deliver_trap(frame);
+    }
 }
+
+/// An exception in user mode: a page fault the process's memory resolves,
+/// else the signal Linux would send (the process's handler runs, or the
+/// process ends; the kernel goes on either way).
+fn user_exception(frame: &TrapFrame, info: TrapInfo) {
+    use crate::proc::signal::{self, Info};
+    let vector = frame.vector as u8;
+    let write = frame.error_code & PF_WRITE != 0;
+    let fetch = frame.error_code & PF_FETCH != 0;
+    let (sig, code, addr) = match vector {
+        VECTOR_PAGE_FAULT => match crate::proc::user_page_fault(info.fault_addr, write, fetch) {
+            Ok(()) => return,
+            Err(crate::proc::mem::Fault::Access) if frame.error_code & 1 != 0 => {
+                (signal::SIGSEGV, signal::SEGV_ACCERR, info.fault_addr)
+            }
+            Err(_) => (signal::SIGSEGV, signal::SEGV_MAPERR, info.fault_addr),
+        },
+        0 | 16 | 19 => (SIGFPE, 0, frame.rip),
+        6 => (SIGILL, 0, frame.rip),
+        1 | VECTOR_BREAKPOINT => (SIGTRAP, 0, frame.rip),
+        _ => (signal::SIGSEGV, SI_KERNEL, 0),
+    };
+    if !signal::force(sig, Info { code, addr, ..Info::default() }) {
+        let (name, mnemonic) = exception_name(vector);
+        let at = if vector == VECTOR_PAGE_FAULT { alloc::format!(" at {:#x}", info.fault_addr) } else { alloc::string::String::new() };
+        println!(
+            "process '{}' (pid {}): {} ({}){} rip={:#x}: signal {}",
+            crate::sched::current_name(),
+            crate::sched::current(),
+            name,
+            mnemonic,
+            at,
+            frame.rip,
+            sig
+        );
+    }
+}
+
+const SIGILL: u32 = 4;
+const SIGTRAP: u32 = 5;
+const SIGFPE: u32 = 8;
+/// `si_code` of a signal the kernel raised for no particular address.
+const SI_KERNEL: i32 = 0x80;
 
 /// What protected thing an address is, for fault reports: the invariant a
 /// blocked write would have broken.

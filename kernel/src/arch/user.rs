@@ -102,6 +102,7 @@ user_syscall_entry:
 
 extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
     crate::proc::syscall::dispatch(frame);
+    crate::proc::signal::deliver_syscall(frame);
     // `sysretq` to a non-canonical RIP would fault in ring 0 on the user's
     // stack; and the user gets back only flags it may hold, IF set.
     if !nk_model::layout::is_canonical(frame.rip) || frame.rip >= nk_model::layout::USER_END {
@@ -112,7 +113,7 @@ extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
 
 const IF: u64 = 1 << 9;
 /// CF, PF, AF, ZF, SF, TF, DF, OF, RF, AC, ID: what user code may set.
-const USER_FLAGS: u64 = 0x0025_4dd5;
+pub const USER_FLAGS: u64 = 0x0025_4dd5;
 
 /// Returns to user mode with the registers in `frame`, as the end of a
 /// system call does: how a forked child first runs.
@@ -134,6 +135,40 @@ pub fn resume_user(frame: &SyscallFrame) -> ! {
             "pop rax", "pop rcx", "pop r11", "pop rsp",
             "sysretq",
             frame = in(reg) &raw const f,
+            options(noreturn),
+        )
+    }
+}
+
+/// Returns to user mode with every register in `regs` (RCX and R11
+/// included, which `sysretq` would clobber): the end of `rt_sigreturn`.
+/// Interrupts must be off.
+pub fn return_to_user(regs: &crate::proc::signal::UserRegs) -> ! {
+    let mut r = *regs;
+    if !nk_model::layout::is_canonical(r.rip) || r.rip >= nk_model::layout::USER_END {
+        crate::proc::kill_current("return address outside user space");
+    }
+    r.rflags = (r.rflags & USER_FLAGS) | IF;
+    let (cs, ss) = (u64::from(nk::USER_CODE), u64::from(nk::USER_DATA));
+    // SAFETY: builds an interrupt-return frame to ring 3 with the GDT's user
+    // selectors and a user RIP (checked above) and RFLAGS (masked), then
+    // loads every general register from `r` (`UserRegs` field order, RAX,
+    // the pointer, last) and returns; interrupts are off until `iretq`.
+    unsafe {
+        core::arch::asm!(
+            "push {ss}",
+            "push qword ptr [rax + 15*8]",
+            "push qword ptr [rax + 17*8]",
+            "push {cs}",
+            "push qword ptr [rax + 16*8]",
+            "mov r8, [rax + 0*8]", "mov r9, [rax + 1*8]", "mov r10, [rax + 2*8]", "mov r11, [rax + 3*8]",
+            "mov r12, [rax + 4*8]", "mov r13, [rax + 5*8]", "mov r14, [rax + 6*8]", "mov r15, [rax + 7*8]",
+            "mov rdi, [rax + 8*8]", "mov rsi, [rax + 9*8]", "mov rbp, [rax + 10*8]", "mov rbx, [rax + 11*8]",
+            "mov rdx, [rax + 12*8]", "mov rcx, [rax + 14*8]", "mov rax, [rax + 13*8]",
+            "iretq",
+            ss = in(reg) ss,
+            cs = in(reg) cs,
+            in("rax") &raw const r,
             options(noreturn),
         )
     }

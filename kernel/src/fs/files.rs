@@ -34,6 +34,9 @@ pub mod errno {
     pub const EINVAL: i64 = 22;
     pub const EMFILE: i64 = 24;
     pub const ENOTTY: i64 = 25;
+    pub const EINTR: i64 = 4;
+    pub const EAGAIN: i64 = 11;
+    pub const EPIPE: i64 = 32;
     pub const ESPIPE: i64 = 29;
     pub const ERANGE: i64 = 34;
     pub const ENAMETOOLONG: i64 = 36;
@@ -116,6 +119,9 @@ const DEV_CONSOLE: u64 = 5;
 /// The console's `st_rdev`: ttyS0, major 4, minor 64.
 const RDEV_TTYS0: u64 = (4 << 8) | 64;
 const S_IFCHR: u32 = 0o020000;
+const S_IFIFO: u32 = 0o010000;
+/// `st_dev` of pipes (Linux's pipefs is an anonymous device too).
+const DEV_PIPE: u64 = 12;
 
 /// What an open file description refers to.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -124,6 +130,9 @@ pub enum Object {
     Console,
     File(Ino),
     Dir(Ino),
+    /// One end of a pipe (shared, so a call can sleep without the
+    /// description's lock).
+    Pipe(Arc<super::pipe::End>),
 }
 
 /// An open file description: what `open` made, shared by `dup`ed and
@@ -270,6 +279,53 @@ impl FdTable {
     pub fn cloexec(&self, fd: u64) -> Result<bool, i64> {
         self.slot(fd).map(|s| s.cloexec)
     }
+}
+
+/// A pipe call's stop as an errno; a write with no reader left also
+/// sends the caller SIGPIPE.
+fn pipe_err(stop: super::pipe::Stop) -> i64 {
+    use super::pipe::Stop;
+    match stop {
+        Stop::WouldBlock => EAGAIN,
+        Stop::Interrupted => EINTR,
+        Stop::Fault => EFAULT,
+        Stop::Broken => {
+            let me = crate::sched::current();
+            let info = crate::proc::signal::Info { code: crate::proc::signal::SI_USER, pid: me, ..Default::default() };
+            let _ = crate::proc::signal::send(me, crate::proc::signal::SIGPIPE, info);
+            EPIPE
+        }
+    }
+}
+
+/// pipe2(2): a new pipe, its read end at `fds[0]`, its write end at
+/// `fds[1]`.
+pub fn pipe2(root: u64, files: &mut FdTable, fds: u64, flags: u64) -> SysResult {
+    let flags = u32::try_from(flags).map_err(|_| EINVAL)?;
+    if flags & !(O_CLOEXEC | O_NONBLOCK) != 0 {
+        return Err(EINVAL);
+    }
+    let (r, w) = super::pipe::End::pair();
+    let status = flags & O_NONBLOCK;
+    let open = |end, mode| OpenFile { object: Object::Pipe(Arc::new(end)), flags: mode | status, offset: 0, dir_after: None };
+    let cloexec = flags & O_CLOEXEC != 0;
+    let rfd = files.install(open(r, O_RDONLY), cloexec)?;
+    let wfd = match files.install(open(w, O_WRONLY), cloexec) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = files.close(rfd);
+            return Err(e);
+        }
+    };
+    let mut pair = [0u8; 8];
+    pair[..4].copy_from_slice(&(rfd as i32).to_le_bytes());
+    pair[4..].copy_from_slice(&(wfd as i32).to_le_bytes());
+    if copy_to_user(root, fds, &pair).is_err() {
+        let _ = files.close(rfd);
+        let _ = files.close(wfd);
+        return Err(EFAULT);
+    }
+    Ok(0)
 }
 
 fn fs_err(e: FsError) -> i64 {
@@ -423,6 +479,11 @@ pub fn read_ref(root: u64, file: &FileRef, buf: u64, len: u64) -> SysResult {
             drop(f);
             read_console(root, buf, len)
         }
+        Object::Pipe(ref end) => {
+            let (end, nonblock) = (end.clone(), f.flags & O_NONBLOCK != 0);
+            drop(f);
+            super::pipe::read(&end, root, buf, len.min(MAX_RW), nonblock).map_err(pipe_err)
+        }
         Object::Dir(_) => Err(EISDIR),
         Object::File(ino) => {
             let n = read_at(root, ino, f.offset, buf, len)?;
@@ -442,6 +503,11 @@ pub fn write_ref(root: u64, file: &FileRef, buf: u64, len: u64) -> SysResult {
         Object::Console => {
             drop(f);
             write_console(root, buf, len)
+        }
+        Object::Pipe(ref end) => {
+            let (end, nonblock) = (end.clone(), f.flags & O_NONBLOCK != 0);
+            drop(f);
+            super::pipe::write(&end, root, buf, len.min(MAX_RW), nonblock).map_err(pipe_err)
         }
         Object::Dir(_) => Err(EISDIR),
         // Linux returns before an append would move the offset.
@@ -527,7 +593,7 @@ pub fn pread64(root: u64, files: &FdTable, fd: u64, buf: u64, len: u64, offset: 
         return Err(EINVAL);
     }
     match f.object {
-        Object::Console => Err(ESPIPE),
+        Object::Console | Object::Pipe(_) => Err(ESPIPE),
         Object::Dir(_) => Err(EISDIR),
         Object::File(ino) => read_at(root, ino, offset, buf, len),
     }
@@ -544,7 +610,7 @@ pub fn pwrite64(root: u64, files: &FdTable, fd: u64, buf: u64, len: u64, offset:
         return Err(EINVAL);
     }
     match f.object {
-        Object::Console => Err(ESPIPE),
+        Object::Console | Object::Pipe(_) => Err(ESPIPE),
         Object::Dir(_) => Err(EISDIR),
         Object::File(_) if len == 0 => Ok(0),
         Object::File(ino) => write_at(root, ino, Some(offset), buf, len).map(|(n, _)| n),
@@ -692,7 +758,7 @@ pub fn lseek(files: &FdTable, fd: u64, offset: u64, whence: u64) -> SysResult {
         Ok(t as u64)
     };
     match f.object {
-        Object::Console => Err(ESPIPE),
+        Object::Console | Object::Pipe(_) => Err(ESPIPE),
         Object::File(ino) => {
             let size = super::with(|fs| fs.stat(ino)).map_err(fs_err)?.size;
             let new = match whence {
@@ -743,7 +809,7 @@ pub fn ftruncate(files: &FdTable, fd: u64, len: u64) -> SysResult {
     }
     match f.object {
         Object::File(ino) if f.writable() => truncate_ino(ino, len),
-        Object::File(_) | Object::Console | Object::Dir(_) => Err(EINVAL),
+        Object::File(_) | Object::Console | Object::Dir(_) | Object::Pipe(_) => Err(EINVAL),
     }
 }
 
@@ -768,6 +834,15 @@ fn truncate_ino(ino: Ino, len: u64) -> SysResult {
 // ---- stat ----
 
 /// The console as `stat` tells it: a character device, ttyS0.
+fn pipe_stat() -> [u8; 144] {
+    let mut st = [0u8; 144];
+    put(&mut st, 0, DEV_PIPE);
+    put(&mut st, 16, 1);
+    st[24..28].copy_from_slice(&(S_IFIFO | 0o600).to_le_bytes());
+    put(&mut st, 56, PAGE_SIZE);
+    st
+}
+
 fn console_stat() -> [u8; 144] {
     let mut st = [0u8; 144];
     put(&mut st, 0, DEV_CONSOLE);
@@ -806,6 +881,7 @@ fn put(buf: &mut [u8], at: usize, v: u64) {
 fn stat_object(object: &Object) -> Result<[u8; 144], i64> {
     match *object {
         Object::Console => Ok(console_stat()),
+        Object::Pipe(_) => Ok(pipe_stat()),
         Object::File(ino) | Object::Dir(ino) => super::with(|fs| fs.stat(ino)).map(|s| stat_bytes(&s)).map_err(fs_err),
     }
 }

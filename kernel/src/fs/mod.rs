@@ -7,6 +7,7 @@
 //! instead of starving the kernel.
 
 pub mod files;
+pub mod pipe;
 
 pub use klib::ramfs::{FsError, Ino, Kind, ROOT, Stat};
 

@@ -4,6 +4,7 @@
 
 pub mod elf;
 pub mod mem;
+pub mod signal;
 pub mod syscall;
 
 use crate::mm::frames::{self, Frame};
@@ -26,6 +27,10 @@ const MMAP_BASE: u64 = 0x1000_0000_0000;
 
 pub type Pid = u64;
 
+/// Processes at most: a fork past it fails with EAGAIN (a fork bomb stops
+/// there, and the kernel keeps its memory).
+pub const MAX_PROCESSES: usize = 64;
+
 pub struct Process {
     pub pid: Pid,
     /// The process that forked it (0: started by the kernel).
@@ -41,6 +46,7 @@ pub struct Process {
     pub files: crate::fs::files::FdTable,
     /// The working directory.
     pub cwd: crate::fs::Ino,
+    pub sig: signal::Signals,
 }
 
 impl Process {
@@ -163,6 +169,7 @@ impl Process {
             exit_code: None,
             files: crate::fs::files::FdTable::new(),
             cwd: crate::fs::ROOT,
+            sig: signal::Signals::default(),
         }
     }
 }
@@ -171,9 +178,12 @@ impl Process {
 /// same system call with 0. The pages are shared, copy-on-write.
 pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
     use syscall::errno;
-    let (mem, parent, brk, mmap_next, fs_base, files, cwd) = with_current(|p| -> Result<_, i64> {
+    if crate::arch::without_interrupts(|| PROCS.lock().len()) >= MAX_PROCESSES {
+        return Err(errno::EAGAIN);
+    }
+    let (mem, parent, brk, mmap_next, fs_base, files, cwd, sig) = with_current(|p| -> Result<_, i64> {
         let mem = p.mem.fork().map_err(|_| errno::ENOMEM)?;
-        Ok((mem, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd))
+        Ok((mem, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd, p.sig.for_child()))
     })
     .ok_or(errno::EPERM)??;
     let child = Process {
@@ -187,6 +197,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
         exit_code: None,
         files,
         cwd,
+        sig,
     };
     let root = child.mem.root();
     let mut regs = *frame;
@@ -224,6 +235,8 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::conv
         p.cwd = old.cwd;
         p.files = core::mem::replace(&mut old.files, crate::fs::files::FdTable::empty());
         p.files.close_on_exec();
+        p.sig = core::mem::take(&mut old.sig);
+        p.sig.exec();
         old
     })
     .ok_or(errno::EPERM)?;
@@ -259,28 +272,37 @@ pub const ORPHAN: Pid = Pid::MAX;
 /// Removes the process on thread `tid` (the calling thread or one that just
 /// died), records its wait status for its parent and frees its memory.
 fn finish(tid: sched::ThreadId, status: i32) {
-    let Some(mut p) = crate::arch::without_interrupts(|| PROCS.lock().remove(&tid)) else { return };
-    p.exit_code = Some(status);
-    if tid == sched::current() {
-        sched::leave_user();
-    }
-    let parent = p.parent;
-    crate::arch::without_interrupts(|| {
+    // Out of the table and into the exits in one step: a parent's wait4
+    // must never see the child in neither (it would say ECHILD).
+    let Some(mut p) = crate::arch::without_interrupts(|| {
+        let mut procs = PROCS.lock();
+        let p = procs.remove(&tid)?;
         // Its children outlive it: nobody will wait for them.
-        for child in PROCS.lock().values_mut().filter(|c| c.parent == tid) {
+        for child in procs.values_mut().filter(|c| c.parent == tid) {
             child.parent = ORPHAN;
         }
         let mut exits = EXITS.lock();
         while let Some((zombie, _, _)) = take_exit(&mut exits, |e| e.1 == tid) {
             sched::detach(zombie);
         }
-        if parent == ORPHAN {
+        if p.parent == ORPHAN {
             sched::detach(tid);
         } else {
-            exits.push((tid, parent, status));
-            sched::wake(child_exit_channel(parent));
+            exits.push((tid, p.parent, status));
+            sched::wake(child_exit_channel(p.parent));
         }
-    });
+        Some(p)
+    }) else {
+        return;
+    };
+    p.exit_code = Some(status);
+    if tid == sched::current() {
+        sched::leave_user();
+    }
+    if p.parent != ORPHAN {
+        let (code, st) = if status & 0x7f == 0 { (signal::CLD_EXITED, status >> 8) } else { (signal::CLD_KILLED, status) };
+        let _ = signal::send(p.parent, signal::SIGCHLD, signal::Info { code, pid: tid, addr: 0, status: st });
+    }
     // Its memory goes with it (the CPU left its address space above).
     drop(p);
 }
@@ -309,23 +331,38 @@ pub fn wait_child(pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, i64> {
             sched::join(tid);
             return Ok(Some((tid, status)));
         }
-        let alive = || crate::arch::without_interrupts(|| PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid)));
-        if !alive() {
+        let alive = crate::arch::without_interrupts(|| PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid)));
+        if !alive {
             return Err(syscall::errno::ECHILD);
         }
         if nohang {
             return Ok(None);
         }
-        // Each exit of a child wakes its parent (`finish`).
+        // Each exit of a child wakes its parent (`finish`); so does a signal.
+        let mut interrupted = false;
         sched::wait_until(child_exit_channel(me), || {
-            EXITS.lock().iter().any(|e| e.1 == me && wanted(e.0)) || !PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid))
+            interrupted = PROCS.lock().get(&me).is_some_and(|p| p.sig.deliverable());
+            interrupted
+                || EXITS.lock().iter().any(|e| e.1 == me && wanted(e.0))
+                || !PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid))
         });
+        if interrupted {
+            return Err(syscall::errno::EINTR);
+        }
     }
 }
 
 /// What a parent sleeps on while its children run.
 fn child_exit_channel(parent: Pid) -> u64 {
     (1 << 63) | parent
+}
+
+/// Ends the calling process by signal `sig` (its default action): the
+/// parent's wait status says which.
+pub fn terminate_current(sig: u32) -> ! {
+    let tid = sched::current();
+    finish(tid, sig as i32);
+    sched::exit(sched::Exit::Killed(alloc::format!("signal {sig}")))
 }
 
 /// Kills the calling thread's process (a fault, a bad return address).

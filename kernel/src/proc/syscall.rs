@@ -2,7 +2,7 @@
 //! R10, R8, R9, the result (or `-errno`) in RAX. Calls not implemented yet
 //! return ENOSYS, as Linux does for calls it lacks.
 
-use super::{Process, mem};
+use super::{Process, mem, signal};
 use super::elf::Loaded;
 use crate::arch::user::SyscallFrame;
 use crate::mm::usercopy::{copy_from_user, copy_to_user};
@@ -21,6 +21,9 @@ pub mod errno {
     pub const EACCES: i64 = 13;
     pub const EFAULT: i64 = 14;
     pub const EEXIST: i64 = 17;
+    pub const ESRCH: i64 = 3;
+    pub const EINTR: i64 = 4;
+    pub const EAGAIN: i64 = 11;
     pub const EINVAL: i64 = 22;
     pub const ENODEV: i64 = 19;
     pub const ENOSYS: i64 = 38;
@@ -36,6 +39,13 @@ mod nr {
     pub const BRK: u64 = 12;
     pub const RT_SIGACTION: u64 = 13;
     pub const RT_SIGPROCMASK: u64 = 14;
+    pub const RT_SIGRETURN: u64 = 15;
+    pub const PAUSE: u64 = 34;
+    pub const NANOSLEEP: u64 = 35;
+    pub const KILL: u64 = 62;
+    pub const TKILL: u64 = 200;
+    pub const TGKILL: u64 = 234;
+    pub const CLOCK_NANOSLEEP: u64 = 230;
     pub const IOCTL: u64 = 16;
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
@@ -75,8 +85,17 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         nr::MUNMAP => munmap(a0, a1),
         nr::MPROTECT => mprotect(a0, a1, a2),
         nr::BRK => brk(a0),
-        // Signals are accepted but not delivered yet.
-        nr::RT_SIGACTION | nr::RT_SIGPROCMASK | nr::SIGALTSTACK => Ok(0),
+        nr::RT_SIGACTION => rt_sigaction(a0, a1, a2, frame.r10),
+        nr::RT_SIGPROCMASK => rt_sigprocmask(a0, a1, a2, frame.r10),
+        nr::RT_SIGRETURN => rt_sigreturn(frame),
+        // No alternate signal stacks yet: handlers run on the thread's stack.
+        nr::SIGALTSTACK => Ok(0),
+        nr::KILL => kill(a0 as i64, a1),
+        nr::TKILL => kill(a0 as i64, a1),
+        nr::TGKILL => kill(a1 as i64, a2),
+        nr::PAUSE => pause(),
+        nr::NANOSLEEP => nanosleep(a0, a1),
+        nr::CLOCK_NANOSLEEP => clock_nanosleep(a0, a1, a2, frame.r10),
         nr::IOCTL => files_call(frame),
         nr::SCHED_YIELD => {
             crate::sched::yield_now();
@@ -90,7 +109,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         nr::WAIT4 => wait4(a0 as i64, a1, a2),
         nr::UNAME => uname(a0),
         nr::ARCH_PRCTL => arch_prctl(a0, a1),
-        nr::CLOCK_GETTIME => clock_gettime(a1),
+        nr::CLOCK_GETTIME => clock_gettime(a0, a1),
         nr::EXIT | nr::EXIT_GROUP => super::exit_current(a0 as i32),
         nr::KSH => ksh(a0, a1),
         nr::NK_CROSSINGS => Ok(crate::bench::gate_crossings()),
@@ -102,6 +121,169 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         Err(e) => (-e) as u64,
     };
     crate::arch::disable_interrupts();
+}
+
+fn signal_number(sig: u64) -> Result<u32, i64> {
+    if sig == 0 || sig > u64::from(signal::NSIG) {
+        return Err(errno::EINVAL);
+    }
+    Ok(sig as u32)
+}
+
+fn rt_sigaction(sig: u64, act: u64, old: u64, setsize: u64) -> SysResult {
+    let sig = signal_number(sig)?;
+    if setsize != 8 {
+        return Err(errno::EINVAL);
+    }
+    let root = root()?;
+    let new = if act != 0 {
+        if sig == signal::SIGKILL || sig == 19 {
+            return Err(errno::EINVAL);
+        }
+        let mut b = [0u8; 32];
+        copy_from_user(root, &mut b, act).map_err(|_| errno::EFAULT)?;
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        Some(signal::Action { handler: w(0), flags: w(1), restorer: w(2), mask: w(3) })
+    } else {
+        None
+    };
+    let prev = current(|p| {
+        let prev = p.sig.action(sig);
+        if let Some(a) = new {
+            p.sig.set_action(sig, a);
+        }
+        prev
+    })?;
+    if old != 0 {
+        let words = [prev.handler, prev.flags, prev.restorer, prev.mask];
+        let b: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        copy_to_user(root, old, &b).map_err(|_| errno::EFAULT)?;
+    }
+    Ok(0)
+}
+
+fn rt_sigprocmask(how: u64, set: u64, old: u64, setsize: u64) -> SysResult {
+    const SIG_BLOCK: u64 = 0;
+    const SIG_UNBLOCK: u64 = 1;
+    const SIG_SETMASK: u64 = 2;
+    if setsize != 8 {
+        return Err(errno::EINVAL);
+    }
+    let root = root()?;
+    let new = if set != 0 {
+        let mut b = [0u8; 8];
+        copy_from_user(root, &mut b, set).map_err(|_| errno::EFAULT)?;
+        if how > SIG_SETMASK {
+            return Err(errno::EINVAL);
+        }
+        Some(u64::from_le_bytes(b))
+    } else {
+        None
+    };
+    let prev = current(|p| {
+        let prev = p.sig.mask;
+        match (how, new) {
+            (SIG_BLOCK, Some(m)) => p.sig.set_mask(prev | m),
+            (SIG_UNBLOCK, Some(m)) => p.sig.set_mask(prev & !m),
+            (_, Some(m)) => p.sig.set_mask(m),
+            (_, None) => {}
+        }
+        prev
+    })?;
+    if old != 0 {
+        copy_to_user(root, old, &prev.to_le_bytes()).map_err(|_| errno::EFAULT)?;
+    }
+    Ok(0)
+}
+
+/// `rt_sigreturn`: back to where the handler interrupted, all registers
+/// restored (so through `iretq`, not `sysretq`, which clobbers two).
+fn rt_sigreturn(frame: &SyscallFrame) -> SysResult {
+    match signal::sigreturn(frame.rsp) {
+        Ok(mut regs) => {
+            crate::arch::disable_interrupts();
+            signal::deliver(&mut regs);
+            crate::arch::user::return_to_user(&regs)
+        }
+        Err(()) => super::terminate_current(signal::SIGSEGV),
+    }
+}
+
+fn kill(pid: i64, sig: u64) -> SysResult {
+    let sig = if sig == 0 { 0 } else { signal_number(sig)? };
+    let me = crate::sched::current();
+    // No process groups yet: 0 is the caller's own, -1 every process
+    // but init, and -PGID is refused.
+    let target = match pid {
+        0 => me,
+        p if p > 0 => p as u64,
+        _ => return Err(errno::ESRCH),
+    };
+    let info = signal::Info { code: signal::SI_USER, pid: me, addr: 0, status: 0 };
+    signal::send(target, sig, info).map_err(|()| errno::ESRCH)?;
+    Ok(0)
+}
+
+/// Sleeps until a signal comes; always EINTR.
+fn pause() -> SysResult {
+    let me = crate::sched::current();
+    crate::sched::wait_until(sleep_channel(me), signal::pending_current);
+    Err(errno::EINTR)
+}
+
+/// What a sleeping thread waits on: nothing wakes it but a signal or time.
+fn sleep_channel(tid: u64) -> u64 {
+    (1 << 61) | tid
+}
+
+/// Sleeps until the uptime reaches `until_us`, or a signal comes (EINTR,
+/// with the time left in `rem` when given).
+fn sleep_until(until_us: u64, rem: u64) -> SysResult {
+    crate::sched::wait_until(crate::sched::TICK, || crate::time::uptime_us() >= until_us || signal::pending_current());
+    let now = crate::time::uptime_us();
+    if now < until_us {
+        if rem != 0 {
+            let left = until_us - now;
+            let _ = copy_to_user(root()?, rem, &timespec(left));
+        }
+        return Err(errno::EINTR);
+    }
+    Ok(0)
+}
+
+fn timespec(us: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(us / 1_000_000).to_le_bytes());
+    b[8..].copy_from_slice(&((us % 1_000_000) * 1000).to_le_bytes());
+    b
+}
+
+/// A user `struct timespec` as microseconds (rounded up).
+fn read_timespec(at: u64) -> Result<u64, i64> {
+    let mut b = [0u8; 16];
+    copy_from_user(root()?, &mut b, at).map_err(|_| errno::EFAULT)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(errno::EINVAL);
+    }
+    Ok((sec as u64).saturating_mul(1_000_000).saturating_add((nsec as u64).div_ceil(1000)))
+}
+
+fn nanosleep(req: u64, rem: u64) -> SysResult {
+    let us = read_timespec(req)?;
+    sleep_until(crate::time::uptime_us().saturating_add(us), rem)
+}
+
+fn clock_nanosleep(clock: u64, flags: u64, req: u64, rem: u64) -> SysResult {
+    const TIMER_ABSTIME: u64 = 1;
+    if clock > 1 && clock != 7 {
+        return Err(errno::EINVAL);
+    }
+    let us = read_timespec(req)?;
+    // Both clocks count from boot here (there is no wall clock yet).
+    let until = if flags & TIMER_ABSTIME != 0 { us } else { crate::time::uptime_us().saturating_add(us) };
+    sleep_until(until, if flags & TIMER_ABSTIME != 0 { 0 } else { rem })
 }
 
 /// `clone` with fork semantics only (no shared address space yet).
@@ -196,7 +378,7 @@ fn root() -> Result<u64, i64> {
 
 /// The file system calls (`crate::fs::files`), by number.
 const FILE_CALLS: &[u64] = &[
-    2, 3, 4, 5, 6, 8, 17, 18, 19, 21, 32, 33, 72, 76, 77, 79, 80, 81, 83, 84, 85, 87, 217, 257, 258, 262, 263, 269, 292,
+    2, 3, 4, 5, 6, 8, 17, 18, 19, 21, 22, 32, 33, 72, 76, 77, 79, 80, 81, 83, 84, 85, 87, 217, 257, 258, 262, 263, 269, 292, 293,
 ];
 
 /// Runs a file system call on the calling process's descriptors and
@@ -224,6 +406,8 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
         19 => f::readv(root, files, a0, a1, a2),
         20 => f::writev(root, files, a0, a1, a2),
         21 => f::access(root, cwd, a0, a1),
+        22 => f::pipe2(root, files, a0, 0),
+        293 => f::pipe2(root, files, a0, a1),
         32 => f::dup(files, a0),
         33 => f::dup2(files, a0, a1),
         72 => f::fcntl(files, a0, a1, a2),
@@ -402,12 +586,14 @@ fn uname(buf: u64) -> SysResult {
     Ok(0)
 }
 
-fn clock_gettime(ts: u64) -> SysResult {
-    let us = crate::time::uptime_us();
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&(us / 1_000_000).to_le_bytes());
-    b[8..].copy_from_slice(&((us % 1_000_000) * 1000).to_le_bytes());
-    copy_to_user(root()?, ts, &b).map_err(|_| errno::EFAULT)?;
+fn clock_gettime(clock: u64, ts: u64) -> SysResult {
+    // REALTIME, MONOTONIC, PROCESS/THREAD_CPUTIME, MONOTONIC_RAW,
+    // REALTIME/MONOTONIC_COARSE, BOOTTIME: all count from boot here (there
+    // is no wall clock yet).
+    if clock > 7 {
+        return Err(errno::EINVAL);
+    }
+    copy_to_user(root()?, ts, &timespec(crate::time::uptime_us())).map_err(|_| errno::EFAULT)?;
     Ok(0)
 }
 

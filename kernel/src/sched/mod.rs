@@ -314,6 +314,9 @@ pub fn wait_until(channel: u64, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// The channel every timer tick wakes: for sleeps that end at a time.
+pub const TICK: u64 = 1 << 60;
+
 /// Makes every thread blocked on `channel` ready again.
 pub fn wake(channel: u64) {
     with(|s| {
@@ -325,6 +328,19 @@ pub fn wake(channel: u64) {
             }
         }
         s.ready.extend(woken);
+    });
+}
+
+/// Makes thread `id` ready if it is blocked, whatever it waits for: a
+/// signal came, and its wait checks for one.
+pub fn interrupt(id: ThreadId) {
+    with(|s| {
+        if let Some(t) = s.get(id)
+            && matches!(t.state, State::Blocked(_))
+        {
+            t.state = State::Ready;
+            s.ready.push_back(id);
+        }
     });
 }
 

@@ -1,0 +1,430 @@
+//! Signals: actions, the blocked mask and pending set of each process,
+//! `kill`, and delivery on the way back to user mode (after a system call
+//! or an interrupt or fault taken in user mode). A handler gets a Linux
+//! `rt_sigframe` on the user stack (siginfo, ucontext with the registers
+//! and the FXSAVE image) and returns through `rt_sigreturn`.
+
+use super::{Pid, PROCS, with_current};
+use crate::mm::usercopy::{copy_from_user, copy_to_user};
+use crate::sched;
+use nk_model::layout::USER_END;
+
+pub const SIGKILL: u32 = 9;
+pub const SIGSEGV: u32 = 11;
+pub const SIGPIPE: u32 = 13;
+pub const SIGCHLD: u32 = 17;
+const SIGCONT: u32 = 18;
+const SIGSTOP: u32 = 19;
+const SIGTSTP: u32 = 20;
+const SIGTTIN: u32 = 21;
+const SIGTTOU: u32 = 22;
+const SIGURG: u32 = 23;
+const SIGWINCH: u32 = 28;
+pub const NSIG: u32 = 64;
+
+pub const SIG_DFL: u64 = 0;
+pub const SIG_IGN: u64 = 1;
+const SA_SIGINFO: u64 = 4;
+const SA_NODEFER: u64 = 0x4000_0000;
+const SA_RESETHAND: u64 = 0x8000_0000;
+
+/// `si_code` values.
+pub const SI_USER: i32 = 0;
+pub const SEGV_MAPERR: i32 = 1;
+pub const SEGV_ACCERR: i32 = 2;
+pub const CLD_EXITED: i32 = 1;
+pub const CLD_KILLED: i32 = 2;
+
+/// Signals that can be neither caught, blocked nor ignored.
+const UNBLOCKABLE: u64 = bit(SIGKILL) | bit(SIGSTOP);
+
+const fn bit(sig: u32) -> u64 {
+    1 << (sig - 1)
+}
+
+/// `struct kernel_sigaction` on x86-64.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Action {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// What a pending signal carries into `siginfo_t`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Info {
+    pub code: i32,
+    /// The sender (SI_USER, SIGCHLD) or 0.
+    pub pid: u64,
+    /// The faulting address (SIGSEGV).
+    pub addr: u64,
+    /// The child's exit status or signal (SIGCHLD).
+    pub status: i32,
+}
+
+#[derive(Clone)]
+pub struct Signals {
+    actions: [Action; NSIG as usize],
+    pub mask: u64,
+    pending: u64,
+    info: [Info; NSIG as usize],
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals { actions: [Action::default(); 64], mask: 0, pending: 0, info: [Info::default(); 64] }
+    }
+}
+
+impl Signals {
+    /// A forked child's: the same actions and mask, nothing pending.
+    pub fn for_child(&self) -> Signals {
+        Signals { pending: 0, info: [Info::default(); 64], ..self.clone() }
+    }
+
+    /// After `execve`: handlers are gone (the code they pointed at is);
+    /// ignored signals stay ignored; mask and pending signals stay.
+    pub fn exec(&mut self) {
+        for a in self.actions.iter_mut() {
+            if a.handler != SIG_IGN {
+                *a = Action::default();
+            }
+        }
+    }
+
+    pub fn action(&self, sig: u32) -> Action {
+        self.actions[(sig - 1) as usize]
+    }
+
+    /// Sets `sig`'s action; a pending signal now ignored is dropped.
+    pub fn set_action(&mut self, sig: u32, a: Action) {
+        self.actions[(sig - 1) as usize] = a;
+        if ignored(sig, a) {
+            self.pending &= !bit(sig);
+        }
+    }
+
+    pub fn set_mask(&mut self, mask: u64) {
+        self.mask = mask & !UNBLOCKABLE;
+    }
+
+    /// Marks `sig` pending (a second one before delivery merges, as for
+    /// Linux's standard signals). An ignored signal is dropped at once.
+    pub fn post(&mut self, sig: u32, info: Info) {
+        if ignored(sig, self.action(sig)) {
+            return;
+        }
+        self.pending |= bit(sig);
+        self.info[(sig - 1) as usize] = info;
+    }
+
+    /// Whether a signal is pending and not blocked: a sleeping system call
+    /// stops and returns EINTR.
+    pub fn deliverable(&self) -> bool {
+        self.pending & !self.mask != 0
+    }
+
+    /// Takes the next signal to deliver: SIGKILL first, then the lowest.
+    fn take(&mut self) -> Option<(u32, Info)> {
+        let ready = self.pending & !self.mask;
+        if ready == 0 {
+            return None;
+        }
+        let sig = if ready & bit(SIGKILL) != 0 { SIGKILL } else { ready.trailing_zeros() + 1 };
+        self.pending &= !bit(sig);
+        Some((sig, self.info[(sig - 1) as usize]))
+    }
+}
+
+/// What a signal does by default: nothing for these, else the process ends
+/// (stop signals included: there is no job control yet).
+fn ignored_by_default(sig: u32) -> bool {
+    matches!(sig, SIGCHLD | SIGCONT | SIGURG | SIGWINCH | SIGTSTP | SIGTTIN | SIGTTOU)
+}
+
+fn ignored(sig: u32, a: Action) -> bool {
+    sig != SIGKILL && (a.handler == SIG_IGN || (a.handler == SIG_DFL && ignored_by_default(sig)))
+}
+
+/// Sends `sig` to process `pid` (its thread), waking it if it sleeps.
+/// `Err(())` if there is no such process. Signal 0 only checks.
+pub fn send(pid: Pid, sig: u32, info: Info) -> Result<(), ()> {
+    let found = crate::arch::without_interrupts(|| {
+        let mut procs = PROCS.lock();
+        let p = procs.get_mut(&pid).ok_or(())?;
+        if sig != 0 {
+            p.sig.post(sig, info);
+        }
+        Ok::<bool, ()>(p.sig.deliverable())
+    })?;
+    if found {
+        sched::interrupt(pid);
+    }
+    Ok(())
+}
+
+/// A synchronous signal for a fault in user mode (SIGSEGV, SIGILL, ...):
+/// blocked or ignored, it is not held back, as on Linux: the default
+/// action (the end of the process) applies. True when a handler will run.
+pub fn force(sig: u32, info: Info) -> bool {
+    with_current(|p| {
+        let a = p.sig.action(sig);
+        let handled = a.handler > SIG_IGN && p.sig.mask & bit(sig) == 0;
+        if !handled {
+            p.sig.set_action(sig, Action::default());
+            p.sig.set_mask(p.sig.mask & !bit(sig));
+        }
+        p.sig.pending |= bit(sig);
+        p.sig.info[(sig - 1) as usize] = info;
+        handled
+    })
+    .unwrap_or(false)
+}
+
+/// Delivers pending signals on the way out of a system call.
+pub fn deliver_syscall(f: &mut crate::arch::user::SyscallFrame) {
+    let mut r = UserRegs {
+        r8: f.r8,
+        r9: f.r9,
+        r10: f.r10,
+        r11: f.rflags,
+        r12: f.r12,
+        r13: f.r13,
+        r14: f.r14,
+        r15: f.r15,
+        rdi: f.rdi,
+        rsi: f.rsi,
+        rbp: f.rbp,
+        rbx: f.rbx,
+        rdx: f.rdx,
+        rax: f.rax,
+        rcx: f.rip,
+        rsp: f.rsp,
+        rip: f.rip,
+        rflags: f.rflags,
+    };
+    if deliver(&mut r) {
+        // `sysretq` puts RIP in RCX and RFLAGS in R11 whatever we do.
+        *f = crate::arch::user::SyscallFrame {
+            r15: r.r15,
+            r14: r.r14,
+            r13: r.r13,
+            r12: r.r12,
+            rbp: r.rbp,
+            rbx: r.rbx,
+            r9: r.r9,
+            r8: r.r8,
+            r10: r.r10,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            rax: r.rax,
+            rip: r.rip,
+            rflags: r.rflags,
+            rsp: r.rsp,
+        };
+    }
+}
+
+/// Delivers pending signals on the way out of an interrupt or exception
+/// taken in user mode.
+pub fn deliver_trap(f: &mut nk::trap::TrapFrame) {
+    let mut r = UserRegs {
+        r8: f.r8,
+        r9: f.r9,
+        r10: f.r10,
+        r11: f.r11,
+        r12: f.r12,
+        r13: f.r13,
+        r14: f.r14,
+        r15: f.r15,
+        rdi: f.rdi,
+        rsi: f.rsi,
+        rbp: f.rbp,
+        rbx: f.rbx,
+        rdx: f.rdx,
+        rax: f.rax,
+        rcx: f.rcx,
+        rsp: f.rsp,
+        rip: f.rip,
+        rflags: f.rflags,
+    };
+    if deliver(&mut r) {
+        (f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15) = (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15);
+        (f.rdi, f.rsi, f.rbp, f.rbx, f.rdx, f.rax, f.rcx) = (r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx);
+        (f.rsp, f.rip) = (r.rsp, r.rip);
+        f.rflags = (r.rflags & crate::arch::user::USER_FLAGS) | (1 << 9);
+    }
+}
+
+/// Whether the calling process has a signal to take now (a sleeping call
+/// gives up with EINTR).
+pub fn pending_current() -> bool {
+    with_current(|p| p.sig.deliverable()).unwrap_or(false)
+}
+
+/// The user registers at the return to user mode, whichever way it goes
+/// (the field order is `arch::user::return_to_user`'s).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UserRegs {
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub rdx: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rsp: u64,
+    pub rip: u64,
+    pub rflags: u64,
+}
+
+// Offsets in the Linux x86-64 signal frame.
+const UC_MCONTEXT: u64 = 40;
+const UC_SIGMASK: u64 = UC_MCONTEXT + 256;
+const UCONTEXT_SIZE: u64 = UC_SIGMASK + 8;
+const SIGINFO_SIZE: u64 = 128;
+/// pretcode, ucontext, siginfo.
+const FRAME_SIZE: u64 = 8 + UCONTEXT_SIZE + SIGINFO_SIZE;
+const FPSTATE_SIZE: u64 = 512;
+const RED_ZONE: u64 = 128;
+
+/// Runs the pending signals' actions before the calling thread returns to
+/// user mode with `regs`: default actions end the process here; a handler
+/// rewrites `regs` to enter it. Returns whether `regs` changed.
+pub fn deliver(regs: &mut UserRegs) -> bool {
+    loop {
+        let Some((sig, info, action, old_mask, root)) = with_current(|p| {
+            let (sig, info) = p.sig.take()?;
+            let action = p.sig.action(sig);
+            let old = p.sig.mask;
+            if action.handler > SIG_IGN {
+                let mut mask = p.sig.mask | action.mask;
+                if action.flags & SA_NODEFER == 0 {
+                    mask |= bit(sig);
+                }
+                p.sig.set_mask(mask);
+                if action.flags & SA_RESETHAND != 0 {
+                    p.sig.set_action(sig, Action::default());
+                }
+            }
+            Some((sig, info, action, old, p.root()))
+        })
+        .flatten() else {
+            return false;
+        };
+        match action.handler {
+            SIG_IGN => continue,
+            SIG_DFL if ignored_by_default(sig) => continue,
+            SIG_DFL => super::terminate_current(sig),
+            _ => {
+                if push_frame(root, regs, sig, info, action, old_mask).is_err() {
+                    // No room for the frame: as Linux does, SIGSEGV by force.
+                    super::terminate_current(SIGSEGV);
+                }
+                return true;
+            }
+        }
+    }
+}
+
+/// Lays the signal frame out below the user stack and points `regs` at
+/// the handler.
+fn push_frame(root: u64, regs: &mut UserRegs, sig: u32, info: Info, action: Action, old_mask: u64) -> Result<(), ()> {
+    let mut fpu = sched::fpu_state();
+    let fp = (regs.rsp.checked_sub(RED_ZONE + FPSTATE_SIZE).ok_or(())?) & !63;
+    // At the handler's entry RSP + 8 is 16-aligned, as after a call.
+    let frame = ((fp - FRAME_SIZE) & !15) - 8;
+    copy_to_user(root, fp, &fpu.0).map_err(|_| ())?;
+    let mut f = [0u8; FRAME_SIZE as usize];
+    let put = |f: &mut [u8], at: u64, v: u64| f[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
+    put(&mut f, 0, action.restorer);
+    let mc = 8 + UC_MCONTEXT;
+    let gregs = [
+        regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15, regs.rdi, regs.rsi, regs.rbp,
+        regs.rbx, regs.rdx, regs.rax, regs.rcx, regs.rsp, regs.rip, regs.rflags,
+    ];
+    for (i, v) in gregs.iter().enumerate() {
+        put(&mut f, mc + i as u64 * 8, *v);
+    }
+    // cs, gs, fs, ss as four 16-bit fields.
+    put(&mut f, mc + 18 * 8, u64::from(nk::USER_CODE) | (u64::from(nk::USER_DATA) << 48));
+    put(&mut f, mc + 22 * 8, info.addr); // cr2
+    put(&mut f, mc + 23 * 8, fp); // fpstate
+    put(&mut f, 8 + UC_SIGMASK, old_mask);
+    let si = 8 + UCONTEXT_SIZE;
+    f[si as usize..si as usize + 4].copy_from_slice(&(sig as i32).to_le_bytes());
+    f[si as usize + 8..si as usize + 12].copy_from_slice(&info.code.to_le_bytes());
+    if sig == SIGSEGV {
+        put(&mut f, si + 16, info.addr);
+    } else {
+        f[si as usize + 16..si as usize + 20].copy_from_slice(&(info.pid as i32).to_le_bytes());
+        f[si as usize + 24..si as usize + 28].copy_from_slice(&info.status.to_le_bytes());
+    }
+    copy_to_user(root, frame, &f).map_err(|_| ())?;
+    *regs = UserRegs {
+        rip: action.handler,
+        rsp: frame,
+        rdi: u64::from(sig),
+        rsi: if action.flags & SA_SIGINFO != 0 { frame + si } else { 0 },
+        rdx: if action.flags & SA_SIGINFO != 0 { frame + 8 } else { 0 },
+        rflags: regs.rflags & !(1 << 10 | 1 << 8), // DF and TF clear, as Linux
+        ..UserRegs::default()
+    };
+    // The handler starts with a clean x87/SSE state, as after FNINIT.
+    fpu = crate::arch::fpu::FpuState::default();
+    sched::set_fpu_state(fpu);
+    Ok(())
+}
+
+/// `rt_sigreturn`: the registers, mask and FPU state the frame at `sp`
+/// (the user stack pointer at the call: the ucontext) saved.
+pub fn sigreturn(sp: u64) -> Result<UserRegs, ()> {
+    let root = with_current(|p| p.root()).ok_or(())?;
+    let mut uc = [0u8; UCONTEXT_SIZE as usize];
+    copy_from_user(root, &mut uc, sp).map_err(|_| ())?;
+    let get = |at: u64| u64::from_le_bytes(uc[at as usize..at as usize + 8].try_into().unwrap_or_default());
+    let g = |i: u64| get(UC_MCONTEXT + i * 8);
+    let regs = UserRegs {
+        r8: g(0),
+        r9: g(1),
+        r10: g(2),
+        r11: g(3),
+        r12: g(4),
+        r13: g(5),
+        r14: g(6),
+        r15: g(7),
+        rdi: g(8),
+        rsi: g(9),
+        rbp: g(10),
+        rbx: g(11),
+        rdx: g(12),
+        rax: g(13),
+        rcx: g(14),
+        rsp: g(15),
+        rip: g(16),
+        rflags: g(17),
+    };
+    let fp = g(23);
+    if fp != 0 {
+        let mut fpu = crate::arch::fpu::FpuState::default();
+        copy_from_user(root, &mut fpu.0, fp).map_err(|_| ())?;
+        sched::set_fpu_state(fpu);
+    }
+    let mask = get(UC_SIGMASK);
+    with_current(|p| p.sig.set_mask(mask));
+    if regs.rip >= USER_END || !nk_model::layout::is_canonical(regs.rip) {
+        return Err(());
+    }
+    Ok(regs)
+}
