@@ -310,7 +310,14 @@ mod tests {
     #[test]
     fn a_pipeline_with_redirections() {
         let got = parse("cat < in | grep x | wc >> out").unwrap();
-        assert_eq!(got, [stage(&["cat"], Some("in"), None), stage(&["grep", "x"], None, None), stage(&["wc"], None, Some(("out", true)))]);
+        assert_eq!(
+            got,
+            [
+                stage(&["cat"], Some("in"), None),
+                stage(&["grep", "x"], None, None),
+                stage(&["wc"], None, Some(("out", true)))
+            ]
+        );
         assert_eq!(parse("echo hi > f").unwrap(), [stage(&["echo", "hi"], None, Some(("f", false)))]);
     }
 
