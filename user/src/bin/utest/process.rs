@@ -134,13 +134,19 @@ fn exec_here(path: &str) -> i64 {
     unsafe { libc::execve(p.as_ptr(), argv.as_ptr(), envp.as_ptr()) }.into()
 }
 
-/// A file `/tmp/utest/NAME` holding `contents` with permission bits `mode`.
-fn file_with_mode(name: &str, contents: &[u8], mode: u32) -> Result<String, String> {
-    use std::os::unix::fs::PermissionsExt;
+/// A file `/tmp/utest/NAME` holding `contents`, created with permission
+/// bits `mode` (by open, not chmod, which the suite does not test).
+fn file_with_mode(name: &str, contents: &[u8], mode: libc::mode_t) -> Result<String, String> {
     let path = scratch(name)?;
-    // Written and closed first: execve of a file open for writing is ETXTBSY.
-    std::fs::write(&path, contents).map_err(|e| format!("write {path}: {e}"))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod {path}: {e}"))?;
+    // SAFETY: no preconditions; the usual mask, whatever the caller's was.
+    unsafe { libc::umask(0o022) };
+    let f = open(&path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, mode)?;
+    write_all(std::os::fd::AsRawFd::as_raw_fd(&f), contents)?;
+    // Closed before execve: execve of a file open for writing is ETXTBSY.
+    drop(f);
+    let st = std::fs::metadata(&path).map_err(|e| format!("stat {path}: {e}"))?;
+    let got = std::os::unix::fs::PermissionsExt::mode(&st.permissions()) & 0o777;
+    check(got == mode & 0o777, || format!("open(O_CREAT, {mode:o}) made a file of mode {got:o}"))?;
     Ok(path)
 }
 
