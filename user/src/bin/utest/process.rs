@@ -10,6 +10,7 @@ pub const TESTS: &[Test] = tests![
     fork_copies_memory,
     wait_without_children_is_echild,
     wait4_with_wnohang_returns_0_while_the_child_runs,
+    wait4_never_loses_an_exiting_child,
     execve_runs_another_program,
     execve_passes_argv_and_envp,
     execve_of_a_missing_file_is_enoent,
@@ -82,6 +83,42 @@ fn wait4_with_wnohang_returns_0_while_the_child_runs() -> TestResult {
     // SAFETY: as above; no child is left.
     let r2 = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, std::ptr::null_mut()) };
     fails_with("wait4 WNOHANG with no child", r2.into(), libc::ECHILD)
+}
+
+/// Polls children while they exit: each poll must say "running" (0) or
+/// hand over the status, never ECHILD, at whatever point of its exit a
+/// child is (a kernel that drops the child before recording its status
+/// has a window in which the parent sees neither).
+fn wait4_never_loses_an_exiting_child() -> TestResult {
+    const CHILDREN: i32 = 50;
+    let mut pids = Vec::new();
+    for i in 0..CHILDREN {
+        pids.push(fork_child(|| i % 7)?);
+    }
+    for (i, &pid) in pids.iter().enumerate() {
+        let mut polls = 0u64;
+        loop {
+            let mut status = 0;
+            // SAFETY: a valid status pointer; `pid` is our child.
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, std::ptr::null_mut()) };
+            polls += 1;
+            if r == pid {
+                exited(status, i as i32 % 7)?;
+                break;
+            }
+            if r != 0 {
+                let got = if r == -1 { errno_name(errno()) } else { r.to_string() };
+                // Reap the rest before failing, so none outlives the test.
+                for &p in &pids[i + 1..] {
+                    let _ = wait_for(p);
+                }
+                return Err(format!("wait4({pid}, WNOHANG) gave {got} at poll {polls}, before the child was reaped"));
+            }
+            // SAFETY: no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+    }
+    Ok(())
 }
 
 /// Runs `path` with `args` (argv[0] is the path) in a child; its status.
