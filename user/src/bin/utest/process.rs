@@ -85,17 +85,15 @@ fn wait4_with_wnohang_returns_0_while_the_child_runs() -> TestResult {
     fails_with("wait4 WNOHANG with no child", r2.into(), libc::ECHILD)
 }
 
-/// Polls children while they exit: each poll must say "running" (0) or
-/// hand over the status, never ECHILD, at whatever point of its exit a
-/// child is (a kernel that drops the child before recording its status
-/// has a window in which the parent sees neither).
+/// Polls a child while it exits: each poll must say "running" (0) or hand
+/// over the status, never ECHILD, at whatever point of its exit the child
+/// is (a kernel that drops a process before it records its status has a
+/// window in which the parent sees neither). One child at a time, so the
+/// parent is what runs when a tick preempts the child in that window.
 fn wait4_never_loses_an_exiting_child() -> TestResult {
-    const CHILDREN: i32 = 50;
-    let mut pids = Vec::new();
-    for i in 0..CHILDREN {
-        pids.push(fork_child(|| i % 7)?);
-    }
-    for (i, &pid) in pids.iter().enumerate() {
+    const ROUNDS: i32 = 100;
+    for round in 0..ROUNDS {
+        let pid = fork_child(|| round % 7)?;
         let mut polls = 0u64;
         loop {
             let mut status = 0;
@@ -103,16 +101,16 @@ fn wait4_never_loses_an_exiting_child() -> TestResult {
             let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, std::ptr::null_mut()) };
             polls += 1;
             if r == pid {
-                exited(status, i as i32 % 7)?;
+                exited(status, round % 7)?;
                 break;
             }
             if r != 0 {
                 let got = if r == -1 { errno_name(errno()) } else { r.to_string() };
-                // Reap the rest before failing, so none outlives the test.
-                for &p in &pids[i + 1..] {
-                    let _ = wait_for(p);
-                }
-                return Err(format!("wait4({pid}, WNOHANG) gave {got} at poll {polls}, before the child was reaped"));
+                // Reap it before failing, so it does not outlive the test.
+                let _ = wait_for(pid);
+                return Err(format!(
+                    "round {round}: wait4({pid}, WNOHANG) gave {got} at poll {polls}, before the child was reaped"
+                ));
             }
             // SAFETY: no preconditions.
             unsafe { libc::sched_yield() };
