@@ -91,7 +91,10 @@ fn run_isolated(name: &str, test: fn() -> TestResult) -> bool {
             };
         }
         if r == -1 && support::errno() != libc::EINTR {
-            println!("test {name} ... FAILED: waitpid: {}", support::errno_name(support::errno()));
+            // A verdict the test printed above does not count: the kernel
+            // lost the process that gave it (ECHILD for a live child).
+            let e = support::errno_name(support::errno());
+            println!("test {name} ... FAILED: the suite's waitpid({pid}, WNOHANG) for the test's process gave {e}");
             return false;
         }
         if support::now() - start > TIMEOUT {
