@@ -61,6 +61,7 @@ fn user_exception(frame: &TrapFrame, info: TrapInfo) {
     let (sig, code, addr) = match vector {
         VECTOR_PAGE_FAULT => match crate::proc::user_page_fault(info.fault_addr, write, fetch) {
             Ok(()) => return,
+            Err(crate::proc::mem::Fault::Bus) => (SIGBUS, BUS_ADRERR, info.fault_addr),
             Err(crate::proc::mem::Fault::Access) if frame.error_code & 1 != 0 => {
                 (signal::SIGSEGV, signal::SEGV_ACCERR, info.fault_addr)
             }
@@ -89,7 +90,10 @@ fn user_exception(frame: &TrapFrame, info: TrapInfo) {
 
 const SIGILL: u32 = 4;
 const SIGTRAP: u32 = 5;
+const SIGBUS: u32 = 7;
 const SIGFPE: u32 = 8;
+/// `si_code` of SIGBUS for an address with nothing behind it.
+const BUS_ADRERR: i32 = 2;
 /// `si_code` of a signal the kernel raised for no particular address.
 const SI_KERNEL: i32 = 0x80;
 

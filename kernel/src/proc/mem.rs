@@ -78,6 +78,8 @@ struct Page {
 pub enum Fault {
     /// No region there, or one that forbids the access.
     Access,
+    /// A file mapping's page wholly past the end of the file (SIGBUS).
+    Bus,
     OutOfMemory,
 }
 
@@ -266,12 +268,12 @@ impl Memory {
         while va < hi {
             if !self.pages.0.contains_key(&va) {
                 match page_for(va, start, region) {
-                    Some(p) => new.push((va, p)),
-                    None if va == page => {
+                    Ok(p) => new.push((va, p)),
+                    Err(e) if va == page => {
                         new.into_iter().for_each(|(_, p)| let_go(p));
-                        return Err(Fault::OutOfMemory);
+                        return Err(e);
                     }
-                    None => {}
+                    Err(_) => {}
                 }
             }
             va += PAGE_SIZE;
@@ -372,23 +374,30 @@ fn cut<V>(map: &mut BTreeMap<u64, V>, start: u64, end: u64) -> BTreeMap<u64, V> 
     middle
 }
 
-/// A fresh page for `va` of `region` (which starts at `start`).
-fn page_for(va: u64, start: u64, region: Region) -> Option<Page> {
+/// A fresh page for `va` of `region` (which starts at `start`). A file
+/// page wholly past the end of the file is `Bus`, as on Linux.
+fn page_for(va: u64, start: u64, region: Region) -> Result<Page, Fault> {
+    let frame = || frames::alloc().ok_or(Fault::OutOfMemory);
     match region.backing {
         Backing::Anon => {
-            let f = frames::alloc()?;
+            let f = frame()?;
             f.fill(0);
-            Some(Page { frame: f, hold: Hold::Own })
+            Ok(Page { frame: f, hold: Hold::Own })
         }
-        Backing::File { ino, offset, shared: false } => {
-            let f = frames::alloc()?;
-            load_page(f, ino, offset + (va - start));
-            Some(Page { frame: f, hold: Hold::Own })
-        }
-        Backing::File { ino, offset, shared: true } => {
-            let index = (offset + (va - start)) / PAGE_SIZE;
-            let f = shared_page(ino, index)?;
-            Some(Page { frame: f, hold: Hold::Shared(ino, index) })
+        Backing::File { ino, offset, shared } => {
+            let at = offset + (va - start);
+            let size = crate::fs::with(|fs| fs.stat(ino).map(|st| st.size)).unwrap_or(0);
+            if at >= size.next_multiple_of(PAGE_SIZE) {
+                return Err(Fault::Bus);
+            }
+            if shared {
+                let index = at / PAGE_SIZE;
+                let f = shared_page(ino, index).ok_or(Fault::OutOfMemory)?;
+                return Ok(Page { frame: f, hold: Hold::Shared(ino, index) });
+            }
+            let f = frame()?;
+            load_page(f, ino, at);
+            Ok(Page { frame: f, hold: Hold::Own })
         }
     }
 }

@@ -46,7 +46,9 @@ pub struct Process {
     pub files: crate::fs::files::FdTable,
     /// The working directory.
     pub cwd: crate::fs::Ino,
-    pub sig: signal::Signals,
+    /// Boxed: 4 KiB that would otherwise ride on kernel stacks in every
+    /// move of a `Process`.
+    pub sig: alloc::boxed::Box<signal::Signals>,
 }
 
 impl Process {
@@ -169,7 +171,7 @@ impl Process {
             exit_code: None,
             files: crate::fs::files::FdTable::new(),
             cwd: crate::fs::ROOT,
-            sig: signal::Signals::default(),
+            sig: alloc::boxed::Box::default(),
         }
     }
 }
@@ -183,7 +185,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
     }
     let (mem, parent, brk, mmap_next, fs_base, files, cwd, sig) = with_current(|p| -> Result<_, i64> {
         let mem = p.mem.fork().map_err(|_| errno::ENOMEM)?;
-        Ok((mem, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd, p.sig.for_child()))
+        Ok((mem, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd, alloc::boxed::Box::new(p.sig.for_child())))
     })
     .ok_or(errno::EPERM)??;
     let child = Process {
@@ -241,6 +243,7 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::conv
     })
     .ok_or(errno::EPERM)?;
     sched::become_user(root);
+    let _ = sched::set_fs_base(0);
     drop(old);
     sched::set_fpu_state(crate::arch::fpu::FpuState::default());
     crate::arch::user::enter_user(entry, sp)
@@ -393,8 +396,9 @@ pub fn user_page_fault(va: u64, write: bool, exec: bool) -> Result<(), mem::Faul
     with_current(|p| p.mem.fault_access(va, write, exec)).unwrap_or(Err(mem::Fault::Access))
 }
 
-/// The FS base (thread pointer) of the process on thread `tid`, 0 if none.
-pub fn fs_base_of(tid: sched::ThreadId) -> u64 {
-    // Called from the scheduler with interrupts off.
-    PROCS.try_lock().and_then(|p| p.get(&tid).map(|p| p.fs_base)).unwrap_or(0)
+/// The FS base (thread pointer) of the process on thread `tid`, if it
+/// has one and the table is not locked.
+pub fn fs_base_of(tid: sched::ThreadId) -> Option<u64> {
+    // Called from the scheduler with interrupts off: never wait for the lock.
+    PROCS.try_lock().and_then(|p| p.get(&tid).map(|p| p.fs_base))
 }

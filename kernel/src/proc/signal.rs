@@ -119,6 +119,11 @@ impl Signals {
         self.info[(sig - 1) as usize] = info;
     }
 
+    /// Pending signals held back by the mask (`sigpending`).
+    pub fn pending_blocked(&self) -> u64 {
+        self.pending & self.mask
+    }
+
     /// Whether a signal is pending and not blocked: a sleeping system call
     /// stops and returns EINTR.
     pub fn deliverable(&self) -> bool {

@@ -40,6 +40,7 @@ mod nr {
     pub const RT_SIGACTION: u64 = 13;
     pub const RT_SIGPROCMASK: u64 = 14;
     pub const RT_SIGRETURN: u64 = 15;
+    pub const RT_SIGPENDING: u64 = 127;
     pub const PAUSE: u64 = 34;
     pub const NANOSLEEP: u64 = 35;
     pub const KILL: u64 = 62;
@@ -88,6 +89,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         nr::RT_SIGACTION => rt_sigaction(a0, a1, a2, frame.r10),
         nr::RT_SIGPROCMASK => rt_sigprocmask(a0, a1, a2, frame.r10),
         nr::RT_SIGRETURN => rt_sigreturn(frame),
+        nr::RT_SIGPENDING => rt_sigpending(a0, a1),
         // No alternate signal stacks yet: handlers run on the thread's stack.
         nr::SIGALTSTACK => Ok(0),
         nr::KILL => kill(a0 as i64, a1),
@@ -193,6 +195,16 @@ fn rt_sigprocmask(how: u64, set: u64, old: u64, setsize: u64) -> SysResult {
     if old != 0 {
         copy_to_user(root, old, &prev.to_le_bytes()).map_err(|_| errno::EFAULT)?;
     }
+    Ok(0)
+}
+
+/// The signals pending and blocked.
+fn rt_sigpending(set: u64, setsize: u64) -> SysResult {
+    if setsize != 8 {
+        return Err(errno::EINVAL);
+    }
+    let pending = current(|p| p.sig.pending_blocked())?;
+    copy_to_user(root()?, set, &pending.to_le_bytes()).map_err(|_| errno::EFAULT)?;
     Ok(0)
 }
 
@@ -563,7 +575,6 @@ fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
 }
 
 const ARCH_SET_FS: u64 = 0x1002;
-const FS_BASE: u32 = 0xc000_0100;
 
 fn arch_prctl(code: u64, addr: u64) -> SysResult {
     if code != ARCH_SET_FS {
@@ -573,7 +584,7 @@ fn arch_prctl(code: u64, addr: u64) -> SysResult {
         return Err(errno::EPERM);
     }
     current(|p| p.fs_base = addr)?;
-    nk::api::write_msr(FS_BASE, addr).map_err(|_| errno::EPERM)?;
+    crate::sched::set_fs_base(addr).map_err(|_| errno::EPERM)?;
     Ok(0)
 }
 

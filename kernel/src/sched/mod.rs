@@ -15,7 +15,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use spin::Mutex;
 
-const STACK_WORDS: usize = 32 * 1024 / 8;
+const STACK_WORDS: usize = 128 * 1024 / 8;
 
 pub type ThreadId = u64;
 
@@ -172,7 +172,19 @@ pub fn preempt() {
 /// Ends the running thread. Its stack is freed by whoever joins it.
 pub fn exit(how: Exit) -> ! {
     arch::disable_interrupts();
-    wake(death_channel(current()));
+    // Every other thread may be asleep (a parent polling with nanosleep):
+    // idle on this dying thread's stack until one is ready. Its joiners are
+    // woken right before it dies, interrupts off from there on: woken
+    // earlier, they could run while a preemption left it merely ready, and
+    // sleep again with nobody left to wake them.
+    loop {
+        wake(death_channel(current()));
+        if !with(|s| s.ready.is_empty()) {
+            break;
+        }
+        arch::wait_for_interrupt();
+        arch::disable_interrupts();
+    }
     schedule(Leave::Die(how));
     unreachable!("a dead thread was resumed");
 }
@@ -251,7 +263,6 @@ fn schedule(leave: Leave) -> bool {
 fn activate(user: UserContext, tid: ThreadId) {
     use core::sync::atomic::{AtomicU64, Ordering};
     static RSP0: AtomicU64 = AtomicU64::new(0);
-    static FS: AtomicU64 = AtomicU64::new(0);
     arch::user::set_syscall_stack(user.kstack_top);
     if RSP0.swap(user.kstack_top, Ordering::Relaxed) != user.kstack_top {
         let _ = nk::api::set_kernel_stack(user.kstack_top);
@@ -259,10 +270,22 @@ fn activate(user: UserContext, tid: ThreadId) {
     if crate::mm::walk::current_root() / 4096 != user.root {
         let _ = nk::api::load_cr3(user.root);
     }
-    let fs = crate::proc::fs_base_of(tid);
-    if FS.swap(fs, Ordering::Relaxed) != fs {
-        let _ = nk::api::write_msr(0xc000_0100, fs);
+    if let Some(fs) = crate::proc::fs_base_of(tid) {
+        let _ = set_fs_base(fs);
     }
+}
+
+/// The FS base this CPU holds: every write goes through `set_fs_base`, so
+/// a switch writes the MSR only when the next thread's differs.
+static FS_BASE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Loads `fs` as the FS base (the running process's thread pointer).
+pub fn set_fs_base(fs: u64) -> Result<(), nk::api::NkError> {
+    use core::sync::atomic::Ordering;
+    if FS_BASE.swap(fs, Ordering::Relaxed) != fs {
+        nk::api::write_msr(0xc000_0100, fs)?;
+    }
+    Ok(())
 }
 
 /// Makes the calling thread the runner of the process whose root is
