@@ -102,6 +102,12 @@ impl Drop for Pages {
 }
 
 fn flags(prot: u8, hold: Hold) -> PteFlags {
+    // PROT_NONE: kept mapped (the frame stays the page's) but for the
+    // kernel only, read-only, not executable: every user access faults,
+    // and user copies refuse it (EFAULT).
+    if prot == 0 {
+        return PteFlags::NO_EXECUTE;
+    }
     let mut f = PteFlags::USER;
     if prot & PROT_WRITE != 0 && hold != Hold::Cow {
         f = f | PteFlags::WRITABLE;

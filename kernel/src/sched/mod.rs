@@ -17,6 +17,11 @@ use spin::Mutex;
 
 const STACK_WORDS: usize = 128 * 1024 / 8;
 
+/// The lowest word of every kernel stack: checked at each switch, so an
+/// overflow (there is no guard page: stacks come from the heap) stops the
+/// kernel with its name instead of corrupting the heap silently.
+const STACK_CANARY: u64 = 0x5ac3_c0de_57ac_4e11;
+
 pub type ThreadId = u64;
 
 /// How a thread ended.
@@ -119,6 +124,7 @@ pub fn current_name() -> String {
 #[inline(never)]
 pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
     let mut stack = vec![0u64; STACK_WORDS];
+    stack[0] = STACK_CANARY;
     let rsp = switch::initial_stack(&mut stack, thread_start);
     with(|s| {
         let cur = s.current;
@@ -229,6 +235,12 @@ fn schedule(leave: Leave) -> bool {
             s.ready.push_back(cur);
         }
         let t = s.get(cur).expect("current thread exists");
+        if t._stack.as_ref().is_some_and(|st| st[0] != STACK_CANARY) {
+            // The heap below it is damaged already: stop before it spreads.
+            let name = t.name.clone();
+            drop(guard);
+            panic!("sched: thread '{name}' overflowed its {} KiB kernel stack", STACK_WORDS * 8 / 1024);
+        }
         if !matches!(leave, Leave::Die(_)) {
             t.fpu.save();
         }
