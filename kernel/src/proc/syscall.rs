@@ -224,8 +224,8 @@ fn rt_sigreturn(frame: &SyscallFrame) -> SysResult {
 fn kill(pid: i64, sig: u64) -> SysResult {
     let sig = if sig == 0 { 0 } else { signal_number(sig)? };
     let me = crate::sched::current();
-    // No process groups yet: 0 is the caller's own, -1 every process
-    // but init, and -PGID is refused.
+    // No process groups yet: 0 (the caller's group) is the caller alone;
+    // -1 (every process) and -PGID are refused with ESRCH.
     let target = match pid {
         0 => me,
         p if p > 0 => p as u64,
