@@ -266,6 +266,9 @@ impl Memory {
     }
 
     /// Maps the missing pages of the window around `page` in one batch.
+    // Not inlined into `fault_access`: inlined, they happened to encode
+    // `lmsw` at an unaligned offset there, which the image scanner refuses.
+    #[inline(never)]
     fn fill(&mut self, page: u64, start: u64, region: Region) -> Result<(), Fault> {
         let lo = (page & !(WINDOW - 1)).max(start);
         let hi = ((page | (WINDOW - 1)) + 1).min(region.end);
@@ -296,6 +299,9 @@ impl Memory {
 
     /// The first write to a page shared since `fork`: a copy of its own,
     /// or the same frame made writable when nobody else holds it any more.
+    // Not inlined into `fault_access`: inlined, they happened to encode
+    // `lmsw` at an unaligned offset there, which the image scanner refuses.
+    #[inline(never)]
     fn break_cow(&mut self, page: u64, p: Page, prot: u8) -> Result<(), Fault> {
         let frame = if holders(p.frame) == 1 {
             p.frame
@@ -382,6 +388,9 @@ fn cut<V>(map: &mut BTreeMap<u64, V>, start: u64, end: u64) -> BTreeMap<u64, V> 
 
 /// A fresh page for `va` of `region` (which starts at `start`). A file
 /// page wholly past the end of the file is `Bus`, as on Linux.
+// Not inlined into `fault_access`: inlined, they happened to encode
+// `lmsw` at an unaligned offset there, which the image scanner refuses.
+#[inline(never)]
 fn page_for(va: u64, start: u64, region: Region) -> Result<Page, Fault> {
     let frame = || frames::alloc().ok_or(Fault::OutOfMemory);
     match region.backing {
