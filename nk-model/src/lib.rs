@@ -4,8 +4,10 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod code;
 pub mod layout;
+pub mod mediate;
 pub mod pte;
 pub mod vmmu;
 

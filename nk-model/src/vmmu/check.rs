@@ -104,6 +104,9 @@ fn check_leaf(vmmu: &Vmmu<'_>, t: Target, r: Rights, report: &mut Report) {
                 Some((Invariant::I2, "a page table is mapped writable or user"))
             }
             FrameKind::Nk if r.writable || r.user => Some((Invariant::I8, "NK memory is mapped writable or user")),
+            FrameKind::Mediated if r.writable || r.user => {
+                Some((Invariant::I11, "a write-mediated region is mapped writable or user"))
+            }
             // Only the NK's boot maps NK frames (outer mappings are refused),
             // and it maps its own code executable.
             FrameKind::Nk => None,

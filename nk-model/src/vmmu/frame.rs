@@ -16,6 +16,9 @@ pub enum FrameKind {
     Ptp(Level),
     /// The NK's own code, data, stacks and frame table.
     Nk,
+    /// Outer-kernel data the NK write-mediates (`nk_declare`): read-only
+    /// to the outer kernel in every mapping, changed only by `nk_write` (I11).
+    Mediated,
     /// A hole below the end of RAM: treated like memory beyond the frame
     /// table (mappable as data, never executable, never a page table).
     Device,
@@ -30,6 +33,7 @@ impl core::fmt::Display for FrameKind {
             Self::Ptp(level) => write!(f, "a level-{level} page-table page"),
             Self::Nk => f.write_str("nested-kernel memory"),
             Self::Device => f.write_str("device memory"),
+            Self::Mediated => f.write_str("a write-mediated region"),
         }
     }
 }
@@ -57,6 +61,7 @@ const TAG_READ_ONLY: u8 = 2;
 const TAG_PTP: u8 = 3;
 const TAG_NK: u8 = 4;
 const TAG_DEVICE: u8 = 5;
+const TAG_MEDIATED: u8 = 6;
 
 impl FrameDesc {
     /// Free outer-kernel data with no mapping: what the NK fills the table
@@ -71,6 +76,7 @@ impl FrameDesc {
             (TAG_READ_ONLY, _) => FrameKind::ReadOnly,
             (TAG_PTP, Some(level)) => FrameKind::Ptp(level),
             (TAG_DEVICE, _) => FrameKind::Device,
+            (TAG_MEDIATED, _) => FrameKind::Mediated,
             // The NK writes only valid encodings; anything else (corrupted
             // NK memory) reads as the most restricted kind: never mappable,
             // never declarable, never removable.
@@ -98,6 +104,7 @@ impl FrameDesc {
             FrameKind::Ptp(level) => (TAG_PTP, level.as_u8()),
             FrameKind::Nk => (TAG_NK, 0),
             FrameKind::Device => (TAG_DEVICE, 0),
+            FrameKind::Mediated => (TAG_MEDIATED, 0),
         };
     }
 
@@ -125,6 +132,7 @@ mod tests {
             FrameKind::Ptp(Level::L4),
             FrameKind::Nk,
             FrameKind::Device,
+            FrameKind::Mediated,
         ];
         for kind in kinds {
             let mut d = FrameDesc::DATA;

@@ -16,6 +16,7 @@ mod error;
 mod frame;
 mod level;
 mod map_code;
+mod mediate;
 mod phys_mem;
 mod raw;
 mod remove;

@@ -13,6 +13,8 @@ pub enum Invariant {
     I6,
     /// No writable or user leaf maps NK memory.
     I8,
+    /// No writable or user leaf maps a write-mediated region.
+    I11,
     /// A frame's `refs` equals the number of entries pointing at it.
     RefCount,
 }

@@ -11,7 +11,7 @@ pub fn check_leaf_frame(pfn: u64, kind: FrameKind, r: Rights) -> Result<(), Vmmu
         // Even a read-only mapping would show the outer kernel NK secrets
         // and let it alias NK addresses; the NK maps its memory at boot.
         FrameKind::Nk => Err(VmmuError::MapsNkMemory { pfn }),
-        FrameKind::Ptp(_) | FrameKind::ReadOnly => {
+        FrameKind::Ptp(_) | FrameKind::ReadOnly | FrameKind::Mediated => {
             if r.writable {
                 Err(VmmuError::WritableMapping { pfn, kind })
             } else if r.user {
@@ -52,7 +52,7 @@ mod tests {
     #[test]
     fn table_of_kinds() {
         let ptp = FrameKind::Ptp(Level::L1);
-        for kind in [ptp, FrameKind::ReadOnly] {
+        for kind in [ptp, FrameKind::ReadOnly, FrameKind::Mediated] {
             assert_eq!(check_leaf_frame(1, kind, r(false, false, false)), Ok(()));
             assert_eq!(
                 check_leaf_frame(1, kind, r(true, false, false)),

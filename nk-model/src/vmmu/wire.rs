@@ -22,6 +22,7 @@ fn kind_code(kind: FrameKind) -> u32 {
         FrameKind::ReadOnly => 2,
         FrameKind::Nk => 3,
         FrameKind::Device => 4,
+        FrameKind::Mediated => 5,
         FrameKind::Ptp(level) => 0x10 | u32::from(level.as_u8()),
     }
 }
@@ -33,6 +34,7 @@ fn kind_of(code: u32) -> Option<FrameKind> {
         2 => FrameKind::ReadOnly,
         3 => FrameKind::Nk,
         4 => FrameKind::Device,
+        5 => FrameKind::Mediated,
         c if c & !0xf == 0x10 => FrameKind::Ptp(level_of(c & 0xf)?),
         _ => return None,
     })

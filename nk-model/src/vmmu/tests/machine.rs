@@ -78,7 +78,7 @@ impl Frozen {
     /// exactly the boot value, and boot code already has the code alias).
     pub fn expected(&self, v: &Vmmu<'_>) -> u64 {
         match self.alias_of {
-            Some(pfn) if matches!(v.frames[pfn as usize].kind(), FrameKind::Ptp(_) | FrameKind::Code) => {
+            Some(pfn) if matches!(v.frames[pfn as usize].kind(), FrameKind::Ptp(_) | FrameKind::Code | FrameKind::Mediated) => {
                 self.value & !(W | U) | NX
             }
             _ => self.value,

@@ -12,6 +12,7 @@ mod rules_batch;
 mod rules_cr3;
 mod rules_declare;
 mod rules_map_code;
+mod rules_mediate;
 mod rules_pin;
 mod rules_remove;
 mod rules_write;
