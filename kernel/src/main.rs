@@ -20,6 +20,7 @@ mod mm;
 mod panic;
 mod proc;
 mod sched;
+mod services;
 mod shell;
 mod time;
 mod trap;
@@ -30,7 +31,7 @@ use nk::BootInfo;
 nk::entry_point!(kernel_main);
 
 /// Kernel command-line words the kernel understands.
-const KNOWN_WORDS: &[&str] = &["test"];
+const KNOWN_WORDS: &[&str] = &["test", "nk.systable", "nk.proclist", "nk.audit"];
 
 static BOOT_INFO: spin::Once<&'static BootInfo> = spin::Once::new();
 
@@ -57,6 +58,9 @@ fn kernel_main(info: &'static BootInfo) -> ! {
     fs::init();
     sched::init();
     trap::init();
+    services::init(cmdline);
+    // The end of boot: the table is sealed before any process runs.
+    proc::syscall::install_table();
     if let Err(e) = nk::api::set_syscall_entry(arch::user::syscall_entry()) {
         println!("boot: the NK refused the system-call entry point: {}", e);
     }

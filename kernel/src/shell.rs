@@ -36,9 +36,16 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "nk",
-        args: "stat|audit|bench",
-        help: "nested-kernel counters, or time its operations (gate, PTE writes, CR3, toggle)",
+        args: "stat|audit|bench|services|verify proc|verify audit",
+        help: "nested-kernel counters, invariant audit, timings, protected regions, log checks",
         run: nk_cmd,
+    },
+    Command { name: "ps", args: "", help: "the NK-protected process list", run: ps },
+    Command {
+        name: "audit",
+        args: "[N]|verify|on|off",
+        help: "the last N system-call audit records (default 10), check the chain, switch the monitor",
+        run: audit_cmd,
     },
     Command {
         name: "attack",
@@ -183,7 +190,37 @@ fn nk_cmd(args: &[&str]) {
         Some("stat") => nk_stat(),
         Some("audit") => nk_audit(),
         Some("bench") => nk_bench(),
-        _ => println!("usage: nk stat|audit|bench"),
+        Some("services") => crate::services::show(),
+        Some("verify") => match args.get(1).copied() {
+            Some("proc") => {
+                crate::services::proclist::print_verify();
+            }
+            Some("audit") => {
+                crate::services::audit::print_verify();
+            }
+            _ => println!("usage: nk verify proc|audit"),
+        },
+        _ => println!("usage: nk stat|audit|bench|services|verify proc|verify audit"),
+    }
+}
+
+fn ps(_: &[&str]) {
+    crate::services::proclist::print();
+}
+
+fn audit_cmd(args: &[&str]) {
+    use crate::services::audit;
+    match args.first().copied() {
+        None => audit::print_last(10),
+        Some("verify") => {
+            audit::print_verify();
+        }
+        Some("on") => audit::set(true),
+        Some("off") => audit::set(false),
+        Some(n) => match n.parse() {
+            Ok(n) => audit::print_last(n),
+            Err(_) => println!("usage: audit [N]|verify|on|off"),
+        },
     }
 }
 

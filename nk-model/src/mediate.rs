@@ -116,8 +116,8 @@ pub enum MediateError {
     TooLongToLog { len: u64 },
     /// The region keeps a sealed value or history, so it is never freed.
     Kept { base: u64 },
-    /// The source of a write is not in memory the NK reads from.
-    BadSource { addr: u64 },
+    /// A write's source or a declared range is not in the direct map of RAM.
+    NotRam { addr: u64 },
 }
 
 impl MediateError {
@@ -137,7 +137,7 @@ impl MediateError {
             Self::Full { base } => (11, base),
             Self::TooLongToLog { len } => (12, len),
             Self::Kept { base } => (13, base),
-            Self::BadSource { addr } => (14, addr),
+            Self::NotRam { addr } => (14, addr),
         }
     }
 
@@ -157,7 +157,7 @@ impl MediateError {
             11 => Self::Full { base: detail },
             12 => Self::TooLongToLog { len: detail },
             13 => Self::Kept { base: detail },
-            14 => Self::BadSource { addr: detail },
+            14 => Self::NotRam { addr: detail },
             _ => return None,
         })
     }
@@ -179,7 +179,7 @@ impl core::fmt::Display for MediateError {
             Self::Full { base } => write!(f, "the append-only region at {base:#x} is full"),
             Self::TooLongToLog { len } => write!(f, "a logged write of {len} bytes is longer than a log record"),
             Self::Kept { base } => write!(f, "the region at {base:#x} keeps a sealed value or history"),
-            Self::BadSource { addr } => write!(f, "the source {addr:#x} is not kernel memory the NK reads"),
+            Self::NotRam { addr } => write!(f, "{addr:#x} is not in the direct map of RAM"),
         }
     }
 }

@@ -4,9 +4,12 @@
 
 use crate::cpu_state::{self, CpuStateError, Register};
 use crate::gate::{self, GateResult};
+use crate::services::{self, Refusal};
 use crate::vmmu::{self, BatchFailure};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
+use nk_model::chain::AuditEntry;
+use nk_model::mediate::{MediateError, Policy};
 use nk_model::vmmu::{BatchError, Report, VmmuError, Wire};
 
 pub use crate::vmmu::{BatchOp, MAX_BATCH, frame_count, frame_kind, kernel_root};
@@ -31,6 +34,11 @@ mod op {
     /// Does nothing: measures a gate round trip.
     pub const NOP: u64 = 0;
     pub const SET_CR0: u64 = 8;
+    pub const NK_ALLOC: u64 = 16;
+    pub const NK_DECLARE: u64 = 17;
+    pub const NK_WRITE: u64 = 18;
+    pub const NK_FREE: u64 = 19;
+    pub const AUDIT_APPEND: u64 = 20;
     pub const SET_CR4: u64 = 9;
     pub const WRITE_MSR: u64 = 10;
 }
@@ -55,6 +63,8 @@ pub enum NkError {
     BadBatchBuffer,
     /// This backend does not offer the operation (auditing on `native`).
     Unsupported,
+    /// A write-mediation call its rules refused.
+    Mediate(MediateError),
 }
 
 impl core::fmt::Display for NkError {
@@ -69,6 +79,7 @@ impl core::fmt::Display for NkError {
             Self::BadBatchOp { index } => write!(f, "operation {index} of the batch has no known kind"),
             Self::BadBatchBuffer => f.write_str("the batch is not in the direct map of RAM or is too long"),
             Self::Unsupported => f.write_str("not offered by this backend"),
+            Self::Mediate(e) => write!(f, "{e}"),
         }
     }
 }
@@ -81,6 +92,8 @@ const STATUS_CANONICAL: u64 = 0x203;
 const STATUS_BATCH_KIND: u64 = 0x204;
 const STATUS_BATCH_BUFFER: u64 = 0x205;
 const STATUS_UNSUPPORTED: u64 = 0x206;
+/// Write-mediation refusals: `0x400 | code`, the detail word in `detail`.
+const STATUS_MEDIATE: u64 = 0x400;
 /// vMMU refusals: `0x300 | code` in bits 0..16, the auxiliary word in bits
 /// 16..48, the batch index plus one (0: not a batch) in bits 48..64; the
 /// main word in `detail`.
@@ -146,6 +159,9 @@ fn decode(r: GateResult) -> Result<u64, NkError> {
         STATUS_BATCH_BUFFER => NkError::BadBatchBuffer,
         STATUS_UNSUPPORTED => NkError::Unsupported,
         s if s & 0xff00 == STATUS_VMMU => decode_vmmu(r),
+        s if s & 0xff00 == STATUS_MEDIATE => {
+            MediateError::from_wire((s & 0xff) as u32, r.detail).map_or(NkError::BadOperation, NkError::Mediate)
+        }
         _ => NkError::BadOperation,
     })
 }
@@ -156,7 +172,7 @@ struct OpStat {
     refused: AtomicU64,
 }
 
-const OPS: usize = 16;
+const OPS: usize = 21;
 static STATS: [OpStat; OPS] = [const { OpStat { calls: AtomicU64::new(0), refused: AtomicU64::new(0) } }; OPS];
 /// Operations applied or refused inside batches.
 static BATCHED: AtomicU64 = AtomicU64::new(0);
@@ -179,6 +195,11 @@ pub const OP_NAMES: [&str; OPS] = [
     "map_code",
     "set_syscall_entry",
     "set_kernel_stack",
+    "nk_alloc",
+    "nk_declare",
+    "nk_write",
+    "nk_free",
+    "audit_append",
 ];
 
 /// One operation's counts.
@@ -225,8 +246,8 @@ fn run_audit() -> GateResult {
 }
 
 /// The gate body's dispatch. Runs inside the NK with protection lifted.
-pub(crate) fn dispatch(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
-    let r = dispatch_op(op, a0, a1, a2);
+pub(crate) fn dispatch(op: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
+    let r = dispatch_op(op, a0, a1, a2, caller);
     if let Some(stat) = STATS.get(op as usize) {
         stat.calls.fetch_add(1, Ordering::Relaxed);
         if r.status != 0 {
@@ -236,7 +257,18 @@ pub(crate) fn dispatch(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
     r
 }
 
-fn dispatch_op(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
+fn services_done(r: Result<u64, Refusal>) -> GateResult {
+    match r {
+        Ok(detail) => GateResult { status: 0, detail },
+        Err(Refusal::Rule(e)) => {
+            let (code, detail) = e.to_wire();
+            GateResult { status: STATUS_MEDIATE | u64::from(code), detail }
+        }
+        Err(Refusal::Frame(e)) => encode_vmmu(e, None),
+    }
+}
+
+fn dispatch_op(op: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
     let done = |r: Result<(), CpuStateError>| r.map_or_else(encode_cpu, |()| GateResult::OK);
     match op {
         op::NOP => GateResult::OK,
@@ -270,6 +302,11 @@ fn dispatch_op(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
         op::SET_CR4 => done(cpu_state::set_cr4(a0, &crate::boot_info::published().cpu)),
         op::WRITE_MSR => done(cpu_state::write_msr(a0 as u32, a1)),
         op::MEASURE_TOGGLE => GateResult { status: 0, detail: gate::measure_toggle(a0.min(1_000_000)) },
+        op::NK_ALLOC => services_done(services::alloc(a0, a1)),
+        op::NK_DECLARE => services_done(services::declare(a0, a1, a2).map(|()| 0)),
+        op::NK_WRITE => services_done(services::write(a0, a1, a2, caller).map(|()| 0)),
+        op::NK_FREE => services_done(services::free(a0).map(|()| 0)),
+        op::AUDIT_APPEND => services_done(services::audit(a0).map(|()| 0)),
         _ => GateResult { status: gate::STATUS_BAD_OP, detail: op },
     }
 }
@@ -397,6 +434,52 @@ pub fn audit() -> Result<Report, NkError> {
         let report = unsafe { *AUDITS.0[crate::percpu::current()].get() };
         report.ok_or(NkError::BadOperation)
     })
+}
+
+/// Names kernel data by its direct-map address, which the NK accepts for
+/// sources (the image is linked at `KERNEL_BASE` + its physical address).
+fn direct_map(va: u64) -> u64 {
+    match va.checked_sub(crate::layout::KERNEL_BASE) {
+        Some(phys) => crate::layout::phys_to_virt(phys),
+        None => va,
+    }
+}
+
+/// Allocates `len` bytes of fresh, zeroed NK-protected memory under
+/// `policy`: readable by the outer kernel, changed only by [`nk_write`].
+#[inline(never)]
+pub fn nk_alloc(len: usize, policy: Policy) -> Result<u64, NkError> {
+    decode(gate::call(op::NK_ALLOC, len as u64, policy.as_raw(), 0))
+}
+
+/// Puts existing kernel data under `policy`: whole pages of the direct map
+/// whose only mapping is the direct map itself. Their contents stay; from
+/// now on only [`nk_write`] changes them (a write-once region is sealed).
+#[inline(never)]
+pub fn nk_declare(base: u64, len: usize, policy: Policy) -> Result<(), NkError> {
+    decode(gate::call(op::NK_DECLARE, base, len as u64, policy.as_raw())).map(|_| ())
+}
+
+/// Writes `bytes` at `dst` inside a protected region, if its policy allows.
+/// Always inlined: the NK logs the return address of the gate call, which
+/// is then the caller's own code.
+#[inline(always)]
+pub fn nk_write(dst: u64, bytes: &[u8]) -> Result<(), NkError> {
+    let src = direct_map(bytes.as_ptr() as u64);
+    decode(gate::call(op::NK_WRITE, dst, src, bytes.len() as u64)).map(|_| ())
+}
+
+/// Frees a region that keeps nothing (never written, or never appended to).
+#[inline(never)]
+pub fn nk_free(base: u64) -> Result<(), NkError> {
+    decode(gate::call(op::NK_FREE, base, 0, 0)).map(|_| ())
+}
+
+/// Appends one system call's record to the hash-chained audit log.
+#[inline(never)]
+pub fn audit_append(entry: &AuditEntry) -> Result<(), NkError> {
+    let ptr = direct_map(entry as *const AuditEntry as u64);
+    decode(gate::call(op::AUDIT_APPEND, ptr, 0, 0)).map(|_| ())
 }
 
 /// Gate crossings so far, all CPUs.

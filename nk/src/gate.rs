@@ -82,6 +82,7 @@ nk_gate_after_lift:
     add r11, rax
     pop rax
     xchg rsp, r11
+    mov r8, [r11 + 8]           /* the caller's return address */
     push r11                    /* outer stack pointer */
     push rax                    /* cpu index */
     call {body}
@@ -127,6 +128,7 @@ core::arch::global_asm!(
     .section .text.nk_gate, "ax", @progbits
     .global nk_gate
 nk_gate:
+    mov r8, [rsp]               /* the caller's return address */
     jmp {body}
 "#,
     body = sym gate_body,
@@ -136,21 +138,24 @@ unsafe extern "C" {
     fn nk_gate(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult;
 }
 
-/// Calls the NK: the only way outer code gets NK work done.
+/// Calls the NK: the only way outer code gets NK work done. Inlined, so
+/// the return address the NK sees is in the calling function.
+#[inline(always)]
 pub fn call(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
     // SAFETY: `nk_gate` follows the C ABI, preserves callee-saved registers
     // and RFLAGS, and validates every argument it is given.
     unsafe { nk_gate(op, a0, a1, a2) }
 }
 
-extern "C" fn gate_body(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
+/// `caller` is the return address the gate found on the outer stack.
+extern "C" fn gate_body(op: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
     // Protection must have been lifted by the gate, not skipped by a jump
     // into its middle: otherwise the body's writes would fault half-done.
     if cfg!(not(feature = "native")) && crate::cpu::read_cr0() & crate::cpu::cr0::WP != 0 {
         return GateResult { status: STATUS_NOT_ENTERED, detail: 0 };
     }
     CROSSINGS.fetch_add(1, Ordering::Relaxed);
-    crate::api::dispatch(op, a0, a1, a2)
+    crate::api::dispatch(op, a0, a1, a2, caller)
 }
 
 /// Sets CR0.WP and checks it stuck (the trap path's re-assert).

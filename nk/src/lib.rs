@@ -16,6 +16,7 @@
 pub mod api;
 pub mod boot_info;
 pub mod layout;
+pub mod services;
 pub mod trap;
 
 mod boot;

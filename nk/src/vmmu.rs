@@ -266,6 +266,25 @@ mod ops {
         cpu::flush_tlb_all();
     }
 
+    /// Makes frames `first..first + count` write-mediated: all checked
+    /// before any changes, so a refusal leaves every frame as it was.
+    pub fn protect(first: u64, count: u64) -> Result<(), VmmuError> {
+        with_vmmu(|s, m| {
+            for pfn in first..first + count {
+                s.vmmu.check_protect(m, pfn)?;
+            }
+            for pfn in first..first + count {
+                s.vmmu.protect(m, pfn)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Gives write-mediated frames back as writable outer-kernel data.
+    pub fn unprotect(first: u64, count: u64) -> Result<(), VmmuError> {
+        with_vmmu(|s, m| (first..first + count).try_for_each(|pfn| s.vmmu.unprotect(m, pfn)))
+    }
+
     /// Runs the invariant checker over every declared table.
     pub fn audit() -> Option<Report> {
         Some(with_vmmu(|s, m| nk_model::vmmu::check(&s.vmmu, m, s.scratch)))
@@ -353,6 +372,15 @@ mod ops {
 
     pub fn flush() {
         cpu::flush_tlb_all();
+    }
+
+    /// Nothing to protect: the native backend's regions stay writable.
+    pub fn protect(_first: u64, _count: u64) -> Result<(), VmmuError> {
+        Ok(())
+    }
+
+    pub fn unprotect(_first: u64, _count: u64) -> Result<(), VmmuError> {
+        Ok(())
     }
 
     /// The native backend keeps no frame table to audit against.

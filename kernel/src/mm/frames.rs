@@ -17,6 +17,10 @@ impl Frame {
     pub const fn number(self) -> u64 {
         self.0 / PAGE
     }
+    /// The frame `i` frames after this one (in a contiguous allocation).
+    pub const fn nth(self, i: u64) -> Frame {
+        Frame(self.0 + i * PAGE)
+    }
     /// The frame's contents, through the direct map.
     pub fn virt(self) -> *mut u8 {
         nk::layout::phys_to_virt(self.0) as *mut u8

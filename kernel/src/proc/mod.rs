@@ -155,6 +155,7 @@ pub fn spawn(path: &str, argv: Vec<String>) -> Result<sched::ThreadId, SpawnErro
         PROCS.lock().insert(tid, Process { pid: tid, ..proc });
         tid
     });
+    crate::services::proclist::add(tid, 0, path);
     Ok(tid)
 }
 
@@ -215,6 +216,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
         PROCS.lock().insert(tid, Process { pid: tid, ..child });
         tid
     });
+    crate::services::proclist::add(tid, parent, &name);
     Ok(tid)
 }
 
@@ -244,6 +246,7 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::conv
     .ok_or(errno::EPERM)?;
     sched::become_user(root);
     let _ = sched::set_fs_base(0);
+    crate::services::proclist::rename(old.pid, path);
     drop(old);
     sched::set_fpu_state(crate::arch::fpu::FpuState::default());
     crate::arch::user::enter_user(entry, sp)
@@ -275,6 +278,9 @@ pub const ORPHAN: Pid = Pid::MAX;
 /// Removes the process on thread `tid` (the calling thread or one that just
 /// died), records its wait status for its parent and frees its memory.
 fn finish(tid: sched::ThreadId, status: i32) {
+    // Unlisted first, whether or not it was a process: a kernel thread the
+    // attack catalog listed leaves the list when it dies too.
+    crate::services::proclist::remove(tid);
     // Out of the table and into the exits in one step: a parent's wait4
     // must never see the child in neither (it would say ECHILD).
     let Some(mut p) = crate::arch::without_interrupts(|| {

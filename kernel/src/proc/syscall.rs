@@ -75,53 +75,87 @@ mod nr {
 
 type SysResult = Result<u64, i64>;
 
-/// Runs the call in `frame` and leaves the result in `frame.rax`.
-pub fn dispatch(frame: &mut SyscallFrame) {
-    crate::arch::enable_interrupts();
-    let (a0, a1, a2) = (frame.rdi, frame.rsi, frame.rdx);
-    let r = match frame.rax {
-        nr::READ | nr::WRITE | nr::WRITEV => files_call(frame),
-        nr::POLL => Ok(0),
-        nr::MMAP => mmap(a0, a1, a2, frame.r10, frame.r8, frame.r9),
-        nr::MUNMAP => munmap(a0, a1),
-        nr::MPROTECT => mprotect(a0, a1, a2),
-        nr::BRK => brk(a0),
-        nr::RT_SIGACTION => rt_sigaction(a0, a1, a2, frame.r10),
-        nr::RT_SIGPROCMASK => rt_sigprocmask(a0, a1, a2, frame.r10),
-        nr::RT_SIGRETURN => rt_sigreturn(frame),
-        nr::RT_SIGPENDING => rt_sigpending(a0, a1),
+use crate::services::systable::Handler;
+
+/// Every call this kernel implements, by number: the system-call table's
+/// contents, which `install_table` seals at the end of boot.
+fn handlers() -> Vec<(u64, Handler)> {
+    let mut h: Vec<(u64, Handler)> = vec![
+        (nr::READ, |f| files_call(f)),
+        (nr::WRITE, |f| files_call(f)),
+        (nr::WRITEV, |f| files_call(f)),
+        (nr::IOCTL, |f| files_call(f)),
+        (nr::POLL, |_| Ok(0)),
+        (nr::MMAP, |f| mmap(f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9)),
+        (nr::MUNMAP, |f| munmap(f.rdi, f.rsi)),
+        (nr::MPROTECT, |f| mprotect(f.rdi, f.rsi, f.rdx)),
+        (nr::BRK, |f| brk(f.rdi)),
+        (nr::RT_SIGACTION, |f| rt_sigaction(f.rdi, f.rsi, f.rdx, f.r10)),
+        (nr::RT_SIGPROCMASK, |f| rt_sigprocmask(f.rdi, f.rsi, f.rdx, f.r10)),
+        (nr::RT_SIGRETURN, |f| rt_sigreturn(f)),
+        (nr::RT_SIGPENDING, |f| rt_sigpending(f.rdi, f.rsi)),
         // No alternate signal stacks yet: handlers run on the thread's stack.
-        nr::SIGALTSTACK => Ok(0),
-        nr::KILL => kill(a0 as i64, a1),
-        nr::TKILL => kill(a0 as i64, a1),
-        nr::TGKILL => kill(a1 as i64, a2),
-        nr::PAUSE => pause(),
-        nr::NANOSLEEP => nanosleep(a0, a1),
-        nr::CLOCK_NANOSLEEP => clock_nanosleep(a0, a1, a2, frame.r10),
-        nr::IOCTL => files_call(frame),
-        nr::SCHED_YIELD => {
+        (nr::SIGALTSTACK, |_| Ok(0)),
+        (nr::KILL, |f| kill(f.rdi as i64, f.rsi)),
+        (nr::TKILL, |f| kill(f.rdi as i64, f.rsi)),
+        (nr::TGKILL, |f| kill(f.rsi as i64, f.rdx)),
+        (nr::PAUSE, |_| pause()),
+        (nr::NANOSLEEP, |f| nanosleep(f.rdi, f.rsi)),
+        (nr::CLOCK_NANOSLEEP, |f| clock_nanosleep(f.rdi, f.rsi, f.rdx, f.r10)),
+        (nr::SCHED_YIELD, |_| {
             crate::sched::yield_now();
             Ok(0)
-        }
-        nr::GETPID | nr::GETTID | nr::SET_TID_ADDRESS => Ok(crate::sched::current()),
-        nr::GETPPID => current(|p| if p.parent == super::ORPHAN { 1 } else { p.parent }),
-        nr::FORK | nr::VFORK => super::fork(frame),
-        nr::CLONE => clone(frame),
-        nr::EXECVE => execve(a0, a1, a2),
-        nr::WAIT4 => wait4(a0 as i64, a1, a2),
-        nr::UNAME => uname(a0),
-        nr::ARCH_PRCTL => arch_prctl(a0, a1),
-        nr::CLOCK_GETTIME => clock_gettime(a0, a1),
-        nr::EXIT | nr::EXIT_GROUP => super::exit_current(a0 as i32),
-        nr::KSH => ksh(a0, a1),
-        nr::NK_CROSSINGS => Ok(crate::bench::gate_crossings()),
-        n if FILE_CALLS.contains(&n) => files_call(frame),
-        _ => Err(errno::ENOSYS),
+        }),
+        (nr::GETPID, |_| Ok(crate::sched::current())),
+        (nr::GETTID, |_| Ok(crate::sched::current())),
+        (nr::SET_TID_ADDRESS, |_| Ok(crate::sched::current())),
+        (nr::GETPPID, |_| current(|p| if p.parent == super::ORPHAN { 1 } else { p.parent })),
+        (nr::FORK, |f| super::fork(f)),
+        (nr::VFORK, |f| super::fork(f)),
+        (nr::CLONE, |f| clone(f)),
+        (nr::EXECVE, |f| execve(f.rdi, f.rsi, f.rdx)),
+        (nr::WAIT4, |f| wait4(f.rdi as i64, f.rsi, f.rdx)),
+        (nr::UNAME, |f| uname(f.rdi)),
+        (nr::ARCH_PRCTL, |f| arch_prctl(f.rdi, f.rsi)),
+        (nr::CLOCK_GETTIME, |f| clock_gettime(f.rdi, f.rsi)),
+        (nr::EXIT, |f| exit(f)),
+        (nr::EXIT_GROUP, |f| exit(f)),
+        (nr::KSH, |f| ksh(f.rdi, f.rsi)),
+        (nr::NK_CROSSINGS, |_| Ok(crate::bench::gate_crossings())),
+    ];
+    h.extend(FILE_CALLS.iter().map(|&n| (n, (|f| files_call(f)) as Handler)));
+    h
+}
+
+/// Builds the system-call table and has the NK seal it (write-once).
+pub fn install_table() {
+    crate::services::systable::install(&handlers());
+}
+
+/// `exit` and `exit_group` never return: the audit log gets them at entry.
+fn exit(f: &mut SyscallFrame) -> SysResult {
+    crate::services::audit::record(crate::sched::current(), f.rax, args(f), None);
+    super::exit_current(f.rdi as i32)
+}
+
+fn args(f: &SyscallFrame) -> [u64; 6] {
+    [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9]
+}
+
+/// Runs the call in `frame` through the system-call table and leaves the
+/// result in `frame.rax`.
+pub fn dispatch(frame: &mut SyscallFrame) {
+    crate::arch::enable_interrupts();
+    let (nr, args) = (frame.rax, args(frame));
+    let r = match crate::services::systable::lookup(nr) {
+        Some(handler) => handler(frame),
+        None => Err(errno::ENOSYS),
     };
     frame.rax = match r {
         Ok(v) => v,
         Err(e) => (-e) as u64,
     };
+    crate::services::audit::record(crate::sched::current(), nr, args, Some(frame.rax));
     crate::arch::disable_interrupts();
 }
 
@@ -351,7 +385,7 @@ fn ksh(line: u64, len: u64) -> SysResult {
     let line = core::str::from_utf8(&bytes).map_err(|_| errno::EINVAL)?;
     // Only the nested kernel's own commands: not `poweroff`, not `run`.
     match line.split_whitespace().next() {
-        Some("nk" | "attack") => {
+        Some("nk" | "attack" | "audit") => {
             crate::shell::execute(line);
             Ok(0)
         }

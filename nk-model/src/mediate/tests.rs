@@ -124,7 +124,7 @@ fn errors_cross_the_wire() {
         MediateError::Full { base: 10 },
         MediateError::TooLongToLog { len: 11 },
         MediateError::Kept { base: 12 },
-        MediateError::BadSource { addr: 13 },
+        MediateError::NotRam { addr: 13 },
     ];
     for e in all {
         let (code, detail) = e.to_wire();
@@ -143,7 +143,7 @@ proptest! {
         for (kind, len, at) in calls {
             match kind {
                 0 => {
-                    let policy = Policy::from_raw(u64::from(len % 3) + 1).unwrap();
+                    let policy = Policy::from_raw(len % 3 + 1).unwrap();
                     if let Ok(r) = t.plan_alloc(len, policy) {
                         t.insert(r).unwrap();
                     }
