@@ -92,32 +92,59 @@ impl Region {
 /// A refused service call. The call changed nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediateError {
-    BadPolicy { raw: u64 },
+    BadPolicy {
+        raw: u64,
+    },
     /// Zero, or larger than the service accepts.
-    BadLength { len: u64 },
+    BadLength {
+        len: u64,
+    },
     /// `nk_declare` takes whole pages.
-    Unaligned { addr: u64 },
+    Unaligned {
+        addr: u64,
+    },
     /// The range overlaps a region (or the arena, for `nk_declare`).
-    Overlap { addr: u64 },
+    Overlap {
+        addr: u64,
+    },
     /// The arena has no free range that large.
-    ArenaFull { len: u64 },
+    ArenaFull {
+        len: u64,
+    },
     TooManyRegions,
     /// No region starts at this address.
-    NotARegion { addr: u64 },
+    NotARegion {
+        addr: u64,
+    },
     /// The write is not wholly inside one region.
-    Outside { addr: u64, len: u64 },
+    Outside {
+        addr: u64,
+        len: u64,
+    },
     /// A write-once region was already written.
-    Sealed { base: u64 },
+    Sealed {
+        base: u64,
+    },
     /// An append-only write not at the end of what was written.
-    NotAtEnd { expected: u64 },
+    NotAtEnd {
+        expected: u64,
+    },
     /// An append-only region has no room for the write.
-    Full { base: u64 },
+    Full {
+        base: u64,
+    },
     /// A write-logged write longer than a log record holds.
-    TooLongToLog { len: u64 },
+    TooLongToLog {
+        len: u64,
+    },
     /// The region keeps a sealed value or history, so it is never freed.
-    Kept { base: u64 },
+    Kept {
+        base: u64,
+    },
     /// A write's source or a declared range is not in the direct map of RAM.
-    NotRam { addr: u64 },
+    NotRam {
+        addr: u64,
+    },
 }
 
 impl MediateError {
@@ -326,7 +353,11 @@ impl Regions {
         let slot = self.slots.iter().position(|r| r.as_ref().is_some_and(holds)).ok_or(outside)?;
         let region = self.slots[slot].expect("found");
         if !region.contains(dst, len) {
-            return Err(if region.policy == Policy::AppendOnly { MediateError::Full { base: region.base } } else { outside });
+            return Err(if region.policy == Policy::AppendOnly {
+                MediateError::Full { base: region.base }
+            } else {
+                outside
+            });
         }
         if region.policy == Policy::WriteLogged && len > MAX_LOGGED_WRITE as u64 {
             return Err(MediateError::TooLongToLog { len });

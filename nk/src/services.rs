@@ -30,14 +30,12 @@ unsafe impl<T> Sync for Shared<T> {}
 struct Arena([u8; ARENA_SIZE]);
 
 static ARENA: Shared<Arena> = Shared(UnsafeCell::new(Arena([0; ARENA_SIZE])));
-static WRITE_LOG: Shared<[WriteRecord; WRITE_LOG_LEN]> =
-    Shared(UnsafeCell::new([WriteRecord { seq: 0, caller: 0, dst: 0, len: 0, old: [0; 32], new: [0; 32] }; WRITE_LOG_LEN]));
+static WRITE_LOG: Shared<[WriteRecord; WRITE_LOG_LEN]> = Shared(UnsafeCell::new(
+    [WriteRecord { seq: 0, caller: 0, dst: 0, len: 0, old: [0; 32], new: [0; 32] }; WRITE_LOG_LEN],
+));
 static AUDIT_LOG: Shared<[AuditRecord; AUDIT_LOG_LEN]> = Shared(UnsafeCell::new(
-    [AuditRecord {
-        seq: 0,
-        entry: AuditEntry { pid: 0, nr: 0, args: [0; 6], result: 0, flags: 0 },
-        hash: 0,
-    }; AUDIT_LOG_LEN],
+    [AuditRecord { seq: 0, entry: AuditEntry { pid: 0, nr: 0, args: [0; 6], result: 0, flags: 0 }, hash: 0 };
+        AUDIT_LOG_LEN],
 ));
 
 /// The write log's counts: records ever written, and folded away.
@@ -90,7 +88,11 @@ fn state() -> &'static State {
 fn check_ram(addr: u64, len: u64) -> Result<(), MediateError> {
     let ram_end = DIRECT_MAP_BASE + frame_count() * PAGE_SIZE;
     let end = addr.checked_add(len);
-    if addr >= DIRECT_MAP_BASE && end.is_some_and(|e| e <= ram_end) { Ok(()) } else { Err(MediateError::NotRam { addr }) }
+    if addr >= DIRECT_MAP_BASE && end.is_some_and(|e| e <= ram_end) {
+        Ok(())
+    } else {
+        Err(MediateError::NotRam { addr })
+    }
 }
 
 /// Why a service call was refused.

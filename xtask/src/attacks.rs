@@ -38,7 +38,12 @@ pub fn run(backend: Backend, kernel: &Path, initrd: Option<&Path>, filter: Optio
     ));
     let machine = Machine::tested(kernel, initrd, "");
     let group = format!("attacks-{}", backend.name());
-    let capture = match qemu::boot_capture(&machine, b"attack all\nnk audit\npoweroff\n", TIMEOUT, &mut |_| {}) {
+    let capture = match qemu::boot_capture(
+        &machine,
+        b"attack all\nnk audit\nnk verify proc\nnk verify audit\npoweroff\n",
+        TIMEOUT,
+        &mut |_| {},
+    ) {
         Ok(c) => c,
         Err(e) => {
             println!("{group} ... FAILED: {e}");
@@ -77,6 +82,25 @@ pub fn run(backend: Backend, kernel: &Path, initrd: Option<&Path>, filter: Optio
             }
             (_, line) => {
                 println!("attack {check} ... FAILED: {}", line.unwrap_or("no audit line"));
+                tally.fail(check);
+            }
+        }
+    }
+    // The logs' readers find them consistent after the attacks: on the
+    // protected kernel because nothing got through, on `native` because the
+    // attacker covered its tracks (undetected).
+    for (name, prefix) in [("verify-proc", "verify proc: "), ("verify-audit", "verify audit: ")] {
+        let check = format!("{group}/{name}");
+        if filter.is_some_and(|f| !check.contains(f)) {
+            continue;
+        }
+        match capture.output.lines().find(|l| l.starts_with(prefix)) {
+            Some(line) if line[prefix.len()..].starts_with("ok") => {
+                println!("attack {check} ... ok: {line}");
+                tally.pass();
+            }
+            line => {
+                println!("attack {check} ... FAILED: {}", line.unwrap_or("no verify line"));
                 tally.fail(check);
             }
         }

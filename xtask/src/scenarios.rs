@@ -116,6 +116,43 @@ fn scenarios() -> Vec<Scenario> {
             ],
         ),
         user_scenario("user"),
+        // The security monitor on: utest passes, every call is in the audit
+        // log, the chain verifies end to end, the process list replays.
+        Scenario {
+            cmdline: "nk.audit=on",
+            ..Scenario::new(
+                "services",
+                "run /bin/utest\nps\naudit 3\naudit verify\nnk verify proc\nnk services\npoweroff\n",
+                vec![
+                    ("utest-audited", utest_passed),
+                    ("monitor-on", |s| contains(s, "audit: monitor on")),
+                    ("audit-records", |s| {
+                        let n =
+                            s.output.lines().filter(|l| l.trim_start().starts_with('#') && l.contains(" pid ")).count();
+                        if n == 3 { Ok(()) } else { Err(format!("{n} audit records printed, wanted 3")) }
+                    }),
+                    ("audit-verifies", |s| contains(s, "verify audit: ok")),
+                    ("proc-verifies", |s| contains(s, "verify proc: ok")),
+                    ("ps", |s| contains(s, "  PID  PPID  NAME")),
+                    ("systable-sealed", |s| contains(s, "systable on (sealed)")),
+                    ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
+                ],
+            )
+        },
+        // Every service off: the kernel runs programs without them.
+        Scenario {
+            cmdline: "nk.systable=off nk.proclist=off nk.audit=off",
+            ..Scenario::new(
+                "services-off",
+                "run /bin/hello\nnk services\nps\npoweroff\n",
+                vec![
+                    ("hello", |s| contains(s, "hello from user space")),
+                    ("all-off", |s| contains(s, "services: systable off (writable), proclist off, audit off")),
+                    ("ps-off", |s| contains(s, "ps: the protected process list is off")),
+                    ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
+                ],
+            )
+        },
         Scenario {
             smp: 2,
             ..Scenario::new(

@@ -7,6 +7,7 @@
 mod cpu_state;
 pub mod gate;
 mod memory;
+mod services;
 mod user;
 mod vmmu;
 
@@ -61,6 +62,13 @@ pub const CATALOG: &[Attack] = &[
     Attack { name: "gate-jump-past-lift", invariant: "I4", run: gate::jump_past_lift },
     Attack { name: "gate-jump-to-rearm", invariant: "I4", run: gate::jump_to_rearm },
     Attack { name: "gate-interrupt-window", invariant: "I3", run: gate::interrupt_in_window },
+    Attack { name: "syscall-table-overwrite", invariant: "I11", run: services::syscall_table_overwrite },
+    Attack { name: "write-once-second-write", invariant: "I11", run: services::write_once_second_write },
+    Attack { name: "append-only-rewrite", invariant: "I11", run: services::append_only_rewrite },
+    Attack { name: "audit-rewrite", invariant: "I11", run: services::audit_rewrite },
+    Attack { name: "audit-erase", invariant: "I11", run: services::audit_erase },
+    Attack { name: "audit-forge", invariant: "I11", run: services::audit_forge },
+    Attack { name: "proc-hide", invariant: "I11", run: services::proc_hide },
 ];
 
 /// How `run` classified an attack.

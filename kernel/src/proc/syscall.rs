@@ -2,8 +2,8 @@
 //! R10, R8, R9, the result (or `-errno`) in RAX. Calls not implemented yet
 //! return ENOSYS, as Linux does for calls it lacks.
 
-use super::{Process, mem, signal};
 use super::elf::Loaded;
+use super::{Process, mem, signal};
 use crate::arch::user::SyscallFrame;
 use crate::mm::usercopy::{copy_from_user, copy_to_user};
 use alloc::string::String;
@@ -424,7 +424,8 @@ fn root() -> Result<u64, i64> {
 
 /// The file system calls (`crate::fs::files`), by number.
 const FILE_CALLS: &[u64] = &[
-    2, 3, 4, 5, 6, 8, 17, 18, 19, 21, 22, 32, 33, 72, 76, 77, 79, 80, 81, 83, 84, 85, 87, 217, 257, 258, 262, 263, 269, 292, 293,
+    2, 3, 4, 5, 6, 8, 17, 18, 19, 21, 22, 32, 33, 72, 76, 77, 79, 80, 81, 83, 84, 85, 87, 217, 257, 258, 262, 263, 269,
+    292, 293,
 ];
 
 /// Runs a file system call on the calling process's descriptors and
@@ -494,10 +495,7 @@ fn brk(addr: u64) -> SysResult {
     let page_up = |a: u64| (a + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
     current(|p| {
         let want = page_up(addr);
-        if addr >= p.brk_start
-            && want <= p.brk_start + (1 << 30)
-            && p.mem.resize_heap(page_up(p.brk), want).is_ok()
-        {
+        if addr >= p.brk_start && want <= p.brk_start + (1 << 30) && p.mem.resize_heap(page_up(p.brk), want).is_ok() {
             p.brk = addr;
         }
         p.brk

@@ -5,6 +5,7 @@
 //! so its cost can be measured alone.
 
 pub mod audit;
+mod ktests;
 pub mod proclist;
 mod protected;
 pub mod systable;

@@ -163,7 +163,9 @@ pub fn verify() -> Result<Finding, String> {
     }
     replay(&mut image, base, &records).map_err(|e| match e {
         ReplayError::OldBytes { seq } => alloc::format!("write-log record {} does not match the bytes before it", seq),
-        ReplayError::Gap { expected, found } => alloc::format!("write-log record {} missing (found {})", expected, found),
+        ReplayError::Gap { expected, found } => {
+            alloc::format!("write-log record {} missing (found {})", expected, found)
+        }
     })?;
     let live = entries();
     let mut finding = Finding { replayed: records.len() as u64, forged: Vec::new(), hidden: Vec::new() };
@@ -186,10 +188,18 @@ pub fn print_verify() -> bool {
     match verify() {
         Ok(f) => {
             for e in &f.forged {
-                crate::println!("verify proc: FORGED pid {} ({}) is listed, but no logged write put it there", e.pid, e.name());
+                crate::println!(
+                    "verify proc: FORGED pid {} ({}) is listed, but no logged write put it there",
+                    e.pid,
+                    e.name()
+                );
             }
             for e in &f.hidden {
-                crate::println!("verify proc: HIDDEN pid {} ({}) was listed by a logged write, but is gone", e.pid, e.name());
+                crate::println!(
+                    "verify proc: HIDDEN pid {} ({}) was listed by a logged write, but is gone",
+                    e.pid,
+                    e.name()
+                );
             }
             let ok = f.forged.is_empty() && f.hidden.is_empty();
             let n = entries().iter().filter(|e| e.pid != 0).count();

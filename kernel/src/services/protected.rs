@@ -8,11 +8,11 @@ use alloc::vec::Vec;
 /// (or its shadow): NK data or write-mediated frames, mapped readable.
 pub fn read(addr: u64, len: usize) -> Vec<u8> {
     let mut out = alloc::vec![0u8; len];
-    // SAFETY: the caller names memory of a region the NK reports: mapped
-    // and readable by the kernel for as long as the region exists, which
-    // is for good once it holds anything (regions with history are never
-    // freed). Volatile: the NK changes it behind the compiler's back.
     for (i, b) in out.iter_mut().enumerate() {
+        // SAFETY: the caller names memory of a region the NK reports: mapped
+        // and readable by the kernel for as long as the region exists, which
+        // is for good once it holds anything (regions with history are never
+        // freed). Volatile: the NK changes it behind the compiler's back.
         *b = unsafe { ((addr as usize + i) as *const u8).read_volatile() };
     }
     out

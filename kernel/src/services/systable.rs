@@ -30,7 +30,8 @@ pub fn install(entries: &[(u64, Handler)]) {
             *w = h as usize as u64;
         }
     }
-    let frame = frames::alloc_contiguous((BYTES / 4096) as u64, 1).expect("two frames for the system-call table at boot");
+    let frame =
+        frames::alloc_contiguous((BYTES / 4096) as u64, 1).expect("two frames for the system-call table at boot");
     let bytes: vec::Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     for (i, page) in bytes.chunks(4096).enumerate() {
         frame.nth(i as u64).write_at(0, page);

@@ -112,5 +112,8 @@ fn replay_rebuilds_the_region_and_catches_forgeries() {
     forged[2].old[0] = 5;
     assert_eq!(replay(&mut [0u8; 8], base, &forged), Err(ReplayError::OldBytes { seq: 6 }));
     // A removed record.
-    assert_eq!(replay(&mut [0u8; 8], base, [&records[0], &records[2]]), Err(ReplayError::Gap { expected: 5, found: 6 }));
+    assert_eq!(
+        replay(&mut [0u8; 8], base, [&records[0], &records[2]]),
+        Err(ReplayError::Gap { expected: 5, found: 6 })
+    );
 }

@@ -78,7 +78,12 @@ impl Frozen {
     /// exactly the boot value, and boot code already has the code alias).
     pub fn expected(&self, v: &Vmmu<'_>) -> u64 {
         match self.alias_of {
-            Some(pfn) if matches!(v.frames[pfn as usize].kind(), FrameKind::Ptp(_) | FrameKind::Code | FrameKind::Mediated) => {
+            Some(pfn)
+                if matches!(
+                    v.frames[pfn as usize].kind(),
+                    FrameKind::Ptp(_) | FrameKind::Code | FrameKind::Mediated
+                ) =>
+            {
                 self.value & !(W | U) | NX
             }
             _ => self.value,
