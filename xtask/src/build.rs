@@ -90,7 +90,7 @@ pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf> {
 }
 
 /// How many shuffled link orders to try before giving up.
-const MAX_SHUFFLE_SEED: u32 = 64;
+const MAX_SHUFFLE_SEED: u32 = 160;
 
 /// Where the last clean seed of this build is remembered.
 fn seed_file(opts: &BuildOptions) -> PathBuf {
