@@ -45,20 +45,9 @@ impl Vmmu<'_> {
 
     fn check_declare(&self, mem: &impl PhysMem, pfn: RawPfn, level: RawLevel) -> Result<Declaration, VmmuError> {
         let pfn = pfn.0;
-        let desc = self.frame(pfn).ok_or(VmmuError::FrameOutOfRange { pfn })?;
+        self.frame(pfn).ok_or(VmmuError::FrameOutOfRange { pfn })?;
         let level = Level::from_u8(level.0).ok_or(VmmuError::BadLevel { level: level.0 })?;
-        match desc.kind() {
-            FrameKind::Data => {}
-            found => return Err(VmmuError::WrongKind { pfn, found }),
-        }
-        // The alias is one reference, so any other mapping (writable or not,
-        // in any address space) shows up as a second one.
-        match desc.refs() {
-            1 => {}
-            0 => return Err(VmmuError::NoDirectMapAlias { pfn }),
-            refs => return Err(VmmuError::StillMapped { pfn, refs }),
-        }
-        let alias = self.direct_map_alias(mem, pfn).ok_or(VmmuError::NoDirectMapAlias { pfn })?;
+        let alias = self.protectable(mem, pfn)?;
         if level == Level::L4 {
             self.check_kernel_half_room(mem)?;
         }

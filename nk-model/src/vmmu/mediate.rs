@@ -18,12 +18,16 @@ impl Vmmu<'_> {
         self.protectable(mem, pfn).map(|_| ())
     }
 
-    fn protectable(&self, mem: &impl PhysMem, pfn: u64) -> Result<Alias, VmmuError> {
+    /// Free outer-kernel data whose one mapping is its direct-map alias
+    /// (what `declare_ptp` and `protect` both require); that alias.
+    pub(super) fn protectable(&self, mem: &impl PhysMem, pfn: u64) -> Result<Alias, VmmuError> {
         let desc = self.frame(pfn).ok_or(VmmuError::FrameOutOfRange { pfn })?;
         match desc.kind() {
             FrameKind::Data => {}
             found => return Err(VmmuError::WrongKind { pfn, found }),
         }
+        // The alias is one reference, so any other mapping (writable or not,
+        // in any address space) shows up as a second one.
         match desc.refs() {
             1 => {}
             0 => return Err(VmmuError::NoDirectMapAlias { pfn }),
