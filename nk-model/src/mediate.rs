@@ -36,7 +36,8 @@ impl Policy {
 
 impl core::fmt::Display for Policy {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
+        // `pad`, so a table can give the name a width.
+        f.pad(match self {
             Self::WriteOnce => "write-once",
             Self::AppendOnly => "append-only",
             Self::WriteLogged => "write-logged",

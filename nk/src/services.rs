@@ -68,14 +68,14 @@ fn arena_base() -> u64 {
     ARENA.0.get() as u64
 }
 
-fn with_state<R>(f: impl FnOnce(&mut State, &mut Regions) -> R) -> R {
+/// Runs `f` on the region table and the two heads, under the lock. Hot:
+/// every audited system call comes through here, so nothing is copied.
+fn with_state<R>(f: impl FnOnce(&mut Regions, &mut WriteLogHead, &mut AuditHead) -> R) -> R {
     LOCK.with(|()| {
         // SAFETY: inside the NK, under the lock; see `Shared`.
-        let state = unsafe { &mut *STATE.0.get() };
-        let mut regions = state.regions.take().unwrap_or_else(|| Regions::new(arena_base(), ARENA_SIZE as u64));
-        let r = f(state, &mut regions);
-        state.regions = Some(regions);
-        r
+        let s = unsafe { &mut *STATE.0.get() };
+        let regions = s.regions.get_or_insert_with(|| Regions::new(arena_base(), ARENA_SIZE as u64));
+        f(regions, &mut s.write_head, &mut s.audit_head)
     })
 }
 
@@ -109,7 +109,7 @@ impl From<MediateError> for Refusal {
 
 pub fn alloc(len: u64, policy: u64) -> Result<u64, Refusal> {
     let policy = Policy::from_raw(policy).ok_or(MediateError::BadPolicy { raw: policy })?;
-    with_state(|_, regions| {
+    with_state(|regions, _, _| {
         let region = regions.plan_alloc(len, policy)?;
         regions.insert(region)?;
         Ok(region.base)
@@ -119,7 +119,7 @@ pub fn alloc(len: u64, policy: u64) -> Result<u64, Refusal> {
 pub fn declare(base: u64, len: u64, policy: u64) -> Result<(), Refusal> {
     let policy = Policy::from_raw(policy).ok_or(MediateError::BadPolicy { raw: policy })?;
     check_ram(base, len)?;
-    with_state(|_, regions| {
+    with_state(|regions, _, _| {
         let region = regions.plan_declare(base, len, policy)?;
         let first = (base - DIRECT_MAP_BASE) / PAGE_SIZE;
         vmmu::protect(first, len / PAGE_SIZE).map_err(Refusal::Frame)?;
@@ -134,7 +134,7 @@ pub fn declare(base: u64, len: u64, policy: u64) -> Result<(), Refusal> {
 }
 
 pub fn free(base: u64) -> Result<(), Refusal> {
-    with_state(|_, regions| {
+    with_state(|regions, _, _| {
         let slot = regions.plan_free(base)?;
         let region = *regions.get(slot).ok_or(MediateError::NotARegion { addr: base })?;
         match region.backing {
@@ -155,10 +155,10 @@ pub fn free(base: u64) -> Result<(), Refusal> {
 /// holding `dst` allows it; a write-logged write is logged with `caller`.
 pub fn write(dst: u64, src: u64, len: u64, caller: u64) -> Result<(), Refusal> {
     check_ram(src, len)?;
-    with_state(|state, regions| {
+    with_state(|regions, write_head, _| {
         let plan = regions.plan_write(dst, len, ENFORCE)?;
         let logged = plan.region.policy == Policy::WriteLogged;
-        let mut record = WriteRecord { seq: state.write_head.next_seq, caller, dst, len, ..Default::default() };
+        let mut record = WriteRecord { seq: write_head.next_seq, caller, dst, len, ..Default::default() };
         let n = len as usize;
         // SAFETY: `dst..dst + len` lies in a region: arena bytes or frames
         // the NK made read-only, writable here with protection lifted; `src`
@@ -175,7 +175,7 @@ pub fn write(dst: u64, src: u64, len: u64, caller: u64) -> Result<(), Refusal> {
         }
         regions.commit_write(plan, dst, len);
         if logged {
-            log_write(state, regions, record);
+            log_write(write_head, regions, record);
         }
         Ok(())
     })
@@ -183,7 +183,7 @@ pub fn write(dst: u64, src: u64, len: u64, caller: u64) -> Result<(), Refusal> {
 
 /// Appends to the write log; a record pushed out is folded into the shadow
 /// of its region, so replaying the log over the shadows stays exact.
-fn log_write(state: &mut State, regions: &Regions, record: WriteRecord) {
+fn log_write(head: &mut WriteLogHead, regions: &Regions, record: WriteRecord) {
     let slot = (record.seq % WRITE_LOG_LEN as u64) as usize;
     // SAFETY: NK memory, under the lock.
     let log = unsafe { &mut *WRITE_LOG.0.get() };
@@ -194,10 +194,10 @@ fn log_write(state: &mut State, regions: &Regions, record: WriteRecord) {
             // SAFETY: the shadow is arena memory of the region's length.
             unsafe { core::ptr::copy_nonoverlapping(old.new.as_ptr(), (r.shadow + old.dst - r.base) as *mut u8, n) };
         }
-        state.write_head.dropped += 1;
+        head.dropped += 1;
     }
     log[slot] = record;
-    state.write_head.next_seq += 1;
+    head.next_seq += 1;
 }
 
 /// Appends one system call's record to the audit log. `entry` points at an
@@ -206,8 +206,7 @@ pub fn audit(entry: u64) -> Result<(), Refusal> {
     check_ram(entry, size_of::<AuditEntry>() as u64)?;
     // SAFETY: RAM, checked; any bytes are a valid `AuditEntry`.
     let entry = unsafe { (entry as *const AuditEntry).read_unaligned() };
-    with_state(|state, _| {
-        let head = &mut state.audit_head;
+    with_state(|_, _, head| {
         let record = AuditRecord::new(head.next_seq, entry, head.head);
         let slot = (record.seq % AUDIT_LOG_LEN as u64) as usize;
         // SAFETY: NK memory, under the lock.

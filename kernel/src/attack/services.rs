@@ -51,7 +51,7 @@ pub fn syscall_table_overwrite() -> Outcome {
 /// A second `nk_write` to the write-once system-call table.
 pub fn write_once_second_write() -> Outcome {
     let Some(addr) = systable::entry_address(VICTIM) else { return NotRun("no system-call table".into()) };
-    let old = crate::services::systable::lookup(VICTIM).map_or(0, |h| h as usize as u64);
+    let old = systable::lookup(VICTIM).map_or(0, |h| h as usize as u64);
     match nk::api::nk_write(addr, &(evil as *const () as usize as u64).to_le_bytes()) {
         Err(e) => Blocked(format!("the NK refused: {e}")),
         Ok(()) => {

@@ -314,8 +314,7 @@ pub fn pipe2(root: u64, files: &mut FdTable, fds: u64, flags: u64) -> SysResult 
     }
     let (r, w) = super::pipe::End::pair();
     let status = flags & O_NONBLOCK;
-    let open =
-        |end, mode| OpenFile { object: Object::Pipe(Arc::new(end)), flags: mode | status, offset: 0, dir_after: None };
+    let open = |end, mode| OpenFile { object: Object::Pipe(Arc::new(end)), flags: mode | status, offset: 0, dir_after: None };
     let cloexec = flags & O_CLOEXEC != 0;
     let rfd = files.install(open(r, O_RDONLY), cloexec)?;
     let wfd = match files.install(open(w, O_WRONLY), cloexec) {

@@ -88,6 +88,7 @@ impl Batch {
         }
         nk::api::write_ptes(&self.ops).map_err(VmError::Nk)
     }
+
 }
 
 impl AddressSpace {

@@ -2,9 +2,10 @@
 //! R10, R8, R9, the result (or `-errno`) in RAX. Calls not implemented yet
 //! return ENOSYS, as Linux does for calls it lacks.
 
-use super::elf::Loaded;
 use super::{Process, mem, signal};
+use super::elf::Loaded;
 use crate::arch::user::SyscallFrame;
+use crate::services::systable::Handler;
 use crate::mm::usercopy::{copy_from_user, copy_to_user};
 use alloc::string::String;
 use alloc::vec;
@@ -74,8 +75,6 @@ mod nr {
 }
 
 type SysResult = Result<u64, i64>;
-
-use crate::services::systable::Handler;
 
 /// Every call this kernel implements, by number: the system-call table's
 /// contents, which `install_table` seals at the end of boot.

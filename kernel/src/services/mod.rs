@@ -55,7 +55,7 @@ pub fn show() {
             "{:#018x}   {:>8} {:<13} {:<9} {:>6}",
             r.base,
             r.len,
-            alloc::format!("{}", r.policy),
+            r.policy,
             alloc::format!("{:?}", r.backing).to_lowercase(),
             r.used
         );

@@ -82,8 +82,9 @@ pub fn entries() -> Vec<Entry> {
     protected::read(base, SLOTS * SLOT_BYTES).chunks(SLOT_BYTES).map(Entry::from_bytes).collect()
 }
 
-fn slot_of(pid: u64) -> Option<usize> {
-    entries().iter().position(|e| e.pid != 0 && u64::from(e.pid) == pid)
+/// The slot listing `pid`, and its entry.
+fn slot_of(pid: u64) -> Option<(usize, Entry)> {
+    entries().into_iter().enumerate().find(|(_, e)| e.pid != 0 && u64::from(e.pid) == pid)
 }
 
 fn write_slot(slot: usize, e: Entry) {
@@ -114,8 +115,7 @@ pub fn rename(pid: u64, name: &str) {
     }
     crate::arch::without_interrupts(|| {
         let _guard = LOCK.lock();
-        if let Some(slot) = slot_of(pid) {
-            let old = entries()[slot];
+        if let Some((slot, old)) = slot_of(pid) {
             write_slot(slot, Entry::new(pid, u64::from(old.ppid), name));
         }
     });
@@ -128,7 +128,7 @@ pub fn remove(pid: u64) {
     }
     crate::arch::without_interrupts(|| {
         let _guard = LOCK.lock();
-        if let Some(slot) = slot_of(pid) {
+        if let Some((slot, _)) = slot_of(pid) {
             write_slot(slot, Entry::default());
         }
     });
