@@ -58,7 +58,8 @@ pub fn kernel_path() -> PathBuf {
 /// A protected byte sequence that only a displacement forms (a call, a
 /// RIP-relative load) goes away when the functions move, so a failing image
 /// is relinked with a shuffled function order, seed 1, 2, ... (deterministic:
-/// the same sources always pick the same seed). A sequence inside one
+/// the same sources pick the same seed on a fresh checkout; the seed that
+/// was clean last time is tried first). A sequence inside one
 /// instruction stream needs a code change; the scan report names it.
 pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf> {
     let mut last_report = String::new();
