@@ -14,33 +14,76 @@ use nk_model::vmmu::{BatchError, Report, VmmuError, Wire};
 
 pub use crate::vmmu::{BatchOp, MAX_BATCH, frame_count, frame_kind, kernel_root};
 
-pub(crate) const SET_TRAP_HANDLER: u64 = op::SET_TRAP_HANDLER;
+/// Declares the operations once: their numbers, names and the enum the
+/// dispatcher, the counters and the wrappers all derive from.
+macro_rules! operations {
+    ($($(#[$doc:meta])* $variant:ident = $number:literal, $name:literal;)*) => {
+        /// An NK operation: the gate's first argument.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u64)]
+        pub enum Op {
+            $($(#[$doc])* $variant = $number,)*
+        }
 
-/// Operation numbers (the gate's first argument).
-mod op {
-    pub const DECLARE_PTP: u64 = 1;
-    pub const REMOVE_PTP: u64 = 2;
-    pub const WRITE_PTE: u64 = 3;
-    pub const WRITE_PTES: u64 = 4;
-    pub const LOAD_CR3: u64 = 5;
-    pub const FLUSH_TLB: u64 = 6;
-    pub const AUDIT: u64 = 12;
-    pub const MAP_CODE: u64 = 13;
-    pub const SET_SYSCALL_ENTRY: u64 = 14;
-    pub const SET_KERNEL_STACK: u64 = 15;
-    pub const SET_TRAP_HANDLER: u64 = 7;
-    /// Times `a0` bare protection toggles inside the NK (for benchmarks).
-    pub const MEASURE_TOGGLE: u64 = 11;
+        impl Op {
+            /// Every operation, in number order.
+            pub const ALL: [Op; [$($number),*].len()] = [$(Op::$variant),*];
+
+            /// The operation a raw gate argument names, if any.
+            pub const fn from_raw(raw: u64) -> Option<Op> {
+                match raw {
+                    $($number => Some(Op::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// Its name, as `nk stat` prints it.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Op::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+operations! {
     /// Does nothing: measures a gate round trip.
-    pub const NOP: u64 = 0;
-    pub const SET_CR0: u64 = 8;
-    pub const NK_ALLOC: u64 = 16;
-    pub const NK_DECLARE: u64 = 17;
-    pub const NK_WRITE: u64 = 18;
-    pub const NK_FREE: u64 = 19;
-    pub const AUDIT_APPEND: u64 = 20;
-    pub const SET_CR4: u64 = 9;
-    pub const WRITE_MSR: u64 = 10;
+    Nop = 0, "nop";
+    DeclarePtp = 1, "declare_ptp";
+    RemovePtp = 2, "remove_ptp";
+    WritePte = 3, "write_pte";
+    WritePtes = 4, "write_ptes";
+    LoadCr3 = 5, "load_cr3";
+    FlushTlb = 6, "flush_tlb";
+    SetTrapHandler = 7, "set_trap_handler";
+    SetCr0 = 8, "set_cr0";
+    SetCr4 = 9, "set_cr4";
+    WriteMsr = 10, "write_msr";
+    /// Times the gate's own lift and re-arm (for benchmarks).
+    MeasureToggle = 11, "measure_toggle";
+    Audit = 12, "audit";
+    MapCode = 13, "map_code";
+    SetSyscallEntry = 14, "set_syscall_entry";
+    SetKernelStack = 15, "set_kernel_stack";
+    NkAlloc = 16, "nk_alloc";
+    NkDeclare = 17, "nk_declare";
+    NkWrite = 18, "nk_write";
+    NkFree = 19, "nk_free";
+    AuditAppend = 20, "audit_append";
+}
+
+// The numbers are the indices of `Op::ALL`: the counters rely on it.
+const _: () = {
+    let mut i = 0;
+    while i < Op::ALL.len() {
+        assert!(Op::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+fn call(op: Op, a0: u64, a1: u64, a2: u64) -> GateResult {
+    gate::call(op as u64, a0, a1, a2)
 }
 
 /// A refusal, as it comes back through the gate.
@@ -172,35 +215,10 @@ struct OpStat {
     refused: AtomicU64,
 }
 
-const OPS: usize = 21;
+const OPS: usize = Op::ALL.len();
 static STATS: [OpStat; OPS] = [const { OpStat { calls: AtomicU64::new(0), refused: AtomicU64::new(0) } }; OPS];
 /// Operations applied or refused inside batches.
 static BATCHED: AtomicU64 = AtomicU64::new(0);
-
-/// The name of each operation number, for `nk stat`.
-pub const OP_NAMES: [&str; OPS] = [
-    "nop",
-    "declare_ptp",
-    "remove_ptp",
-    "write_pte",
-    "write_ptes",
-    "load_cr3",
-    "flush_tlb",
-    "set_trap_handler",
-    "set_cr0",
-    "set_cr4",
-    "write_msr",
-    "measure_toggle",
-    "audit",
-    "map_code",
-    "set_syscall_entry",
-    "set_kernel_stack",
-    "nk_alloc",
-    "nk_declare",
-    "nk_write",
-    "nk_free",
-    "audit_append",
-];
 
 /// One operation's counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,7 +231,7 @@ pub struct OpCount {
 /// Calls and refusals of every operation so far, all CPUs.
 pub fn op_counts() -> [OpCount; OPS] {
     core::array::from_fn(|i| OpCount {
-        name: OP_NAMES[i],
+        name: Op::ALL[i].name(),
         calls: STATS[i].calls.load(Ordering::Relaxed),
         refused: STATS[i].refused.load(Ordering::Relaxed),
     })
@@ -246,13 +264,15 @@ fn run_audit() -> GateResult {
 }
 
 /// The gate body's dispatch. Runs inside the NK with protection lifted.
-pub(crate) fn dispatch(op: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
+pub(crate) fn dispatch(raw: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
+    let Some(op) = Op::from_raw(raw) else {
+        return GateResult { status: gate::STATUS_BAD_OP, detail: raw };
+    };
     let r = dispatch_op(op, a0, a1, a2, caller);
-    if let Some(stat) = STATS.get(op as usize) {
-        stat.calls.fetch_add(1, Ordering::Relaxed);
-        if r.status != 0 {
-            stat.refused.fetch_add(1, Ordering::Relaxed);
-        }
+    let stat = &STATS[op as usize];
+    stat.calls.fetch_add(1, Ordering::Relaxed);
+    if r.status != 0 {
+        stat.refused.fetch_add(1, Ordering::Relaxed);
     }
     r
 }
@@ -268,80 +288,84 @@ fn services_done(r: Result<u64, Refusal>) -> GateResult {
     }
 }
 
-fn dispatch_op(op: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
+fn dispatch_op(op: Op, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
     let done = |r: Result<(), CpuStateError>| r.map_or_else(encode_cpu, |()| GateResult::OK);
+    let accepted = |ok: bool, what: u64| match ok {
+        true => GateResult::OK,
+        false => GateResult { status: gate::STATUS_BAD_OP, detail: what },
+    };
     match op {
-        op::NOP => GateResult::OK,
-        op::DECLARE_PTP => vmmu_done(vmmu::declare(a0, a1)),
-        op::REMOVE_PTP => vmmu_done(vmmu::remove(a0)),
-        op::WRITE_PTE => vmmu_done(vmmu::write(a0, a1, a2)),
-        op::WRITE_PTES => {
+        Op::Nop => GateResult { status: 0, detail: crate::cpu::read_rflags() },
+        Op::DeclarePtp => vmmu_done(vmmu::declare(a0, a1)),
+        Op::RemovePtp => vmmu_done(vmmu::remove(a0)),
+        Op::WritePte => vmmu_done(vmmu::write(a0, a1, a2)),
+        Op::WritePtes => {
             BATCHED.fetch_add(a1.min(MAX_BATCH), Ordering::Relaxed);
             batch_done(vmmu::write_batch(a0, a1))
         }
-        op::LOAD_CR3 => vmmu_done(vmmu::load_cr3(a0)),
-        op::FLUSH_TLB => {
+        Op::LoadCr3 => vmmu_done(vmmu::load_cr3(a0)),
+        Op::FlushTlb => {
             vmmu::flush();
             GateResult::OK
         }
-        op::AUDIT => run_audit(),
-        op::MAP_CODE => vmmu_done(vmmu::map_code(a0, a1, a2)),
-        op::SET_SYSCALL_ENTRY => match crate::trap::set_syscall_entry(a0) {
-            true => GateResult::OK,
-            false => GateResult { status: gate::STATUS_BAD_OP, detail: a0 },
-        },
-        op::SET_KERNEL_STACK => match crate::gdt::set_kernel_stack(a0) {
-            true => GateResult::OK,
-            false => GateResult { status: gate::STATUS_BAD_OP, detail: a0 },
-        },
-        op::SET_TRAP_HANDLER => match crate::trap::install_handler(a0) {
-            true => GateResult::OK,
-            false => GateResult { status: gate::STATUS_BAD_OP, detail: a0 },
-        },
-        op::SET_CR0 => done(cpu_state::set_cr0(a0)),
-        op::SET_CR4 => done(cpu_state::set_cr4(a0, &crate::boot_info::published().cpu)),
-        op::WRITE_MSR => done(cpu_state::write_msr(a0 as u32, a1)),
-        op::MEASURE_TOGGLE => GateResult { status: 0, detail: gate::measure_toggle(a0.min(1_000_000)) },
-        op::NK_ALLOC => services_done(services::alloc(a0, a1)),
-        op::NK_DECLARE => services_done(services::declare(a0, a1, a2).map(|()| 0)),
-        op::NK_WRITE => services_done(services::write(a0, a1, a2, caller).map(|()| 0)),
-        op::NK_FREE => services_done(services::free(a0).map(|()| 0)),
-        op::AUDIT_APPEND => services_done(services::audit(a0).map(|()| 0)),
-        _ => GateResult { status: gate::STATUS_BAD_OP, detail: op },
+        Op::Audit => run_audit(),
+        Op::MapCode => vmmu_done(vmmu::map_code(a0, a1, a2)),
+        Op::SetSyscallEntry => accepted(crate::trap::set_syscall_entry(a0), a0),
+        Op::SetKernelStack => accepted(crate::gdt::set_kernel_stack(a0), a0),
+        Op::SetTrapHandler => accepted(crate::trap::install_handler(a0), a0),
+        Op::SetCr0 => done(cpu_state::set_cr0(a0)),
+        Op::SetCr4 => done(cpu_state::set_cr4(a0, &crate::boot_info::published().cpu)),
+        Op::WriteMsr => done(cpu_state::write_msr(a0 as u32, a1)),
+        // The gate measured its lift into `a0` (see `gate.rs`); the exit
+        // adds the re-arm's ticks to the detail.
+        Op::MeasureToggle => GateResult { status: 0, detail: if cfg!(feature = "native") { 0 } else { a0 } },
+        Op::NkAlloc => services_done(services::alloc(a0, a1)),
+        Op::NkDeclare => services_done(services::declare(a0, a1, a2).map(|()| 0)),
+        Op::NkWrite => services_done(services::write(a0, a1, a2, caller).map(|()| 0)),
+        Op::NkFree => services_done(services::free(a0).map(|()| 0)),
+        Op::AuditAppend => services_done(services::audit(a0).map(|()| 0)),
     }
 }
 
 /// An empty NK call: one gate round trip, nothing else.
 #[inline(never)]
 pub fn nop() -> Result<(), NkError> {
-    decode(gate::call(op::NOP, 0, 0, 0)).map(|_| ())
+    nop_flags().map(|_| ())
+}
+
+/// An empty NK call that returns the RFLAGS the NK ran it with: the gate
+/// loads a known value (IF, TF, DF, AC and NT clear) whatever the caller's.
+#[inline(never)]
+pub fn nop_flags() -> Result<u64, NkError> {
+    decode(call(Op::Nop, 0, 0, 0))
 }
 
 /// Writes CR0; refused if it would change a pinned bit (PE, PG, WP).
 #[inline(never)]
 pub fn set_cr0(value: u64) -> Result<(), NkError> {
-    decode(gate::call(op::SET_CR0, value, 0, 0)).map(|_| ())
+    decode(call(Op::SetCr0, value, 0, 0)).map(|_| ())
 }
 
 /// Writes CR4; refused if it would change a pinned bit (PAE, PGE, SMEP, SMAP).
 #[inline(never)]
 pub fn set_cr4(value: u64) -> Result<(), NkError> {
-    decode(gate::call(op::SET_CR4, value, 0, 0)).map(|_| ())
+    decode(call(Op::SetCr4, value, 0, 0)).map(|_| ())
 }
 
 /// Writes an allow-listed MSR (FS/GS bases, TSC deadline; EFER with LME,
 /// LMA and NXE pinned).
 #[inline(never)]
 pub fn write_msr(msr: u32, value: u64) -> Result<(), NkError> {
-    decode(gate::call(op::WRITE_MSR, u64::from(msr), value, 0)).map(|_| ())
+    decode(call(Op::WriteMsr, u64::from(msr), value, 0)).map(|_| ())
 }
 
-/// TSC ticks for `n` raw protection toggles (lift and re-arm, with the
-/// check after the write) measured inside the NK: the physical floor of a
-/// gate crossing. Zero work on `native`, which has nothing to toggle.
+/// TSC ticks of one raw protection toggle, measured by the gate around
+/// its own lift and re-arm (each the CR0 write and its check): the
+/// physical floor of a gate crossing. Zero on `native`, which has nothing
+/// to toggle.
 #[inline(never)]
-pub fn measure_toggle(n: u64) -> Result<u64, NkError> {
-    decode(gate::call(op::MEASURE_TOGGLE, n, 0, 0))
+pub fn measure_toggle() -> Result<u64, NkError> {
+    decode(call(Op::MeasureToggle, 0, 0, 0))
 }
 
 /// Makes frame `pfn` a page-table page of `level` (1 to 4): its direct-map
@@ -349,7 +373,7 @@ pub fn measure_toggle(n: u64) -> Result<u64, NkError> {
 /// half).
 #[inline(never)]
 pub fn declare_ptp(pfn: u64, level: u8) -> Result<(), NkError> {
-    decode(gate::call(op::DECLARE_PTP, pfn, u64::from(level), 0)).map(|_| ())
+    decode(call(Op::DeclarePtp, pfn, u64::from(level), 0)).map(|_| ())
 }
 
 /// Writes a kernel-executable leaf (entry `index` of level-1 table `table`).
@@ -358,32 +382,32 @@ pub fn declare_ptp(pfn: u64, level: u8) -> Result<(), NkError> {
 /// never writable again (so never give it back to the frame allocator).
 #[inline(never)]
 pub fn map_code(table: u64, index: usize, pte: u64) -> Result<(), NkError> {
-    decode(gate::call(op::MAP_CODE, table, index as u64, pte)).map(|_| ())
+    decode(call(Op::MapCode, table, index as u64, pte)).map(|_| ())
 }
 
 /// Points this CPU's `syscall` instruction at `entry`, which must lie in
 /// outer-kernel code; the NK sets the selectors and the flag mask itself.
 #[inline(never)]
 pub fn set_syscall_entry(entry: u64) -> Result<(), NkError> {
-    decode(gate::call(op::SET_SYSCALL_ENTRY, entry, 0, 0)).map(|_| ())
+    decode(call(Op::SetSyscallEntry, entry, 0, 0)).map(|_| ())
 }
 
 /// Sets the stack this CPU takes on an interrupt from user mode.
 #[inline(never)]
 pub fn set_kernel_stack(rsp0: u64) -> Result<(), NkError> {
-    decode(gate::call(op::SET_KERNEL_STACK, rsp0, 0, 0)).map(|_| ())
+    decode(call(Op::SetKernelStack, rsp0, 0, 0)).map(|_| ())
 }
 
 /// Makes a page-table page nothing points at ordinary data again.
 #[inline(never)]
 pub fn remove_ptp(pfn: u64) -> Result<(), NkError> {
-    decode(gate::call(op::REMOVE_PTP, pfn, 0, 0)).map(|_| ())
+    decode(call(Op::RemovePtp, pfn, 0, 0)).map(|_| ())
 }
 
 /// Writes entry `index` of the page-table page `table`.
 #[inline(never)]
 pub fn write_pte(table: u64, index: usize, pte: u64) -> Result<(), NkError> {
-    decode(gate::call(op::WRITE_PTE, table, index as u64, pte)).map(|_| ())
+    decode(call(Op::WritePte, table, index as u64, pte)).map(|_| ())
 }
 
 /// Applies `ops` in order in one gate crossing per `MAX_BATCH` operations;
@@ -398,7 +422,7 @@ pub fn write_ptes(ops: &[BatchOp]) -> Result<(), NkError> {
             Some(phys) => crate::layout::phys_to_virt(phys),
             None => va,
         };
-        let r = decode(gate::call(op::WRITE_PTES, va, chunk.len() as u64, 0));
+        let r = decode(call(Op::WritePtes, va, chunk.len() as u64, 0));
         let offset = n * MAX_BATCH as usize;
         match r {
             Ok(_) => {}
@@ -415,20 +439,20 @@ pub fn write_ptes(ops: &[BatchOp]) -> Result<(), NkError> {
 /// Switches this CPU to the declared level-4 table `root`.
 #[inline(never)]
 pub fn load_cr3(root: u64) -> Result<(), NkError> {
-    decode(gate::call(op::LOAD_CR3, root, 0, 0)).map(|_| ())
+    decode(call(Op::LoadCr3, root, 0, 0)).map(|_| ())
 }
 
 /// Flushes this CPU's TLB, global translations included.
 #[inline(never)]
 pub fn flush_tlb() -> Result<(), NkError> {
-    decode(gate::call(op::FLUSH_TLB, 0, 0, 0)).map(|_| ())
+    decode(call(Op::FlushTlb, 0, 0, 0)).map(|_| ())
 }
 
 /// Runs the invariant checker over every address space and the frame table
 /// inside the NK. `Unsupported` on `native`, which keeps no frame table.
 pub fn audit() -> Result<Report, NkError> {
     crate::cpu::without_interrupts(|| {
-        decode(gate::call(op::AUDIT, 0, 0, 0))?;
+        decode(call(Op::Audit, 0, 0, 0))?;
         // SAFETY: this CPU's slot, just written by the NK on this CPU; with
         // interrupts off nothing else on this CPU can write it meanwhile.
         let report = unsafe { *AUDITS.0[crate::percpu::current()].get() };
@@ -449,7 +473,7 @@ fn direct_map(va: u64) -> u64 {
 /// `policy`: readable by the outer kernel, changed only by [`nk_write`].
 #[inline(never)]
 pub fn nk_alloc(len: usize, policy: Policy) -> Result<u64, NkError> {
-    decode(gate::call(op::NK_ALLOC, len as u64, policy.as_raw(), 0))
+    decode(call(Op::NkAlloc, len as u64, policy.as_raw(), 0))
 }
 
 /// Puts existing kernel data under `policy`: whole pages of the direct map
@@ -457,7 +481,7 @@ pub fn nk_alloc(len: usize, policy: Policy) -> Result<u64, NkError> {
 /// now on only [`nk_write`] changes them (a write-once region is sealed).
 #[inline(never)]
 pub fn nk_declare(base: u64, len: usize, policy: Policy) -> Result<(), NkError> {
-    decode(gate::call(op::NK_DECLARE, base, len as u64, policy.as_raw())).map(|_| ())
+    decode(call(Op::NkDeclare, base, len as u64, policy.as_raw())).map(|_| ())
 }
 
 /// Writes `bytes` at `dst` inside a protected region, if its policy allows.
@@ -466,20 +490,20 @@ pub fn nk_declare(base: u64, len: usize, policy: Policy) -> Result<(), NkError> 
 #[inline(always)]
 pub fn nk_write(dst: u64, bytes: &[u8]) -> Result<(), NkError> {
     let src = direct_map(bytes.as_ptr() as u64);
-    decode(gate::call(op::NK_WRITE, dst, src, bytes.len() as u64)).map(|_| ())
+    decode(call(Op::NkWrite, dst, src, bytes.len() as u64)).map(|_| ())
 }
 
 /// Frees a region that keeps nothing (never written, or never appended to).
 #[inline(never)]
 pub fn nk_free(base: u64) -> Result<(), NkError> {
-    decode(gate::call(op::NK_FREE, base, 0, 0)).map(|_| ())
+    decode(call(Op::NkFree, base, 0, 0)).map(|_| ())
 }
 
 /// Appends one system call's record to the hash-chained audit log.
 #[inline(never)]
 pub fn audit_append(entry: &AuditEntry) -> Result<(), NkError> {
     let ptr = direct_map(entry as *const AuditEntry as u64);
-    decode(gate::call(op::AUDIT_APPEND, ptr, 0, 0)).map(|_| ())
+    decode(call(Op::AuditAppend, ptr, 0, 0)).map(|_| ())
 }
 
 /// Gate crossings so far, all CPUs.

@@ -134,6 +134,32 @@ unsafe extern "C" {
     static NK_OUTER_BOOT_STACK: BootStack;
 }
 
+/// Turns on the protection features the CPU offers: SMEP, SMAP, global
+/// pages and SSE state in CR4 (pinned for every later CR4 write), then
+/// CR0.WP, last: from here on WP is clear only inside the gate.
+fn enable_protection(f: &crate::CpuFeatures) {
+    use crate::cpu::{cr0, cr4};
+    let mut pinned = 0;
+    if f.smep {
+        pinned |= cr4::SMEP;
+    }
+    if f.smap {
+        pinned |= cr4::SMAP;
+    }
+    let value = cpu::read_cr4() | cr4::PGE | cr4::OSFXSR | cr4::OSXMMEXCPT | pinned;
+    // SAFETY: boot, bootstrap CPU, before any checked CR4 write; each bit
+    // set is backed by CPUID (PGE, FXSR are baseline on x86-64) and PAE is
+    // read back from the live value.
+    unsafe {
+        crate::sites::pin_cr4(pinned);
+        crate::sites::write_cr4(value);
+    }
+    // SSE for user programs: MP set, EM clear; NE as the firmware left it.
+    let free = (cpu::read_cr0() & crate::sites::CR0_FREE & !cr0::EM) | cr0::MP;
+    // SAFETY: boot; WP goes on for good here.
+    unsafe { crate::gate::arm_cr0(free) };
+}
+
 /// The NK's boot sequence, called by the trampoline in 64-bit mode on the
 /// NK boot stack, with the early page tables live and interrupts off.
 #[unsafe(no_mangle)]
@@ -155,7 +181,7 @@ extern "C" fn nk_start64(start_info_phys: u64) -> ! {
     paging::build_kernel_tables(info);
     gdt::init_cpu(0);
     trap::init_bsp();
-    cpu::enable_protection(&features);
+    enable_protection(&features);
 
     // SAFETY: the stack symbol is defined by `entry_point!` in the outer
     // kernel; only its address is taken here.

@@ -1,7 +1,6 @@
 //! The NK's last-resort output: a few bytes to COM1 for fatal boot errors,
 //! written without the outer kernel's driver (which may not exist yet).
 
-use crate::trap::TrapFrame;
 use core::arch::asm;
 
 const COM1: u16 = 0x3f8;
@@ -40,30 +39,10 @@ fn write_str(s: &str) {
     }
 }
 
-fn write_hex(v: u64) {
-    write_str("0x");
-    for i in (0..16).rev() {
-        let d = ((v >> (i * 4)) & 0xf) as u8;
-        write_byte(if d < 10 { b'0' + d } else { b'a' + d - 10 });
-    }
-}
-
 /// Reports an unrecoverable NK error, asks QEMU to exit with a failure
 /// status, and halts.
 pub fn fatal(msg: &str) -> ! {
     write_str(msg);
-    write_str("\n");
-    halt_with_failure()
-}
-
-pub(crate) fn fatal_trap(msg: &str, frame: &TrapFrame) -> ! {
-    write_str(msg);
-    write_str(": vector ");
-    write_hex(frame.vector);
-    write_str(" rip ");
-    write_hex(frame.rip);
-    write_str(" error ");
-    write_hex(frame.error_code);
     write_str("\n");
     halt_with_failure()
 }

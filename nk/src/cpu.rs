@@ -1,6 +1,6 @@
-//! Privileged instructions and CPU feature detection. Every write to a
-//! control register or MSR in the image is in this file (or in the boot
-//! trampoline), which is what lets the scanner hold outer code to zero.
+//! Reads of CPU state and CPU feature detection. The writes are in
+//! `sites.rs` (each with its check) and `gate.rs` (CR0), and in the boot
+//! trampoline, which is not mapped after boot.
 
 use crate::boot_info::CpuFeatures;
 use core::arch::asm;
@@ -54,6 +54,13 @@ pub fn features() -> CpuFeatures {
     }
 }
 
+pub fn read_rflags() -> u64 {
+    let v;
+    // SAFETY: PUSHFQ/POP reads RFLAGS through the stack and changes nothing.
+    unsafe { asm!("pushfq", "pop {}", out(reg) v, options(nomem, preserves_flags)) };
+    v
+}
+
 pub fn read_cr0() -> u64 {
     let v;
     // SAFETY: reading CR0 has no side effects.
@@ -73,65 +80,6 @@ pub fn read_cr4() -> u64 {
     // SAFETY: reading CR4 has no side effects.
     unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
-}
-
-/// # Safety
-/// `value` must be a valid CR0 for long mode (PG and PE set) and must keep
-/// the memory the caller is running on accessible.
-pub unsafe fn write_cr0(value: u64) {
-    // SAFETY: the caller upholds the contract above.
-    unsafe { asm!("mov cr0, {}", in(reg) value, options(nostack, preserves_flags)) };
-}
-
-/// # Safety
-/// `root` must be the physical address of a PML4 that maps the running code,
-/// its stack and everything the caller will touch.
-pub unsafe fn write_cr3(root: u64) {
-    // SAFETY: the caller upholds the contract above.
-    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
-}
-
-/// Invalidates every translation of this CPU, global ones included:
-/// toggling CR4.PGE flushes what a CR3 reload keeps.
-pub fn flush_tlb_all() {
-    let cr4 = read_cr4();
-    if cr4 & cr4::PGE == 0 {
-        // SAFETY: rewriting CR3 with its own value changes no mapping.
-        unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
-        return;
-    }
-    // SAFETY: only PGE changes, and it is restored at once; neither write
-    // changes a mapping.
-    unsafe {
-        write_cr4(cr4 & !cr4::PGE);
-        write_cr4(cr4);
-    }
-}
-
-/// # Safety
-/// `value` must only set features the CPU has and must keep PAE set.
-pub unsafe fn write_cr4(value: u64) {
-    // SAFETY: the caller upholds the contract above.
-    unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) };
-}
-
-/// Turns on the protection features the CPU offers: write protection in ring
-/// 0, SMEP, SMAP, global pages, and SSE state for later user programs.
-pub fn enable_protection(f: &CpuFeatures) {
-    let cr0 = (read_cr0() | cr0::WP | cr0::MP) & !cr0::EM;
-    // SAFETY: PG and PE stay set (read back from the live value); WP, MP and
-    // clearing EM change no mapping.
-    unsafe { write_cr0(cr0) };
-    let mut cr4 = read_cr4() | cr4::PGE | cr4::OSFXSR | cr4::OSXMMEXCPT;
-    if f.smep {
-        cr4 |= cr4::SMEP;
-    }
-    if f.smap {
-        cr4 |= cr4::SMAP;
-    }
-    // SAFETY: each bit set is backed by CPUID (PGE, FXSR are baseline on
-    // x86-64); PAE stays set because it is read back from the live value.
-    unsafe { write_cr4(cr4) };
 }
 
 /// Runs `f` with interrupts off on this CPU, restoring the flag after.
@@ -155,42 +103,11 @@ pub fn rdmsr(msr: u32) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// # Safety
-/// The MSR must exist and `value` must be valid for it and keep the
-/// machine's protection intact.
-pub unsafe fn wrmsr(msr: u32, value: u64) {
-    // SAFETY: the caller upholds the contract above.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags))
-    };
-}
-
 /// Descriptor-table pointer operand of LGDT/LIDT.
 #[repr(C, packed)]
 pub struct TablePointer {
     pub limit: u16,
     pub base: u64,
-}
-
-/// # Safety
-/// The table must stay alive and valid for as long as it is loaded.
-pub unsafe fn lgdt(ptr: &TablePointer) {
-    // SAFETY: the caller upholds the contract above.
-    unsafe { asm!("lgdt [{}]", in(reg) ptr, options(readonly, nostack, preserves_flags)) };
-}
-
-/// # Safety
-/// The table must stay alive and valid for as long as it is loaded.
-pub unsafe fn lidt(ptr: &TablePointer) {
-    // SAFETY: the caller upholds the contract above.
-    unsafe { asm!("lidt [{}]", in(reg) ptr, options(readonly, nostack, preserves_flags)) };
-}
-
-/// # Safety
-/// `selector` must name an available 64-bit TSS descriptor in the loaded GDT.
-pub unsafe fn ltr(selector: u16) {
-    // SAFETY: the caller upholds the contract above.
-    unsafe { asm!("ltr {0:x}", in(reg) selector, options(nostack, preserves_flags)) };
 }
 
 /// Reloads CS and the data segment registers after a new GDT is loaded.

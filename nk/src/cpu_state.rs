@@ -38,27 +38,20 @@ impl core::fmt::Display for CpuStateError {
     }
 }
 
-const EFER: u32 = 0xc000_0080;
-const EFER_SCE: u64 = 1 << 0;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const EFER_NXE: u64 = 1 << 11;
+use crate::sites::{
+    self, CR0_FREE, EFER_LMA, EFER_LME, EFER_NXE, EFER_SCE, MSR_EFER as EFER, MSR_FS_BASE, MSR_GS_BASE,
+    MSR_KERNEL_GS_BASE, MSR_TSC_DEADLINE,
+};
 
-/// MSRs the outer kernel may write: user TLS bases and the TSC deadline.
-/// SYSCALL entry points, PAT, PKRS, APIC base and EFER are the NK's.
-const MSR_FS_BASE: u32 = 0xc000_0100;
-const MSR_GS_BASE: u32 = 0xc000_0101;
-const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
-const MSR_TSC_DEADLINE: u32 = 0x6e0;
+// MSRs the outer kernel may write: user TLS bases and the TSC deadline, and
+// EFER with LME, LMA and NXE pinned. SYSCALL entry points, PAT, PKRS and
+// APIC base are the NK's.
 
 /// CR0 bits that must stay set: PE, WP (when protecting), PG.
 fn cr0_pinned() -> u64 {
     let wp = if cfg!(feature = "native") { 0 } else { cr0::WP };
     1 | wp | (1 << 31)
 }
-
-/// CR0 bits the outer kernel may flip: MP, EM, TS, NE, AM.
-const CR0_FREE: u64 = cr0::MP | cr0::EM | (1 << 3) | (1 << 5) | (1 << 18);
 
 /// CR4 bits the outer kernel may flip: TSD, DE, PCE, OSFXSR, OSXMMEXCPT.
 const CR4_FREE: u64 = (1 << 2) | (1 << 3) | (1 << 8) | cr4::OSFXSR | cr4::OSXMMEXCPT;
@@ -78,16 +71,24 @@ fn first_bit(v: u64) -> Option<u8> {
     (v != 0).then(|| v.trailing_zeros() as u8)
 }
 
+/// Checks a CR0 request and leaves its free bits for the gate's exit to
+/// write together with WP: no CR0 write in the NK but the gate's lift ever
+/// clears WP, so none happens here.
+#[cfg(not(feature = "native"))]
 pub fn set_cr0(value: u64) -> Result<(), CpuStateError> {
-    let current = cpu::read_cr0();
-    if !cfg!(feature = "native") {
-        // Inside the gate WP is lifted; the pinned value is the one outer
-        // code runs with, so compare against WP set.
-        check_bits(Register::Cr0, current | cr0::WP, value, cr0_pinned(), CR0_FREE)?;
-    }
-    // Applied without WP: the gate's exit sets it again and checks it.
-    // SAFETY: only free bits changed (checked), so PE/PG stay set.
-    unsafe { cpu::write_cr0(value & !(if cfg!(feature = "native") { 0 } else { cr0::WP })) };
+    // Inside the gate WP is lifted; the pinned value is the one outer
+    // code runs with, so compare against WP set.
+    check_bits(Register::Cr0, cpu::read_cr0() | cr0::WP, value, cr0_pinned(), CR0_FREE)?;
+    crate::gate::CR0_FREE_BITS[crate::percpu::current()].store(value & CR0_FREE, core::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// The unprotected baseline writes whatever it is asked to.
+#[cfg(feature = "native")]
+pub fn set_cr0(value: u64) -> Result<(), CpuStateError> {
+    // SAFETY: none: the native backend trusts the outer kernel, which is
+    // what makes it the unprotected baseline.
+    unsafe { crate::gate::native_write_cr0(value) };
     Ok(())
 }
 
@@ -103,8 +104,9 @@ pub fn set_cr4(value: u64, features: &CpuFeatures) -> Result<(), CpuStateError> 
     if !cfg!(feature = "native") {
         check_bits(Register::Cr4, current, value, pinned, CR4_FREE)?;
     }
-    // SAFETY: only free bits changed (checked); PAE stays set.
-    unsafe { cpu::write_cr4(value) };
+    // SAFETY: only free bits changed (checked); PAE stays set, and the
+    // write is checked again after it.
+    unsafe { sites::write_cr4(value) };
     Ok(())
 }
 
@@ -127,6 +129,6 @@ pub fn write_msr(msr: u32, value: u64) -> Result<(), CpuStateError> {
     }
     // SAFETY: an allow-listed MSR with a checked value (or, on `native`,
     // whatever the outer kernel asked for: the unprotected baseline).
-    unsafe { cpu::wrmsr(msr, value) };
+    unsafe { sites::wrmsr(msr, value) };
     Ok(())
 }

@@ -16,12 +16,18 @@ pub const USER_CODE: u16 = 0x20 | 3;
 pub const FIRST_TSS: u16 = 0x28;
 const FIXED_ENTRIES: usize = 5;
 const GDT_ENTRIES: usize = FIXED_ENTRIES + 2 * MAX_CPUS;
+/// What LGDT loads as the limit, and what the check after it expects.
+pub(crate) const GDT_LIMIT: u16 = (GDT_ENTRIES * 8 - 1) as u16;
 
-/// IST slots (1-based, as the IDT encodes them).
+/// IST slots (1-based, as the IDT encodes them). Every vector has one
+/// (`trap.rs` says why); #DB has its own so a single-step trap taken in a
+/// handler's entry cannot reuse the stack of the trap it interrupted.
 pub const IST_DOUBLE_FAULT: u8 = 1;
 pub const IST_NMI: u8 = 2;
 pub const IST_MACHINE_CHECK: u8 = 3;
-const IST_STACKS: usize = 3;
+pub const IST_DEBUG: u8 = 4;
+pub const IST_OTHER: u8 = 5;
+const IST_STACKS: usize = 5;
 const IST_STACK_SIZE: usize = 16 * 1024;
 
 #[derive(Clone, Copy)]
@@ -49,20 +55,27 @@ impl Tss {
     };
 }
 
+/// Where the trap stubs find a CPU's RSP0: its TSS's offset in `Tables`
+/// is `TSS_OFFSET + TSS_SIZE * cpu`, RSP0 four bytes in.
+pub(crate) const TSS_SIZE: usize = size_of::<Tss>();
+pub(crate) const TSS_RSP0_OFFSET: usize = core::mem::offset_of!(Tables, tss) + 4;
+
+/// The GDT comes first: `sites::nk_load_gdt` checks SGDT against the
+/// address of `TABLES` itself.
 #[repr(C, align(4096))]
-struct Tables {
+pub(crate) struct Tables {
     gdt: [u64; GDT_ENTRIES],
     tss: [Tss; MAX_CPUS],
 }
 
-struct TablesCell(UnsafeCell<Tables>);
+pub(crate) struct TablesCell(UnsafeCell<Tables>);
 
 // SAFETY: each CPU writes only its own TSS and TSS descriptor: once in
 // `init_cpu`, before it loads them, and its RSP0 in `set_kernel_stack`,
 // inside the NK with interrupts off; the fixed entries are never written.
 unsafe impl Sync for TablesCell {}
 
-static TABLES: TablesCell = TablesCell(UnsafeCell::new(Tables {
+pub(crate) static TABLES: TablesCell = TablesCell(UnsafeCell::new(Tables {
     // Accessed bits are preset so the CPU never writes to the GDT.
     gdt: {
         let mut g = [0; GDT_ENTRIES];
@@ -120,13 +133,13 @@ pub fn init_cpu(cpu: usize) {
         | (((limit >> 16) & 0xf) << 48)
         | (((base >> 24) & 0xff) << 56);
     t.gdt[slot + 1] = base >> 32;
-    let ptr = TablePointer { limit: (size_of::<[u64; GDT_ENTRIES]>() - 1) as u16, base: t.gdt.as_ptr() as u64 };
+    let ptr = TablePointer { limit: GDT_LIMIT, base: t.gdt.as_ptr() as u64 };
     // SAFETY: the GDT is a static that lives forever; the selectors name its
     // kernel code/data entries and this CPU's TSS descriptor just written.
     unsafe {
-        cpu::lgdt(&ptr);
+        crate::sites::load_gdt(&ptr);
         cpu::reload_segments(KERNEL_CODE, KERNEL_DATA);
-        cpu::ltr(FIRST_TSS + 16 * cpu as u16);
+        crate::sites::load_tr(FIRST_TSS + 16 * cpu as u16);
     }
 }
 

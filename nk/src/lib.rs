@@ -23,10 +23,12 @@ mod boot;
 mod console;
 mod cpu;
 pub mod cpu_state;
+mod cr3;
 mod gate;
 mod gdt;
 mod paging;
 mod percpu;
+mod sites;
 mod start_info;
 mod vmmu;
 

@@ -9,7 +9,6 @@
 
 use crate::boot_info::{BootInfo, MemoryKind, PhysRange};
 use crate::console::fatal;
-use crate::cpu;
 use crate::layout::{self, DIRECT_MAP_BASE, DIRECT_MAP_LIMIT, ImageLayout, KERNEL_BASE, phys_to_virt};
 use crate::vmmu::{self, DirectMap};
 use nk_model::layout::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up, table_index};
@@ -91,7 +90,10 @@ fn image_hole(image: &ImageLayout) -> core::ops::Range<u64> {
 fn image_page_flags(image: &ImageLayout, pa: u64) -> PteFlags {
     let base = PteFlags::PRESENT | PteFlags::GLOBAL;
     let va = pa + KERNEL_BASE;
-    if image.text.contains(va) {
+    if va & !0xfff == crate::cr3::page() && cfg!(not(feature = "native")) {
+        // The CR3 page: executable only inside the gate (`cr3.rs`).
+        base | PteFlags::NO_EXECUTE
+    } else if image.text.contains(va) {
         base
     } else if image.rodata.contains(va) || (image.nk_data.contains(va) && cfg!(not(feature = "native"))) {
         // Constants, and NK data (the NK writes it only with WP lifted).
@@ -165,6 +167,19 @@ impl Builder {
         }
         let kind = self.vmmu.frame(pfn).map(|d| d.kind());
         self.set_entry(table, table_index(va, 1), Pte::new(pfn * PAGE_SIZE, direct_map_flags(kind)));
+    }
+
+    /// The direct-map address of the level-1 entry that maps `va`.
+    fn leaf_entry(&self, root: u64, va: u64) -> u64 {
+        let mut table = root;
+        for level in [Level::L4, Level::L3, Level::L2] {
+            let entry = Pte::from_bits(self.mem.read_entry(table, table_index(va, level.as_u8())));
+            if !entry.is_present() || entry.is_huge() {
+                fatal("nk: the CR3 page has no 4 KiB mapping");
+            }
+            table = entry.addr() / PAGE_SIZE;
+        }
+        phys_to_virt(table * PAGE_SIZE) + 8 * table_index(va, 1) as u64
     }
 
     /// Maps one page (a level-1 leaf, or a 2 MiB level-2 leaf) at `va`.
@@ -271,9 +286,10 @@ pub fn build_kernel_tables(info: &BootInfo) {
     }
     b.vmmu.set_kernel_root(root);
 
+    crate::cr3::set_entry(b.leaf_entry(root, crate::cr3::page()));
     // SAFETY: the new root maps the image (this code, the NK boot stack) at
     // the same addresses as the early tables, and the direct map over the
     // reserved range and all RAM.
-    unsafe { cpu::write_cr3(root * PAGE_SIZE) };
+    unsafe { crate::cr3::load(root * PAGE_SIZE) };
     vmmu::install(vmmu::State { vmmu: b.vmmu, scratch, table_va: phys_to_virt(reserved.start) });
 }

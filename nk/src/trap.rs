@@ -2,15 +2,35 @@
 //! dispatch to the outer kernel's handler.
 //!
 //! The outer kernel never writes the IDT: it registers one handler with
-//! [`set_handler`], and every vector enters the NK's stubs first. That keeps
-//! the entry path (where protection will be re-asserted) inside the NK.
+//! [`set_handler`], and every vector enters the NK's stubs first. The stubs
+//! decide what was interrupted from CR0.WP, this CPU's own protection state,
+//! which only the gate's lift clears: never from the interrupted RIP.
+//!
+//! - **WP clear: the NK was interrupted** (its gate window included). An NMI
+//!   is latched on this CPU's flag and the NK resumes; the gate delivers it
+//!   after the re-arm (`int 2`). Any other trap is an NK bug, or an
+//!   attacker's jump into the window with interrupts or single-step on: the
+//!   machine stops with a report. No outer handler ever gets a frame the NK
+//!   would resume, and the exit never lifts protection.
+//! - **WP set: outer code was interrupted.** A trap between one of the NK's
+//!   privileged writes and its check (`.text.nk_priv`) stops the machine.
+//!   Otherwise the outer handler runs, as before, with protection on.
+//!
+//! Every vector has an IST stack, so the CPU never pushes a frame on the
+//! interrupted stack: a jump to the gate's lift with the stack pointer on a
+//! page table cannot make the CPU write a frame there with protection off.
+//! For everything but NMI, #DF and #MC, the stub then moves the frame to
+//! the stack the CPU would have used without IST (the interrupted kernel
+//! stack, or TSS.RSP0 from user mode), so the outer kernel can nest traps
+//! and switch threads inside a handler as before.
 
 use crate::cpu::{self, TablePointer};
 use crate::gdt;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 pub const VECTOR_DIVIDE: u8 = 0;
+pub const VECTOR_DEBUG: u8 = 1;
 pub const VECTOR_NMI: u8 = 2;
 pub const VECTOR_BREAKPOINT: u8 = 3;
 pub const VECTOR_DOUBLE_FAULT: u8 = 8;
@@ -73,13 +93,12 @@ pub struct NotKernelCode(pub u64);
 /// through the gate: the handler table is NK data. The handler must lie in
 /// the outer kernel's code (I9), not in data and not inside the NK.
 pub fn set_handler(handler: Handler) -> Result<(), NotKernelCode> {
-    match crate::gate::call(crate::api::SET_TRAP_HANDLER, handler as usize as u64, 0, 0).status {
+    match crate::gate::call(crate::api::Op::SetTrapHandler as u64, handler as usize as u64, 0, 0).status {
         0 => Ok(()),
         _ => Err(NotKernelCode(handler as usize as u64)),
     }
 }
 
-/// The gate body of `set_handler`.
 /// `syscall` enters the outer kernel at `entry`: LSTAR, with kernel CS/SS
 /// from STAR and user CS/SS for `sysret` (GDT order: user data, then user
 /// code), and IF, TF, DF, AC cleared by SFMASK, so the entry runs with
@@ -89,20 +108,15 @@ pub(crate) fn set_syscall_entry(entry: u64) -> bool {
     if !image.text.contains(entry) || image.nk_text.contains(entry) {
         return false;
     }
-    const STAR: u32 = 0xc000_0081;
-    const LSTAR: u32 = 0xc000_0082;
-    const SFMASK: u32 = 0xc000_0084;
-    const EFER: u32 = 0xc000_0080;
-    const SCE: u64 = 1;
-    let star = u64::from(crate::gdt::KERNEL_CODE) << 32 | u64::from(crate::gdt::USER_DATA & !3).wrapping_sub(8) << 48;
-    let mask = (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18);
+    use crate::sites::{self, EFER_SCE, MSR_EFER, MSR_LSTAR, MSR_SFMASK, MSR_STAR, SFMASK_VALUE, STAR_VALUE};
     // SAFETY: the selectors name this NK's GDT entries, the entry lies in
-    // outer code (checked above), and SCE only enables `syscall`.
+    // outer code (checked above), and SCE only enables `syscall`; each
+    // write is checked against the same rules after it.
     unsafe {
-        crate::cpu::wrmsr(STAR, star);
-        crate::cpu::wrmsr(LSTAR, entry);
-        crate::cpu::wrmsr(SFMASK, mask);
-        crate::cpu::wrmsr(EFER, crate::cpu::rdmsr(EFER) | SCE);
+        sites::wrmsr(MSR_STAR, STAR_VALUE);
+        sites::wrmsr(MSR_LSTAR, entry);
+        sites::wrmsr(MSR_SFMASK, SFMASK_VALUE);
+        sites::wrmsr(MSR_EFER, crate::cpu::rdmsr(MSR_EFER) | EFER_SCE);
     }
     true
 }
@@ -129,115 +143,181 @@ nk_trap_stubs:
     .balign 16
     .if (trap_n == 8) || ((trap_n >= 10) && (trap_n <= 14)) || (trap_n == 17) || (trap_n == 21) || (trap_n == 29) || (trap_n == 30)
     .else
-    pushq $0
+    push 0
     .endif
-    pushq $trap_n
+    push trap_n
     jmp nk_trap_common
     .set trap_n, trap_n + 1
     .endr
 
+    /* On this vector's IST stack: [rsp] vector, +8 error code, +16 RIP,
+       +24 CS, +32 RFLAGS, +40 RSP, +48 SS. */
 nk_trap_common:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    push rax
+    mov rax, cr0
+    test eax, {wp}
+    jz 7f                       /* protection lifted: the NK was interrupted */
+    /* Outer code was interrupted. Between a privileged write and its
+       check is no place for an outer handler to run: stop. */
+    push rcx
+    mov rax, qword ptr [rsp + 32]
+    lea rcx, [rip + __nk_priv_start]
+    cmp rax, rcx
+    jb 1f
+    lea rcx, [rip + __nk_priv_end]
+    cmp rax, rcx
+    jb 9f
+1:  mov rax, qword ptr [rsp + 16]
+    cmp rax, 2
+    je 4f
+    cmp rax, 8
+    je 4f
+    cmp rax, 18
+    je 4f
+    /* Move the frame to the stack the CPU would have pushed it on without
+       IST: the interrupted kernel stack, or TSS.RSP0 from user mode. */
+    test byte ptr [rsp + 40], 3
+    jnz 2f
+    mov rax, qword ptr [rsp + 56]
+    and rax, -16
+    jmp 3f
+2:  str eax
+    sub eax, {first_tss}
+    shr eax, 4
+    and eax, {cpu_mask}
+    imul eax, eax, {tss_size}
+    lea rcx, [rip + {tables}]
+    mov rax, qword ptr [rcx + rax + {rsp0}]
+3:  sub rax, 72
+    mov rcx, qword ptr [rsp]
+    mov qword ptr [rax], rcx
+    mov rcx, qword ptr [rsp + 8]
+    mov qword ptr [rax + 8], rcx
+    mov rcx, qword ptr [rsp + 16]
+    mov qword ptr [rax + 16], rcx
+    mov rcx, qword ptr [rsp + 24]
+    mov qword ptr [rax + 24], rcx
+    mov rcx, qword ptr [rsp + 32]
+    mov qword ptr [rax + 32], rcx
+    mov rcx, qword ptr [rsp + 40]
+    mov qword ptr [rax + 40], rcx
+    mov rcx, qword ptr [rsp + 48]
+    mov qword ptr [rax + 48], rcx
+    mov rcx, qword ptr [rsp + 56]
+    mov qword ptr [rax + 56], rcx
+    mov rcx, qword ptr [rsp + 64]
+    mov qword ptr [rax + 64], rcx
+    mov rsp, rax
+4:  pop rcx
+    pop rax
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
     cld
-    movq %rsp, %rdi
+    mov rdi, rsp
     call nk_trap_dispatch
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
-    addq $16, %rsp
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
     iretq
+
+    /* Protection is lifted: this CPU is inside the NK. */
+7:  cmp qword ptr [rsp + 8], 2
+    jne 8f
+    /* An NMI: latch it for the gate's exit, and resume the NK. */
+    str eax
+    sub eax, {first_tss}
+    shr eax, 4
+    cmp eax, {max_cpus}
+    jae 8f
+    push rcx
+    lea rcx, [rip + {latched}]
+    mov byte ptr [rcx + rax], 1
+    lock inc qword ptr [rip + {nmi_count}]
+    pop rcx
+    pop rax
+    add rsp, 16
+    iretq
+    /* Any other trap inside the NK: an NK bug, or a jump into the gate's
+       window with interrupts or single-step on. Stop. */
+8:  lea rdi, [rip + nk_msg_trap_inside]
+    mov rsi, qword ptr [rsp + 8]
+    mov rdx, qword ptr [rsp + 24]
+    mov rcx, cr2
+    jmp nk_fail_stop
+9:  lea rdi, [rip + nk_msg_trap_window]
+    mov rsi, qword ptr [rsp + 16]
+    mov rdx, rax
+    xor ecx, ecx
+    jmp nk_fail_stop
+
+    .section .rodata.nk_trap, "a", @progbits
+nk_msg_trap_inside: .asciz "trap inside the nested kernel (vector, rip, cr2):"
+nk_msg_trap_window: .asciz "trap between a privileged write and its check (vector, rip):"
 "#,
-    options(att_syntax)
+    wp = const crate::cpu::cr0::WP,
+    first_tss = const gdt::FIRST_TSS as u32,
+    max_cpus = const crate::percpu::MAX_CPUS,
+    cpu_mask = const crate::percpu::MAX_CPUS - 1,
+    tss_size = const gdt::TSS_SIZE,
+    rsp0 = const gdt::TSS_RSP0_OFFSET,
+    tables = sym gdt::TABLES,
+    latched = sym crate::gate::NMI_LATCHED,
+    nmi_count = sym NMIS_LATCHED,
 );
 
 unsafe extern "C" {
     static nk_trap_stubs: u8;
 }
 
-/// Called by `nk_trap_common` with the saved frame (interrupts are off: all
-/// IDT entries are interrupt gates).
+/// NMIs that arrived inside the NK and were delivered after its re-arm.
+static NMIS_LATCHED: AtomicU64 = AtomicU64::new(0);
+
+/// How many NMIs arrived while this CPU was inside the NK (each was held
+/// until the gate re-armed protection, then delivered to the handler).
+pub fn nmis_latched() -> u64 {
+    NMIS_LATCHED.load(Ordering::Relaxed)
+}
+
+/// Called by `nk_trap_common` with the saved frame, only when outer code
+/// was interrupted (protection on), with interrupts off: all IDT entries
+/// are interrupt gates.
 #[unsafe(no_mangle)]
 extern "C" fn nk_trap_dispatch(frame: &mut TrapFrame) {
     let fault_addr = if frame.vector == u64::from(VECTOR_PAGE_FAULT) { cpu::read_cr2() } else { 0 };
-    let lifted = protection::reassert_on_entry(frame.rip);
     let raw = HANDLER.load(Ordering::Acquire);
     if raw == 0 {
-        crate::console::fatal_trap("nk: trap before the outer kernel set a handler", frame);
+        crate::sites::fail_stop(c"trap before the outer kernel set a handler (vector, rip):", frame.vector, frame.rip, 0);
     }
     // SAFETY: `raw` was stored by `set_handler` from a value of type `Handler`.
     let handler = unsafe { core::mem::transmute::<usize, Handler>(raw) };
     handler(frame, TrapInfo { fault_addr });
-    protection::restore_on_exit(lifted);
 }
-
-/// Re-asserting write protection on every entry (invariant I3): outer code
-/// must never run with protection lifted, even when an interrupt or NMI
-/// lands inside the gate.
-mod protection {
-    use crate::cpu::{self, cr0};
-    use core::sync::atomic::{AtomicU64, Ordering};
-
-    /// Entries that found protection lifted outside NK code: never expected.
-    static FOUND_OFF_OUTSIDE_NK: AtomicU64 = AtomicU64::new(0);
-
-    pub fn found_off_outside_nk() -> u64 {
-        FOUND_OFF_OUTSIDE_NK.load(Ordering::Relaxed)
-    }
-
-    /// Turns protection back on if it was off; returns whether the
-    /// interrupted context was the NK with protection lifted (then the exit
-    /// restores it, so the NK finishes its work).
-    pub fn reassert_on_entry(rip: u64) -> bool {
-        if cfg!(feature = "native") {
-            return false;
-        }
-        let value = cpu::read_cr0();
-        if value & cr0::WP != 0 {
-            return false;
-        }
-        let in_nk = crate::layout::image().nk_text.contains(rip);
-        if !in_nk {
-            // Counted while protection is still off: the counter is NK data.
-            FOUND_OFF_OUTSIDE_NK.fetch_add(1, Ordering::Relaxed);
-        }
-        crate::gate::rearm();
-        in_nk
-    }
-
-    pub fn restore_on_exit(lifted: bool) {
-        if lifted {
-            crate::gate::lift();
-        }
-    }
-}
-
-pub use protection::found_off_outside_nk;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -269,15 +349,18 @@ impl IdtEntry {
 }
 
 #[repr(C, align(4096))]
-struct Idt([IdtEntry; 256]);
+pub(crate) struct Idt([IdtEntry; 256]);
 
-struct IdtCell(UnsafeCell<Idt>);
+/// What LIDT loads as the limit, and what the check after it expects.
+pub(crate) const IDT_LIMIT: u16 = (size_of::<Idt>() - 1) as u16;
+
+pub(crate) struct IdtCell(UnsafeCell<Idt>);
 
 // SAFETY: written once by the bootstrap CPU before interrupts are enabled;
 // afterwards only the CPU reads it.
 unsafe impl Sync for IdtCell {}
 
-static IDT: IdtCell = IdtCell(UnsafeCell::new(Idt([IdtEntry::MISSING; 256])));
+pub(crate) static IDT: IdtCell = IdtCell(UnsafeCell::new(Idt([IdtEntry::MISSING; 256])));
 
 /// Fills and loads the IDT on the bootstrap CPU.
 pub fn init_bsp() {
@@ -286,16 +369,19 @@ pub fn init_bsp() {
     // SAFETY: boot, one CPU, interrupts off; nothing else references the IDT.
     let idt = unsafe { &mut *IDT.0.get() };
     for (n, entry) in idt.0.iter_mut().enumerate() {
+        // Every vector on an IST stack: the CPU never pushes a frame on
+        // the interrupted stack, which may be anywhere (see the module docs).
         let ist = match n as u8 {
             VECTOR_DOUBLE_FAULT => gdt::IST_DOUBLE_FAULT,
             VECTOR_NMI => gdt::IST_NMI,
             VECTOR_MACHINE_CHECK => gdt::IST_MACHINE_CHECK,
-            _ => 0,
+            VECTOR_DEBUG => gdt::IST_DEBUG,
+            _ => gdt::IST_OTHER,
         };
         *entry = IdtEntry::interrupt_gate(stubs + 16 * n as u64, ist);
     }
-    let ptr = TablePointer { limit: (size_of::<Idt>() - 1) as u16, base: idt.0.as_ptr() as u64 };
+    let ptr = TablePointer { limit: IDT_LIMIT, base: idt.0.as_ptr() as u64 };
     // SAFETY: the IDT is a static that lives forever and every entry points
     // at a stub in NK code.
-    unsafe { cpu::lidt(&ptr) };
+    unsafe { crate::sites::load_idt(&ptr) };
 }

@@ -2,7 +2,6 @@
 //! machine's real page tables, reached through the direct map, behind one
 //! lock. The `native` backend keeps the interface and drops the rules.
 
-use crate::cpu;
 use crate::layout::{DIRECT_MAP_BASE, PAGE_SIZE, phys_to_virt};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -78,7 +77,7 @@ impl PhysMem for DirectMap {
     fn flush_tlb(&mut self) {
         // One CPU runs the outer kernel today; a second one will need a
         // shootdown here before it may run (docs/vmmu.md).
-        cpu::flush_tlb_all();
+        crate::sites::flush_tlb_all();
     }
 }
 
@@ -257,13 +256,13 @@ mod ops {
             // SAFETY: a declared level-4 table holds the kernel half, whose
             // entries point at pinned tables: it maps the NK and the kernel
             // exactly as the kernel root does.
-            unsafe { cpu::write_cr3(pfn * PAGE_SIZE) };
+            unsafe { crate::cr3::load(pfn * PAGE_SIZE) };
             Ok(())
         })
     }
 
     pub fn flush() {
-        cpu::flush_tlb_all();
+        crate::sites::flush_tlb_all();
     }
 
     /// Makes frames `first..first + count` write-mediated: all checked
@@ -324,7 +323,7 @@ mod ops {
 
     fn finish() {
         if STALE.swap(false, Ordering::Relaxed) {
-            cpu::flush_tlb_all();
+            crate::sites::flush_tlb_all();
         }
     }
 
@@ -366,12 +365,12 @@ mod ops {
     pub fn load_cr3(root: u64) -> Result<(), VmmuError> {
         // SAFETY: none: the native backend trusts the outer kernel, which is
         // what makes it the unprotected baseline.
-        unsafe { cpu::write_cr3(root * PAGE_SIZE) };
+        unsafe { crate::cr3::load(root * PAGE_SIZE) };
         Ok(())
     }
 
     pub fn flush() {
-        cpu::flush_tlb_all();
+        crate::sites::flush_tlb_all();
     }
 
     /// Nothing to protect: the native backend's regions stay writable.
