@@ -1,10 +1,10 @@
-//! The panic handler: print where, then stop the machine with a failure
-//! status so a test run notices.
+//! The outer kernel's panic: print where, then stop the machine with a
+//! failure status so a test run notices. The image's `#[panic_handler]` is
+//! the NK's, which calls this for every panic outside the NK.
 
 use crate::{arch, console, println};
 
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
+pub fn panic(info: &core::panic::PanicInfo) -> ! {
     arch::disable_interrupts();
     // A panic while printing must still reach the serial port.
     console::force_unlock();

@@ -295,7 +295,7 @@ fn dispatch_op(op: Op, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
         false => GateResult { status: gate::STATUS_BAD_OP, detail: what },
     };
     match op {
-        Op::Nop => GateResult { status: 0, detail: crate::cpu::read_rflags() },
+        Op::Nop => GateResult { status: 0, detail: crate::cpu::read_rflags() & CONTROL_FLAGS },
         Op::DeclarePtp => vmmu_done(vmmu::declare(a0, a1)),
         Op::RemovePtp => vmmu_done(vmmu::remove(a0)),
         Op::WritePte => vmmu_done(vmmu::write(a0, a1, a2)),
@@ -333,8 +333,12 @@ pub fn nop() -> Result<(), NkError> {
     nop_flags().map(|_| ())
 }
 
-/// An empty NK call that returns the RFLAGS the NK ran it with: the gate
-/// loads a known value (IF, TF, DF, AC and NT clear) whatever the caller's.
+/// RFLAGS' control bits: TF, IF, DF, IOPL, NT, AC. The gate clears them all
+/// for the NK, whatever the caller's.
+pub const CONTROL_FLAGS: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (3 << 12) | (1 << 14) | (1 << 18);
+
+/// An empty NK call that returns the control bits of the RFLAGS the NK ran
+/// it with (`CONTROL_FLAGS`): 0 on `wp`, whatever the caller had on `native`.
 #[inline(never)]
 pub fn nop_flags() -> Result<u64, NkError> {
     decode(call(Op::Nop, 0, 0, 0))

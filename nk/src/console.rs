@@ -30,7 +30,7 @@ fn write_byte(b: u8) {
     outb(COM1, b);
 }
 
-fn write_str(s: &str) {
+pub(crate) fn write_str(s: &str) {
     for b in s.bytes() {
         if b == b'\n' {
             write_byte(b'\r');

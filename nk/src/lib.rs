@@ -27,6 +27,7 @@ mod cr3;
 mod gate;
 mod gdt;
 mod paging;
+mod panic;
 mod percpu;
 mod sites;
 mod start_info;
@@ -42,14 +43,27 @@ pub use gdt::{IstStacks, KERNEL_CODE, KERNEL_DATA, USER_CODE, USER_DATA};
 pub use nk_model::vmmu::{FrameKind, Level, Report, VmmuError};
 pub use percpu::{MAX_CPUS, current as current_cpu};
 
-/// Declares the outer kernel's entry function, `fn(&'static BootInfo) -> !`.
+/// Declares the outer kernel's entry function, `fn(&'static BootInfo) -> !`,
+/// and its panic function, `fn(&PanicInfo) -> !`.
 ///
-/// The NK calls it once, on the bootstrap CPU, after the page tables and
-/// descriptor tables are live, with interrupts disabled, on a 64 KiB stack
-/// that this macro places in the outer kernel's own data, as it does the
-/// interrupt stacks (which the CPU writes with protection on).
+/// The NK calls the entry once, on the bootstrap CPU, after the page tables
+/// and descriptor tables are live, with interrupts disabled, on a 64 KiB
+/// stack that this macro places in the outer kernel's own data, as it does
+/// the interrupt stacks (which the CPU writes with protection on). The
+/// image's panic handler is the NK's (`panic.rs`): it stops the machine for
+/// a panic inside the NK and calls the outer kernel's for any other.
 #[macro_export]
 macro_rules! entry_point {
+    ($path:path, panic = $panic:path) => {
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        fn nk_outer_panic(info: &core::panic::PanicInfo) -> ! {
+            let handler: fn(&core::panic::PanicInfo) -> ! = $panic;
+            handler(info)
+        }
+
+        $crate::entry_point!($path);
+    };
     ($path:path) => {
         // The NK finds these two by name.
         #[allow(unsafe_code)]

@@ -70,8 +70,14 @@ pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf> {
     let order = last.into_iter().chain((0..=MAX_SHUFFLE_SEED).filter(|&s| Some(s) != last));
     for seed in order {
         let built = build_with_seed(opts, seed)?;
-        let report = crate::scan::scan_file(&built)?;
-        if report.outer_hits().count() == 0 {
+        let (report, nk) = crate::scan::scan_all(&built)?;
+        if !nk.problems.is_empty() {
+            // A missing site or check, or lifted code leaving NK text: no
+            // link order changes that.
+            eprint!("{}", nk.render());
+            return Err("scan: the nested kernel's own code breaks its rules (above); refusing to boot".into());
+        }
+        if report.outer_hits().count() == 0 && nk.accidental.is_empty() {
             if seed > 0 {
                 eprintln!("scan: clean with link-order shuffle seed {seed}");
             }
@@ -80,10 +86,11 @@ pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf> {
             let _ = std::fs::write(&remembered, seed.to_string());
             return Ok(kernel);
         }
-        last_report = report.render();
+        last_report = report.render() + &nk.render();
         eprintln!(
-            "scan: {} protected instruction(s) outside the NK with link seed {seed}; relinking",
-            report.outer_hits().count()
+            "scan: {} protected instruction(s) outside the NK, {} unnamed in NK text, with link seed {seed}; relinking",
+            report.outer_hits().count(),
+            nk.accidental.len()
         );
     }
     eprint!("{last_report}");

@@ -26,8 +26,10 @@ commands:
                               boots each N times (5; --quick: 2, short samples),
                               interleaved, running /bin/bench and `nk bench`; prints
                               the table and writes target/bench/report.{md,json,svg}
-  scan [ELF]                  decode every byte offset of the kernel (or ELF) and
-                              fail on a protected instruction outside the NK (I7);
+  scan [--sites] [ELF]        decode every byte offset of the kernel (or ELF) and
+                              fail on a protected instruction outside the NK (I7),
+                              or on an NK-text site that is unnamed or unchecked;
+                              --sites prints the NK site table of docs/scanner.md;
                               build, run, test and gdb scan before they boot
   help                        this text
 
@@ -118,6 +120,8 @@ pub enum Command {
     /// Scan an ELF (the kernel by default) for protected instructions.
     Scan {
         path: Option<String>,
+        /// Print only the NK site table, as docs/scanner.md holds it.
+        sites: bool,
     },
     Help,
 }
@@ -155,11 +159,15 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         }
         "test" => parse_test(rest),
         "bench" => parse_bench(rest).map(Command::Bench),
-        "scan" => match rest {
-            [] => Ok(Command::Scan { path: None }),
-            [path] => Ok(Command::Scan { path: Some(path.clone()) }),
-            _ => usage_err("scan takes at most one ELF path"),
-        },
+        "scan" => {
+            let sites = rest.iter().any(|a| a == "--sites");
+            let paths: Vec<&String> = rest.iter().filter(|a| *a != "--sites").collect();
+            match paths.as_slice() {
+                [] => Ok(Command::Scan { path: None, sites }),
+                [path] => Ok(Command::Scan { path: Some((*path).clone()), sites }),
+                _ => usage_err("scan takes at most one ELF path"),
+            }
+        }
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => usage_err(format!("unknown command '{other}'")),
     }

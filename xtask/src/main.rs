@@ -8,6 +8,7 @@ mod build;
 mod cli;
 mod gdb;
 mod initrd;
+mod nk_text;
 mod qemu;
 mod run;
 mod scan;
@@ -68,10 +69,13 @@ fn main() -> ExitCode {
         cli::Command::Gdb(opts) => gdb::gdb(&opts),
         cli::Command::Test { filter } => Ok(test::run(filter.as_deref())),
         cli::Command::Bench(opts) => bench::bench(&opts),
-        cli::Command::Scan { path } => match path {
-            Some(p) => scan::scan_command(std::path::Path::new(&p)),
-            None => build::build_unscanned(&build::BuildOptions::default()).and_then(|k| scan::scan_command(&k)),
-        },
+        cli::Command::Scan { path, sites } => {
+            let path = match path {
+                Some(p) => Ok(std::path::PathBuf::from(p)),
+                None => build::build_unscanned(&build::BuildOptions::default()),
+            };
+            path.and_then(|k| if sites { scan::sites_command(&k) } else { scan::scan_command(&k) })
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -216,16 +216,38 @@ fn page_tails(bytes: &[u8], base: u64, nk_range: (u64, u64), funcs: &[(u64, u64,
 
 /// `cargo xtask scan [ELF]`: prints the report; fails on outer hits.
 pub fn scan_command(path: &Path) -> Result<u8> {
-    let report = scan_file(path)?;
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let report = scan_bytes(&data)?;
     print!("{}", report.render());
+    let nk = crate::nk_text::check(&data, &report)?;
+    print!("{}", nk.render());
     let outer = report.outer_hits().count();
-    if outer > 0 {
-        println!("scan: FAILED: {outer} protected instruction(s) outside the nested kernel in {}", path.display());
+    let nk_bad = nk.accidental.len() + nk.problems.len();
+    if outer > 0 || nk_bad > 0 {
+        println!(
+            "scan: FAILED: {outer} protected instruction(s) outside the nested kernel, {nk_bad} NK-text problem(s) in {}",
+            path.display()
+        );
         Ok(1)
     } else {
-        println!("scan: ok: 0 protected instructions outside the nested kernel");
+        println!("scan: ok: 0 protected instructions outside the nested kernel; every NK site named and checked");
         Ok(0)
     }
+}
+
+/// `cargo xtask scan --sites`: the NK site table for docs/scanner.md.
+pub fn sites_command(path: &Path) -> Result<u8> {
+    let (_, nk) = scan_all(path)?;
+    print!("{}", nk.markdown());
+    Ok(0)
+}
+
+/// Scans an image file: the outer-code hits and the NK-text rules.
+pub fn scan_all(path: &Path) -> Result<(Report, crate::nk_text::NkTextReport)> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let report = scan_bytes(&data)?;
+    let nk = crate::nk_text::check(&data, &report)?;
+    Ok((report, nk))
 }
 
 /// A copy of `elf` with `mov cr0, rax` written over the first bytes of the

@@ -208,6 +208,75 @@ fn scan_tests(kernel: &Path, tally: &mut Tally) {
             None => Err("a mov cr0 planted in kernel_main was not reported".into()),
         }),
     );
+    nk_text_tests(kernel, &mut check);
+}
+
+/// NK text (issue: code reuse of the NK): the built image holds protected
+/// instructions only at its named sites, each with its check, and its lifted
+/// code stays in NK text; copies with a planted encoding, a check removed,
+/// or a return on the lift's fixed path are refused; docs/scanner.md lists
+/// the sites the scan finds.
+fn nk_text_tests(kernel: &Path, check: &mut impl FnMut(&str, Result<(), String>)) {
+    use crate::nk_text::{self, SITES};
+    let Ok(bytes) = std::fs::read(kernel) else {
+        check("nk-text-clean", Err(format!("cannot read {}", kernel.display())));
+        return;
+    };
+    let scan = |b: &[u8]| -> Result<nk_text::NkTextReport, String> {
+        let report = crate::scan::scan_bytes(b).map_err(|e| e.to_string())?;
+        nk_text::check(b, &report).map_err(|e| e.to_string())
+    };
+    let clean = scan(&bytes);
+    check(
+        "nk-text-clean",
+        clean.as_ref().map_err(Clone::clone).and_then(|r| {
+            let want = SITES.len() - 1; // all but the native-only site
+            if !r.protected {
+                Err("the wp image looks like the native one".into())
+            } else if !r.accidental.is_empty() || !r.problems.is_empty() {
+                Err(r.render())
+            } else if r.sites.len() != want {
+                Err(format!("{} of {want} sites found", r.sites.len()))
+            } else if r.lifted_functions == 0 {
+                Err("no function found behind the lift: the walk sees nothing".into())
+            } else {
+                Ok(())
+            }
+        }),
+    );
+    let refused = |name: &str, symbol: &str, offset: u64, with: &[u8], expect: &str| {
+        nk_text::patch(&bytes, symbol, offset, with).map_err(|e| e.to_string()).and_then(|b| {
+            let r = scan(&b)?;
+            let all: Vec<&String> = r.accidental.iter().chain(&r.problems).collect();
+            match all.iter().any(|p| p.contains(expect)) {
+                true => Ok(()),
+                false => Err(format!("{name}: no problem naming {expect:?} in {all:?}")),
+            }
+        })
+    };
+    // mov cr0, rax at the start of the gate's body: no named site.
+    check(
+        "nk-text-planted-encoding-refused",
+        refused("planted", "gate_body", 0, &[0x0f, 0x22, 0xc0], "is no named NK site"),
+    );
+    // The read-back after the CR4 write (mov rax, cr4: 3 bytes) gone.
+    check(
+        "nk-text-missing-check-refused",
+        refused("no check", "nk_site_cr4_write", 3, &[0x90, 0x90, 0x90], "nk_site_cr4_write"),
+    );
+    // A return right after the lift: protection would stay off.
+    check("nk-text-lift-return-refused", refused("ret", "nk_gate_after_lift", 0, &[0xc3], "before the re-arm"));
+    let doc = std::fs::read_to_string(setup::workspace_root().join("docs/scanner.md")).unwrap_or_default();
+    check(
+        "nk-text-sites-documented",
+        clean.and_then(|r| match doc.contains(&r.markdown()) {
+            true => Ok(()),
+            false => Err(format!(
+                "docs/scanner.md does not hold the site table the scan finds; `cargo xtask scan --sites` prints it:\n{}",
+                r.markdown()
+            )),
+        }),
+    );
 }
 
 /// Builds the user programs and packs the initrd that every boot gets, then

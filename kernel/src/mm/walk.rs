@@ -130,3 +130,21 @@ crate::ktest!(
         Ok(())
     }
 );
+
+crate::ktest!(
+    fn the_cr3_page_is_not_executable_outside_the_nk() {
+        // The NK's one CR3 write sits alone on a page the kernel tables map
+        // non-executable except while this CPU is inside the gate (nk's
+        // cr3.rs): outer code cannot jump to it. Native keeps it executable.
+        unsafe extern "C" {
+            static nk_cr3_load: u8;
+        }
+        let va = &raw const nk_cr3_load as u64;
+        let t = translate(current_root(), va).ok_or("the CR3 page is not mapped")?;
+        crate::kassert_eq!(t.executable, nk::BACKEND == "native");
+        // Every other page of NK text stays executable.
+        let gate = translate(current_root(), nk::layout::image().nk_text.start).ok_or("NK text unmapped")?;
+        crate::kassert!(gate.executable);
+        Ok(())
+    }
+);
