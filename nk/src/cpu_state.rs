@@ -75,7 +75,7 @@ fn first_bit(v: u64) -> Option<u8> {
 /// write together with WP: no CR0 write in the NK but the gate's lift ever
 /// clears WP, so none happens here.
 #[cfg(not(feature = "native"))]
-pub fn set_cr0(value: u64) -> Result<(), CpuStateError> {
+pub(crate) fn set_cr0(value: u64) -> Result<(), CpuStateError> {
     // Inside the gate WP is lifted; the pinned value is the one outer
     // code runs with, so compare against WP set.
     check_bits(Register::Cr0, cpu::read_cr0() | cr0::WP, value, cr0_pinned(), CR0_FREE)?;
@@ -85,14 +85,14 @@ pub fn set_cr0(value: u64) -> Result<(), CpuStateError> {
 
 /// The unprotected baseline writes whatever it is asked to.
 #[cfg(feature = "native")]
-pub fn set_cr0(value: u64) -> Result<(), CpuStateError> {
+pub(crate) fn set_cr0(value: u64) -> Result<(), CpuStateError> {
     // SAFETY: none: the native backend trusts the outer kernel, which is
     // what makes it the unprotected baseline.
     unsafe { crate::gate::native_write_cr0(value) };
     Ok(())
 }
 
-pub fn set_cr4(value: u64, features: &CpuFeatures) -> Result<(), CpuStateError> {
+pub(crate) fn set_cr4(value: u64, features: &CpuFeatures) -> Result<(), CpuStateError> {
     let current = cpu::read_cr4();
     let mut pinned = (1 << 5) | cr4::PGE; // PAE, global pages
     if features.smep {
@@ -110,7 +110,7 @@ pub fn set_cr4(value: u64, features: &CpuFeatures) -> Result<(), CpuStateError> 
     Ok(())
 }
 
-pub fn write_msr(msr: u32, value: u64) -> Result<(), CpuStateError> {
+pub(crate) fn write_msr(msr: u32, value: u64) -> Result<(), CpuStateError> {
     let native = cfg!(feature = "native");
     match msr {
         MSR_FS_BASE | MSR_GS_BASE | MSR_KERNEL_GS_BASE if !is_canonical(value) => {

@@ -116,7 +116,7 @@ impl From<MediateError> for Refusal {
     }
 }
 
-pub fn alloc(len: u64, policy: u64) -> Result<u64, Refusal> {
+pub(crate) fn alloc(len: u64, policy: u64) -> Result<u64, Refusal> {
     let policy = Policy::from_raw(policy).ok_or(MediateError::BadPolicy { raw: policy })?;
     with_state(|regions, _, _| {
         let region = regions.plan_alloc(len, policy)?;
@@ -125,7 +125,7 @@ pub fn alloc(len: u64, policy: u64) -> Result<u64, Refusal> {
     })
 }
 
-pub fn declare(base: u64, len: u64, policy: u64) -> Result<(), Refusal> {
+pub(crate) fn declare(base: u64, len: u64, policy: u64) -> Result<(), Refusal> {
     let policy = Policy::from_raw(policy).ok_or(MediateError::BadPolicy { raw: policy })?;
     check_ram(base, len)?;
     with_state(|regions, _, _| {
@@ -142,7 +142,7 @@ pub fn declare(base: u64, len: u64, policy: u64) -> Result<(), Refusal> {
     })
 }
 
-pub fn free(base: u64) -> Result<(), Refusal> {
+pub(crate) fn free(base: u64) -> Result<(), Refusal> {
     with_state(|regions, _, _| {
         let slot = regions.plan_free(base)?;
         let region = *regions.get(slot).ok_or(MediateError::NotARegion { addr: base })?;
@@ -162,7 +162,7 @@ pub fn free(base: u64) -> Result<(), Refusal> {
 
 /// Copies `len` bytes from `src` to `dst` if the policy of the region
 /// holding `dst` allows it; a write-logged write is logged with `caller`.
-pub fn write(dst: u64, src: u64, len: u64, caller: u64) -> Result<(), Refusal> {
+pub(crate) fn write(dst: u64, src: u64, len: u64, caller: u64) -> Result<(), Refusal> {
     check_ram(src, len)?;
     with_state(|regions, write_head, _| {
         let plan = regions.plan_write(dst, len, ENFORCE)?;
@@ -211,7 +211,7 @@ fn log_write(head: &mut WriteLogHead, regions: &Regions, record: WriteRecord) {
 
 /// Appends one system call's record to the audit log. `entry` points at an
 /// `AuditEntry` in RAM, copied before use.
-pub fn audit(entry: u64) -> Result<(), Refusal> {
+pub(crate) fn audit(entry: u64) -> Result<(), Refusal> {
     check_ram(entry, size_of::<AuditEntry>() as u64)?;
     // SAFETY: RAM, checked; any bytes are a valid `AuditEntry`.
     let entry = unsafe { (entry as *const AuditEntry).read_unaligned() };
