@@ -19,16 +19,19 @@
 //! - the CR3 write is alone on its page (the NK maps that page
 //!   non-executable outside the gate; a kernel test checks the mapping);
 //! - from the gate's body, every direct call and jump, every call through
-//!   the GOT and every jump table stays inside NK text, and there is no
-//!   other indirect call or jump.
+//!   the GOT (directly, or through a register the function loaded from the
+//!   GOT) and every jump table stays inside NK text, and there is no other
+//!   indirect call or jump.
 //!
 //! The `native` build (no protection) assembles its sites without checks;
 //! its sites are listed, not held to these rules.
 
 use crate::scan::Report;
 use goblin::elf::Elf;
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
-use std::collections::{BTreeSet, VecDeque};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
+};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
 
 /// What a site is, and so which check must follow it.
@@ -498,6 +501,11 @@ fn lifted_functions(image: &Image, problems: &mut Vec<String>) -> usize {
             continue;
         }
         let name = name.to_string();
+        // Registers that hold a pointer loaded from the GOT (the compiler
+        // hoists `mov r, [memcpy@GOT]` out of repeated calls), walking the
+        // function in address order; any other write forgets the register.
+        let mut loaded: HashMap<Register, u64> = HashMap::new();
+        let mut info = InstructionInfoFactory::new();
         let mut ip = start;
         while ip < end {
             let Some(i) = image.decode(ip) else {
@@ -506,6 +514,29 @@ fn lifted_functions(image: &Image, problems: &mut Vec<String>) -> usize {
             };
             ip = i.next_ip();
             let flow = i.flow_control();
+            let got_load = (i.mnemonic() == Mnemonic::Mov
+                && i.op0_kind() == OpKind::Register
+                && i.op0_register().is_gpr64()
+                && i.op1_kind() == OpKind::Memory
+                && i.is_ip_rel_memory_operand())
+            .then(|| image.read_u64(i.ip_rel_memory_address()))
+            .flatten()
+            .filter(|&t| image.function(t).is_some() || !image.in_nk(t));
+            let indirect_through = (i.op0_kind() == OpKind::Register).then(|| loaded.get(&i.op0_register()).copied());
+            for used in info.info(&i).used_registers() {
+                if matches!(used.access(), OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite) {
+                    loaded.remove(&used.register().full_register());
+                }
+            }
+            if flow == FlowControl::Call || flow == FlowControl::IndirectCall {
+                // The callee may clobber every caller-saved register.
+                for r in [Register::RAX, Register::RCX, Register::RDX, Register::RSI, Register::RDI, Register::R8, Register::R9, Register::R10, Register::R11] {
+                    loaded.remove(&r);
+                }
+            }
+            if let Some(t) = got_load {
+                loaded.insert(i.op0_register(), t);
+            }
             if !matches!(
                 flow,
                 FlowControl::Call
@@ -518,6 +549,9 @@ fn lifted_functions(image: &Image, problems: &mut Vec<String>) -> usize {
             }
             let targets: Vec<u64> = match i.op0_kind() {
                 OpKind::NearBranch64 => vec![i.near_branch_target()],
+                OpKind::Register if matches!(indirect_through, Some(Some(_))) => {
+                    vec![indirect_through.flatten().unwrap_or_default()]
+                }
                 OpKind::Memory if i.is_ip_rel_memory_operand() => match image.read_u64(i.ip_rel_memory_address()) {
                     Some(t) => vec![t],
                     None => {
