@@ -29,6 +29,11 @@ commands:
   scan [ELF]                  decode every byte offset of the kernel (or ELF) and
                               fail on a protected instruction outside the NK (I7);
                               build, run, test and gdb scan before they boot
+  layout-bench [--seeds N] [--scale N]
+                              relinks only: the clean-link rate of N shuffled function
+                              orders (40), and a kernel with N times today's outer text
+                              (10, generated filler) converged from no layout decisions;
+                              prints hits, relinks and seconds
   help                        this text
 
 options for run and gdb:
@@ -119,6 +124,8 @@ pub enum Command {
     Scan {
         path: Option<String>,
     },
+    /// How the layout scales (xtask/src/layout_bench.rs).
+    LayoutBench(crate::layout_bench::BenchOptions),
     Help,
 }
 
@@ -160,9 +167,27 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             [path] => Ok(Command::Scan { path: Some(path.clone()) }),
             _ => usage_err("scan takes at most one ELF path"),
         },
+        "layout-bench" => parse_layout_bench(rest).map(Command::LayoutBench),
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => usage_err(format!("unknown command '{other}'")),
     }
+}
+
+fn parse_layout_bench(args: &[String]) -> Result<crate::layout_bench::BenchOptions, UsageError> {
+    let mut opts = crate::layout_bench::BenchOptions::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let slot = match a.as_str() {
+            "--seeds" => &mut opts.seeds,
+            "--scale" => &mut opts.scale,
+            other => return usage_err(format!("unknown option '{other}' for layout-bench")),
+        };
+        match it.next().and_then(|v| v.parse().ok()) {
+            Some(v) => *slot = v,
+            None => return usage_err(format!("{a} takes a number")),
+        }
+    }
+    Ok(opts)
 }
 
 fn parse_test(args: &[String]) -> Result<Command, UsageError> {

@@ -8,6 +8,9 @@ mod build;
 mod cli;
 mod gdb;
 mod initrd;
+mod layout;
+mod layout_bench;
+mod link;
 mod qemu;
 mod run;
 mod scan;
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         cli::Command::Gdb(opts) => gdb::gdb(&opts),
         cli::Command::Test { filter } => Ok(test::run(filter.as_deref())),
         cli::Command::Bench(opts) => bench::bench(&opts),
+        cli::Command::LayoutBench(opts) => layout_bench::run(&opts),
         cli::Command::Scan { path } => match path {
             Some(p) => scan::scan_command(std::path::Path::new(&p)),
             None => build::build_unscanned(&build::BuildOptions::default()).and_then(|k| scan::scan_command(&k)),
