@@ -9,7 +9,7 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build                       build the kernel (release) and the user programs, pack
+  build [--nk wp|native]      build the kernel (release) and the user programs, pack
                               target/initrd.cpio, and print the kernel ELF's path
   run [options] [--] [WORD...]
                               build, then boot the kernel in QEMU on this terminal;
@@ -113,7 +113,9 @@ impl Default for RunOptions {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    Build,
+    Build {
+        nk: crate::build::Backend,
+    },
     Run(RunOptions),
     Gdb(RunOptions),
     Test {
@@ -148,9 +150,11 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         return usage_err("no command given");
     };
     match cmd.as_str() {
-        "build" => match rest.first() {
-            None => Ok(Command::Build),
-            Some(a) => usage_err(format!("build takes no arguments, got '{a}'")),
+        "build" => match rest {
+            [] => Ok(Command::Build { nk: crate::build::Backend::Wp }),
+            [flag, v] if flag == "--nk" && v == "wp" => Ok(Command::Build { nk: crate::build::Backend::Wp }),
+            [flag, v] if flag == "--nk" && v == "native" => Ok(Command::Build { nk: crate::build::Backend::Native }),
+            _ => usage_err(format!("build takes only --nk wp|native, got '{}'", rest.join(" "))),
         },
         "run" => parse_run(rest).map(Command::Run),
         "gdb" => {
@@ -456,7 +460,8 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(parse(&args("build")), Ok(Command::Build));
+        assert_eq!(parse(&args("build")), Ok(Command::Build { nk: crate::build::Backend::Wp }));
+        assert_eq!(parse(&args("build --nk native")), Ok(Command::Build { nk: crate::build::Backend::Native }));
         assert!(parse(&args("build --release")).is_err());
         assert_eq!(parse(&args("test")), Ok(Command::Test { filter: None }));
         assert_eq!(parse(&args("test heap")), Ok(Command::Test { filter: Some("heap".into()) }));

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             Ok(0)
         }
         // stdout is the kernel's path alone, for scripts; the initrd's goes to stderr.
-        cli::Command::Build => build::build_kernel(&build::BuildOptions::default())
+        cli::Command::Build { nk } => build::build_kernel(&build::BuildOptions { backend: nk, ..Default::default() })
             .and_then(|kernel| initrd::build(&[]).map(|_| kernel))
             .map(|kernel| {
                 println!("{}", kernel.display());
