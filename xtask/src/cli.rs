@@ -29,6 +29,8 @@ commands:
   scan [ELF]                  decode every byte offset of the kernel (or ELF) and
                               fail on a protected instruction outside the NK (I7);
                               build, run, test and gdb scan before they boot
+  scan --doc                  build the wp kernel, scan it, and rewrite the report in
+                              docs/scanner.md with the result
   layout-bench [--seeds N] [--scale N]
                               relinks only: the clean-link rate of N shuffled function
                               orders (40), and a kernel with N times today's outer text
@@ -126,6 +128,8 @@ pub enum Command {
     Scan {
         path: Option<String>,
     },
+    /// Rewrite the report in docs/scanner.md from a scan of the wp kernel.
+    ScanDoc,
     /// How the layout scales (xtask/src/layout_bench.rs).
     LayoutBench(crate::layout_bench::BenchOptions),
     Help,
@@ -168,6 +172,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "bench" => parse_bench(rest).map(Command::Bench),
         "scan" => match rest {
             [] => Ok(Command::Scan { path: None }),
+            [flag] if flag == "--doc" => Ok(Command::ScanDoc),
             [path] => Ok(Command::Scan { path: Some(path.clone()) }),
             _ => usage_err("scan takes at most one ELF path"),
         },

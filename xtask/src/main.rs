@@ -14,6 +14,7 @@ mod link;
 mod qemu;
 mod run;
 mod scan;
+mod scan_doc;
 mod scenarios;
 mod setup;
 mod test;
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         cli::Command::Test { filter } => Ok(test::run(filter.as_deref())),
         cli::Command::Bench(opts) => bench::bench(&opts),
         cli::Command::LayoutBench(opts) => layout_bench::run(&opts),
+        cli::Command::ScanDoc => build::build_kernel(&build::BuildOptions::default()).and_then(|k| scan_doc::write(&k)),
         cli::Command::Scan { path } => match path {
             Some(p) => scan::scan_command(std::path::Path::new(&p)),
             None => build::build_unscanned(&build::BuildOptions::default()).and_then(|k| scan::scan_command(&k)),
