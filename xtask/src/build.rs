@@ -99,7 +99,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built> {
     let dir = backend_dir(opts);
     let kernel = dir.join("kernel");
     let done = crate::layout::converge(&capture, &dir.join("link"), &kernel, &mut fixes, &[], None, &[])?;
-    if fixes != before {
+    if fixes != before || !layout_file.exists() {
         std::fs::write(&layout_file, fixes.render())
             .map_err(|e| format!("cannot write {}: {e}", layout_file.display()))?;
     }

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 /// Content per window before a new one starts: large enough that windows
 /// cost little slack, small enough that a pad moves few functions.
-const WINDOW: u64 = 16 * 1024;
+const WINDOW: u64 = 3584;
 /// Room left at the end of every window for pads.
 const SLACK: u64 = 512;
 /// The pads tried in turn for a function holding a hit. 16 changes the low
