@@ -52,84 +52,135 @@ pub fn kernel_path() -> PathBuf {
     setup::target_dir().join(TARGET).join("release").join("kernel")
 }
 
+/// A kernel built, linked with its layout and scanned.
+#[derive(Debug)]
+pub struct Built {
+    pub kernel: PathBuf,
+    /// Relinks the committed layout needed before the scan was clean (0: it
+    /// was clean as committed).
+    pub retries: usize,
+    /// The committed layout file of this build.
+    pub layout_file: PathBuf,
+    /// Seconds spent linking and scanning.
+    pub link_seconds: f64,
+}
+
 /// Builds the kernel and scans it (I7): an image with a protected
 /// instruction outside the NK is refused, so nothing ever boots it.
-///
-/// A protected byte sequence that only a displacement forms (a call, a
-/// RIP-relative load) goes away when the functions move, so a failing image
-/// is relinked with a shuffled function order, seed 1, 2, ... (deterministic:
-/// the same sources pick the same seed on a fresh checkout; the seed that
-/// was clean last time is tried first). A sequence inside one
-/// instruction stream needs a code change; the scan report names it.
 pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf> {
-    let mut last_report = String::new();
-    // The seed that worked last time for this backend goes first: one test
-    // run builds each backend several times, and each relink recompiles.
-    let remembered = seed_file(opts);
-    let last: Option<u32> = std::fs::read_to_string(&remembered).ok().and_then(|s| s.trim().parse().ok());
-    let order = last.into_iter().chain((0..=MAX_SHUFFLE_SEED).filter(|&s| Some(s) != last));
-    for seed in order {
-        let built = build_with_seed(opts, seed)?;
-        let (report, nk) = crate::scan::scan_all(&built)?;
-        if !nk.problems.is_empty() {
-            // A missing site or check, or lifted code leaving NK text: no
-            // link order changes that.
-            eprint!("{}", nk.render());
-            return Err("scan: the nested kernel's own code breaks its rules (above); refusing to boot".into());
-        }
-        if report.outer_hits().count() == 0 && nk.accidental.is_empty() {
-            if seed > 0 {
-                eprintln!("scan: clean with link-order shuffle seed {seed}");
-            }
-            let kernel = keep_copy(opts, &built)?;
-            // Only a hint for the next build: losing it costs time, not safety.
-            let _ = std::fs::write(&remembered, seed.to_string());
-            return Ok(kernel);
-        }
-        last_report = report.render() + &nk.render();
+    build(opts).map(|b| b.kernel)
+}
+
+/// Compiles with cargo (the objects are kept), then links with the
+/// committed layout (`kernel/layout/<backend>.txt`) and scans. A protected
+/// byte sequence that a displacement forms goes away when the function
+/// holding it moves, so while the scan finds one, the function is padded
+/// or moved and the image relinked (`layout::converge`: a relink is a
+/// fraction of a second, nothing is recompiled). A changed layout is
+/// written back to the committed file, like Cargo.lock: `cargo xtask test`
+/// fails until it is committed, so that a fresh clone links the same image
+/// with no retry. A sequence inside one instruction stream survives every
+/// placement; the scan report names its function, whose code must change.
+pub fn build(opts: &BuildOptions) -> Result<Built> {
+    let capture_dir = backend_dir(opts).join("capture");
+    compile(opts, &capture_dir)?;
+    if crate::link::Capture::load(&capture_dir).is_err() {
+        // Cargo had nothing to relink and the kept objects are gone:
+        // rebuild the kernel crate once so the wrapper sees its link.
+        eprintln!("layout: no kept objects for this build; rebuilding the kernel crate");
+        clean_kernel_crate()?;
+        compile(opts, &capture_dir)?;
+    }
+    let capture = crate::link::Capture::load(&capture_dir)?;
+    let layout_file = layout_file(opts);
+    let committed = std::fs::read_to_string(&layout_file).unwrap_or_default();
+    let mut fixes = crate::layout::Fixes::parse(&committed)?;
+    let before = fixes.clone();
+    let dir = backend_dir(opts);
+    let kernel = dir.join("kernel");
+    let done = crate::layout::converge(&capture, &dir.join("link"), &kernel, &mut fixes, &[], None, &[])?;
+    // NK text is held to its own rules (xtask/src/nk_text.rs). The layout
+    // moves only outer functions, so an NK-text problem is a code change.
+    let (_, nk) = crate::scan::scan_all(&kernel)?;
+    if !nk.problems.is_empty() || !nk.accidental.is_empty() {
+        eprint!("{}", nk.render());
+        return Err("scan: the nested kernel's own code breaks its rules (above); refusing to boot".into());
+    }
+    if fixes != before || !layout_file.exists() {
+        std::fs::write(&layout_file, fixes.render())
+            .map_err(|e| format!("cannot write {}: {e}", layout_file.display()))?;
+    }
+    if done.retries > 0 {
         eprintln!(
-            "scan: {} protected instruction(s) outside the NK, {} unnamed in NK text, with link seed {seed}; relinking",
-            report.outer_hits().count(),
-            nk.accidental.len()
+            "layout: clean after {} relink(s), {} fix(es) ({:.1} s); {} changed: commit it",
+            done.retries,
+            done.hits_fixed,
+            done.seconds,
+            layout_file.display()
         );
     }
-    eprint!("{last_report}");
-    Err(format!("scan: every link order up to seed {MAX_SHUFFLE_SEED} leaves a protected instruction outside the NK; refusing to boot").into())
+    Ok(Built { kernel, retries: done.retries, layout_file, link_seconds: done.seconds })
 }
 
-/// How many shuffled link orders to try before giving up.
-const MAX_SHUFFLE_SEED: u32 = 160;
-
-/// Where the last clean seed of this build is remembered.
-fn seed_file(opts: &BuildOptions) -> PathBuf {
+/// This build's directory under target/: each backend keeps its own
+/// kernel, kept objects and link work (cargo writes both to one path).
+fn backend_dir(opts: &BuildOptions) -> PathBuf {
     let features = opts.features.join(",").replace('/', "_");
-    setup::target_dir()
-        .join(format!("nk-{}", opts.backend.name()))
-        .join(format!("seed{}", if features.is_empty() { String::new() } else { format!("-{features}") }))
+    let name = if features.is_empty() { opts.backend.name().to_string() } else { format!("{}-{features}", opts.backend.name()) };
+    setup::target_dir().join(format!("nk-{name}"))
 }
 
-/// Each backend keeps its own copy: cargo writes both to one path.
-fn keep_copy(opts: &BuildOptions, built: &std::path::Path) -> Result<PathBuf> {
-    let dir = setup::target_dir().join(format!("nk-{}", opts.backend.name()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let kernel = dir.join("kernel");
-    std::fs::copy(built, &kernel).map_err(|e| format!("cannot copy the kernel to {}: {e}", kernel.display()))?;
-    Ok(kernel)
+/// The committed layout decisions of this build.
+pub fn layout_file(opts: &BuildOptions) -> PathBuf {
+    let features = opts.features.join(",").replace('/', "_");
+    let name = if features.is_empty() { opts.backend.name().to_string() } else { format!("{}-{features}", opts.backend.name()) };
+    setup::workspace_root().join("kernel").join("layout").join(format!("{name}.txt"))
 }
 
-/// Adds the target if needed, builds, and returns the kernel ELF's path.
+/// Adds the target if needed, builds with cargo's own link (the natural
+/// order, unscanned), and returns the kernel ELF's path.
 pub fn build_unscanned(opts: &BuildOptions) -> Result<PathBuf> {
-    build_with_seed(opts, 0)
+    let capture_dir = backend_dir(opts).join("capture");
+    compile(opts, &capture_dir)?;
+    Ok(kernel_path())
 }
 
-fn build_with_seed(opts: &BuildOptions, seed: u32) -> Result<PathBuf> {
+/// `--config` arguments for cargo: the linker wrapper that keeps the
+/// objects, and path remapping so the image's bytes do not depend on where
+/// the checkout or CARGO_HOME is (panic locations and debug information
+/// name source files). Cargo joins `--config` arrays onto the ones in
+/// .cargo/config.toml, so the kernel's own rustflags stay.
+pub fn config_args(wrapper: &std::path::Path) -> Vec<String> {
+    let root = setup::workspace_root();
+    let cargo_home = env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"));
+    let q = |p: &std::path::Path| p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    vec![
+        "--config".into(),
+        format!("target.{TARGET}.linker=\"{}\"", q(wrapper)),
+        "--config".into(),
+        // The last matching prefix wins: CARGO_HOME inside the checkout
+        // still maps to /cargo.
+        format!(
+            "target.{TARGET}.rustflags=[\"--remap-path-prefix={}=.\", \"--remap-path-prefix={}=/cargo\"]",
+            q(&root),
+            q(&cargo_home)
+        ),
+    ]
+}
+
+fn compile(opts: &BuildOptions, capture_dir: &std::path::Path) -> Result<()> {
     setup::ensure_target()?;
+    let wrapper = crate::link::write_wrapper()?;
     // The cargo that runs us, when there is one: same toolchain, no proxy.
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let args = cargo_args(opts);
+    let mut args = config_args(&wrapper);
+    args.extend(cargo_args(opts));
     let status = Command::new(&cargo)
         .args(&args)
-        .env("KERNEL_LINK_SHUFFLE", seed.to_string())
+        .env("KERNEL_LINK_CAPTURE", capture_dir)
         .current_dir(setup::workspace_root())
         // Our stdout may be the guest console or the test report.
         .stdout(Stdio::from(io::stderr()))
@@ -143,7 +194,21 @@ fn build_with_seed(opts: &BuildOptions, seed: u32) -> Result<PathBuf> {
     if !kernel.is_file() {
         return Err(format!("cargo built the kernel but {} is missing", kernel.display()).into());
     }
-    Ok(kernel)
+    Ok(())
+}
+
+fn clean_kernel_crate() -> Result<()> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["clean", "--release", "-p", "kernel", "--target", TARGET])
+        .current_dir(setup::workspace_root())
+        .stdout(Stdio::from(io::stderr()))
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("cargo clean -p kernel failed".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

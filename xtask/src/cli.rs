@@ -9,7 +9,7 @@ pub const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build                       build the kernel (release) and the user programs, pack
+  build [--nk wp|native]      build the kernel (release) and the user programs, pack
                               target/initrd.cpio, and print the kernel ELF's path
   run [options] [--] [WORD...]
                               build, then boot the kernel in QEMU on this terminal;
@@ -31,6 +31,13 @@ commands:
                               or on an NK-text site that is unnamed or unchecked;
                               --sites prints the NK site table of docs/scanner.md;
                               build, run, test and gdb scan before they boot
+  scan --doc                  build the wp kernel, scan it, and rewrite the report in
+                              docs/scanner.md with the result
+  layout-bench [--seeds N] [--scale N]
+                              relinks only: the clean-link rate of N shuffled function
+                              orders (40), and a kernel with N times today's outer text
+                              (10, generated filler) converged from no layout decisions;
+                              prints hits, relinks and seconds
   help                        this text
 
 options for run and gdb:
@@ -110,7 +117,9 @@ impl Default for RunOptions {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    Build,
+    Build {
+        nk: crate::build::Backend,
+    },
     Run(RunOptions),
     Gdb(RunOptions),
     Test {
@@ -123,6 +132,10 @@ pub enum Command {
         /// Print only the NK site table, as docs/scanner.md holds it.
         sites: bool,
     },
+    /// Rewrite the report in docs/scanner.md from a scan of the wp kernel.
+    ScanDoc,
+    /// How the layout scales (xtask/src/layout_bench.rs).
+    LayoutBench(crate::layout_bench::BenchOptions),
     Help,
 }
 
@@ -145,9 +158,11 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         return usage_err("no command given");
     };
     match cmd.as_str() {
-        "build" => match rest.first() {
-            None => Ok(Command::Build),
-            Some(a) => usage_err(format!("build takes no arguments, got '{a}'")),
+        "build" => match rest {
+            [] => Ok(Command::Build { nk: crate::build::Backend::Wp }),
+            [flag, v] if flag == "--nk" && v == "wp" => Ok(Command::Build { nk: crate::build::Backend::Wp }),
+            [flag, v] if flag == "--nk" && v == "native" => Ok(Command::Build { nk: crate::build::Backend::Native }),
+            _ => usage_err(format!("build takes only --nk wp|native, got '{}'", rest.join(" "))),
         },
         "run" => parse_run(rest).map(Command::Run),
         "gdb" => {
@@ -161,6 +176,9 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "bench" => parse_bench(rest).map(Command::Bench),
         "scan" => {
             let sites = rest.iter().any(|a| a == "--sites");
+            if rest.len() == 1 && rest[0] == "--doc" {
+                return Ok(Command::ScanDoc);
+            }
             let paths: Vec<&String> = rest.iter().filter(|a| *a != "--sites").collect();
             match paths.as_slice() {
                 [] => Ok(Command::Scan { path: None, sites }),
@@ -168,9 +186,27 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 _ => usage_err("scan takes at most one ELF path"),
             }
         }
+        "layout-bench" => parse_layout_bench(rest).map(Command::LayoutBench),
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => usage_err(format!("unknown command '{other}'")),
     }
+}
+
+fn parse_layout_bench(args: &[String]) -> Result<crate::layout_bench::BenchOptions, UsageError> {
+    let mut opts = crate::layout_bench::BenchOptions::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let slot = match a.as_str() {
+            "--seeds" => &mut opts.seeds,
+            "--scale" => &mut opts.scale,
+            other => return usage_err(format!("unknown option '{other}' for layout-bench")),
+        };
+        match it.next().and_then(|v| v.parse().ok()) {
+            Some(v) => *slot = v,
+            None => return usage_err(format!("{a} takes a number")),
+        }
+    }
+    Ok(opts)
 }
 
 fn parse_test(args: &[String]) -> Result<Command, UsageError> {
@@ -439,7 +475,8 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(parse(&args("build")), Ok(Command::Build));
+        assert_eq!(parse(&args("build")), Ok(Command::Build { nk: crate::build::Backend::Wp }));
+        assert_eq!(parse(&args("build --nk native")), Ok(Command::Build { nk: crate::build::Backend::Native }));
         assert!(parse(&args("build --release")).is_err());
         assert_eq!(parse(&args("test")), Ok(Command::Test { filter: None }));
         assert_eq!(parse(&args("test heap")), Ok(Command::Test { filter: Some("heap".into()) }));

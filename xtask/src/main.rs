@@ -8,10 +8,14 @@ mod build;
 mod cli;
 mod gdb;
 mod initrd;
+mod layout;
+mod layout_bench;
+mod link;
 mod nk_text;
 mod qemu;
 mod run;
 mod scan;
+mod scan_doc;
 mod scenarios;
 mod setup;
 mod test;
@@ -59,7 +63,7 @@ fn main() -> ExitCode {
             Ok(0)
         }
         // stdout is the kernel's path alone, for scripts; the initrd's goes to stderr.
-        cli::Command::Build => build::build_kernel(&build::BuildOptions::default())
+        cli::Command::Build { nk } => build::build_kernel(&build::BuildOptions { backend: nk, ..Default::default() })
             .and_then(|kernel| initrd::build(&[]).map(|_| kernel))
             .map(|kernel| {
                 println!("{}", kernel.display());
@@ -69,6 +73,8 @@ fn main() -> ExitCode {
         cli::Command::Gdb(opts) => gdb::gdb(&opts),
         cli::Command::Test { filter } => Ok(test::run(filter.as_deref())),
         cli::Command::Bench(opts) => bench::bench(&opts),
+        cli::Command::LayoutBench(opts) => layout_bench::run(&opts),
+        cli::Command::ScanDoc => build::build_kernel(&build::BuildOptions::default()).and_then(|k| scan_doc::write(&k)),
         cli::Command::Scan { path, sites } => {
             let path = match path {
                 Some(p) => Ok(std::path::PathBuf::from(p)),

@@ -174,44 +174,8 @@ pub fn scan_bytes(data: &[u8]) -> Result<Report> {
                 in_nk: boot || (ip >= nk_range.0 && ip < nk_range.1),
             });
         }
-        if !boot {
-            page_tails(bytes, sh.sh_addr, nk_range, &funcs, &mut report);
-        }
     }
     Ok(report)
-}
-
-/// The NK vets code one 4 KiB frame at a time (`map_code`) and refuses a
-/// frame that ends partway into a protected opcode, since the page mapped
-/// after it could complete the instruction. Outer boot code must meet the
-/// same bar: the outer kernel may map any code frame next to a vetted one,
-/// so a boot frame ending in `0f` followed by a vetted frame starting
-/// `22 c0` would form `mov cr0, rax` across the boundary.
-fn page_tails(bytes: &[u8], base: u64, nk_range: (u64, u64), funcs: &[(u64, u64, String)], report: &mut Report) {
-    let end = base + bytes.len() as u64;
-    let mut page_end = (base & !0xfff) + 0x1000;
-    while page_end <= end {
-        for ip in page_end.saturating_sub(3).max(base)..page_end {
-            let in_nk = ip >= nk_range.0 && ip < nk_range.1;
-            let off = (ip - base) as usize;
-            let page_off = (page_end - base) as usize;
-            if in_nk || report.hits.iter().any(|h| h.addr == ip) {
-                continue;
-            }
-            if let Some(what) = nk_model::code::protected_at(&bytes[off..page_off]) {
-                report.hits.push(Hit {
-                    addr: ip,
-                    bytes: bytes[off..page_off].to_vec(),
-                    text: format!("cut at a page end: {what}"),
-                    class: "opcode cut at a 4 KiB frame end (map_code vetting)",
-                    symbol: symbolize(funcs, ip),
-                    in_nk,
-                });
-                break;
-            }
-        }
-        page_end += 0x1000;
-    }
 }
 
 /// `cargo xtask scan [ELF]`: prints the report; fails on outer hits.
@@ -302,31 +266,6 @@ mod tests {
 /// The NK's run-time vetting (`nk_model::code`, used by `map_code`) must
 /// catch everything this scanner calls protected: it is a byte matcher, not
 /// a decoder, so it is checked against the decoder here.
-#[cfg(test)]
-mod page_tail_tests {
-    use super::*;
-
-    #[test]
-    fn a_frame_ending_in_a_partial_opcode_is_a_hit() {
-        let mut bytes = vec![0x90u8; 0x2000];
-        bytes[0xfff] = 0x0f;
-        let mut report = Report::default();
-        page_tails(&bytes, 0x40_0000, (0, 0), &[], &mut report);
-        assert_eq!(report.hits.len(), 1);
-        assert_eq!(report.hits[0].addr, 0x40_0fff);
-        assert!(!report.hits[0].in_nk);
-        let mut clean = Report::default();
-        bytes[0xfff] = 0xc3;
-        page_tails(&bytes, 0x40_0000, (0, 0), &[], &mut clean);
-        assert!(clean.hits.is_empty());
-        // Inside the NK's range, the same bytes are the NK's business.
-        let mut nk = Report::default();
-        bytes[0xfff] = 0x0f;
-        page_tails(&bytes, 0x40_0000, (0x40_0000, 0x40_2000), &[], &mut nk);
-        assert!(nk.hits.is_empty());
-    }
-}
-
 #[cfg(test)]
 mod vetting_agrees {
     use super::protected_class;

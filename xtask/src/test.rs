@@ -51,8 +51,10 @@ pub fn run(filter: Option<&str>) -> u8 {
     let initrd = initrd.as_deref();
 
     header("kernel build (cargo build --release -p kernel --target x86_64-unknown-none)");
-    match build::build_kernel(&BuildOptions::default()) {
-        Ok(kernel) => {
+    match build::build(&BuildOptions::default()) {
+        Ok(built) => {
+            layout_locked(&built, "wp", &mut tally);
+            let kernel = built.kernel;
             println!("built {}", kernel.display());
             match setup::ensure_qemu() {
                 Ok(()) => {
@@ -87,13 +89,37 @@ pub fn run(filter: Option<&str>) -> u8 {
     if tally.failed > 0 { 1 } else { 0 }
 }
 
+/// The committed layout (`kernel/layout/<backend>.txt`) must give a clean
+/// image with no relink, so that a fresh clone builds exactly this image.
+/// When it drifted (the code changed and a displacement now forms a
+/// protected instruction), the build already converged and wrote the new
+/// decisions to the file, and the run goes on with that image; this test
+/// fails so the change is committed, as `cargo --locked` fails on a stale
+/// Cargo.lock. A silent relink in CI would hide that the committed tree no
+/// longer builds the image it names.
+fn layout_locked(built: &build::Built, backend: &str, tally: &mut Tally) {
+    if built.retries == 0 {
+        println!("layout {backend} ... ok: the committed layout links clean ({:.1} s)", built.link_seconds);
+        tally.pass();
+    } else {
+        println!(
+            "layout {backend} ... FAILED: the committed layout needed {} relink(s); {} is updated: commit it",
+            built.retries,
+            built.layout_file.display()
+        );
+        tally.fail(format!("layout {backend}: committed layout is stale"));
+    }
+}
+
 /// The unprotected build: it must build, pass the scan, and let every
 /// attack through (the control that shows each attack is real). Returns
 /// the kernel for the benchmark stage.
 fn native_stage(initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) -> Option<PathBuf> {
     header("kernel build, native backend (--features nk/native)");
-    match build::build_kernel(&BuildOptions { backend: Backend::Native, ..Default::default() }) {
-        Ok(kernel) => {
+    match build::build(&BuildOptions { backend: Backend::Native, ..Default::default() }) {
+        Ok(built) => {
+            layout_locked(&built, "native", tally);
+            let kernel = built.kernel;
             println!("built {}", kernel.display());
             crate::attacks::run(Backend::Native, &kernel, initrd, filter, tally);
             crate::scenarios::run_user(&kernel, initrd, "user-native", filter, tally);

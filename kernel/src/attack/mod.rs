@@ -48,6 +48,7 @@ pub const CATALOG: &[Attack] = &[
     Attack { name: "declare-twice", invariant: "I10", run: vmmu::declare_twice },
     Attack { name: "frames-out-of-range", invariant: "I1", run: vmmu::frames_out_of_range },
     Attack { name: "map-code-hidden-mov-cr0", invariant: "I7", run: vmmu::map_code_hidden_mov_cr0 },
+    Attack { name: "image-code-remap", invariant: "I7", run: vmmu::image_code_remap },
     Attack { name: "kernel-code-write", invariant: "I6", run: memory::kernel_code_write },
     Attack { name: "execute-data", invariant: "I6", run: memory::execute_data },
     Attack { name: "idt-overwrite", invariant: "I9", run: memory::idt_overwrite },

@@ -407,3 +407,48 @@ fn unsafe_read(b: &u8) -> u8 {
     // from folding the static's bytes into immediates in this code.
     unsafe { core::ptr::read_volatile(b) }
 }
+
+/// A small function of the outer kernel's image code: position-independent
+/// (no call, no RIP-relative load), so it runs the same at any address.
+#[inline(never)]
+extern "C" fn image_code_marker() -> u64 {
+    0x1dea_c0de
+}
+
+/// A `write_pte` batch that maps a frame of the kernel image's code
+/// kernel-executable a second time, at an address the attacker chose, and a
+/// call to the function there. The build-time scan vouches for image code
+/// only as one contiguous run at its boot mapping; elsewhere the attacker
+/// chooses the neighbour frames, and a frame ending in `0f` before one
+/// starting `22 c0` would form `mov cr0, rax`. So the NK refuses any
+/// executable leaf of image code but the boot's (`ImageCodeRemapped`).
+pub fn image_code_remap() -> Outcome {
+    let func = image_code_marker as extern "C" fn() -> u64 as usize as u64;
+    let Some(phys) = nk::layout::virt_to_phys(func) else { return NotRun(format!("marker at {func:#x}")) };
+    let offset = phys & (PAGE_SIZE - 1);
+    if offset + 16 > PAGE_SIZE {
+        return NotRun(format!("the marker at {func:#x} is too close to its page's end"));
+    }
+    let mut space = match AddressSpace::new() {
+        Ok(s) => s,
+        Err(e) => return vm(e),
+    };
+    // Present, read-only, supervisor, executable: what a kernel-code
+    // mapping looks like.
+    if let Err(e) = space.map(&[(VA, phys - offset)], PteFlags::empty()) {
+        return vm(e);
+    }
+    // SAFETY: on the kernel that let the mapping through, `VA + offset`
+    // holds the marker's bytes, which run anywhere and touch nothing.
+    let ran = with_space(&space, || unsafe {
+        let alias: extern "C" fn() -> u64 = core::mem::transmute((VA + offset) as usize);
+        alias()
+    });
+    match ran {
+        Ok(value) => Succeeded(format!(
+            "mapped image code frame {:#x} executable at {VA:#x} and ran a function there ({value:#x})",
+            phys / PAGE_SIZE
+        )),
+        Err(e) => vm(e),
+    }
+}

@@ -12,9 +12,18 @@ use crate::pte::Pte;
 
 impl Vmmu<'_> {
     /// Sets a frame's kind. Fails only for a frame outside the table.
+    ///
+    /// A frame made `Code` here is the kernel image's code: the build-time
+    /// scan checked it as part of one contiguous run, never on its own, so
+    /// `write_pte` and `map_code` refuse any kernel-executable leaf of it
+    /// (`ImageCodeRemapped`). Its only executable mapping is the one the
+    /// boot makes with `boot_map`, in a table the boot then pins.
     pub fn boot_set_kind(&mut self, pfn: u64, kind: FrameKind) -> Result<(), VmmuError> {
         let i = self.slot(pfn).ok_or(VmmuError::FrameOutOfRange { pfn })?;
         self.frames[i].set_kind(kind);
+        if kind == FrameKind::Code {
+            self.frames[i].mark_image_code();
+        }
         Ok(())
     }
 

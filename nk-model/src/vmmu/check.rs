@@ -1,5 +1,6 @@
 //! The invariant checker: reads every declared page table and the frame
-//! table and reports what breaks I1, I2, I5, I6, I8 or the reference counts.
+//! table and reports what breaks I1, I2, I5, I6, I7 (image code executable
+//! only at its boot mapping), I8, I11 or the reference counts.
 //! It shares only the reading of entries with the rules, not the rules
 //! themselves, so it can catch a rule that lets too much through.
 
@@ -71,7 +72,8 @@ fn check_table(
             }
         }
         if t.leaf {
-            check_leaf(vmmu, t, Rights::of(entry), report);
+            let pinned = vmmu.frames.get(table as usize).is_some_and(|d| d.pinned());
+            check_leaf(vmmu, t, Rights::of(entry), pinned, report);
         } else {
             check_table_entry(vmmu, t.first, level, report);
         }
@@ -86,9 +88,10 @@ fn check_table_entry(vmmu: &Vmmu<'_>, pfn: u64, level: Level, report: &mut Repor
     }
 }
 
-/// I2, I6, I8 for one leaf: once per entry for what the entry alone
-/// breaks, once per frame for what the frame's kind forbids.
-fn check_leaf(vmmu: &Vmmu<'_>, t: Target, r: Rights, report: &mut Report) {
+/// I2, I6, I7, I8, I11 for one leaf (in a pinned table when `pinned`):
+/// once per entry for what the entry alone breaks, once per frame for what
+/// the frame's kind forbids.
+fn check_leaf(vmmu: &Vmmu<'_>, t: Target, r: Rights, pinned: bool, report: &mut Report) {
     if r.writable && r.executable {
         report.note(Invariant::I6, t.first, "a leaf is writable and executable");
     }
@@ -98,7 +101,8 @@ fn check_leaf(vmmu: &Vmmu<'_>, t: Target, r: Rights, report: &mut Report) {
         report.note(Invariant::I6, pfn, "device memory is mapped executable");
     }
     for pfn in t.in_ram(vmmu.frames_len()) {
-        let kind = vmmu.frames[pfn as usize].kind();
+        let desc = vmmu.frames[pfn as usize];
+        let kind = desc.kind();
         let broken = match kind {
             FrameKind::Ptp(_) if r.writable || r.user => {
                 Some((Invariant::I2, "a page table is mapped writable or user"))
@@ -111,6 +115,11 @@ fn check_leaf(vmmu: &Vmmu<'_>, t: Target, r: Rights, report: &mut Report) {
             // and it maps its own code executable.
             FrameKind::Nk => None,
             FrameKind::Code if r.writable => Some((Invariant::I6, "kernel code is mapped writable")),
+            // Every boot table but the root is pinned, and the boot maps
+            // the image from pinned tables only.
+            FrameKind::Code if r.executable && desc.image_code() && !pinned => {
+                Some((Invariant::I7, "image code is executable outside its boot mapping"))
+            }
             FrameKind::Device if r.executable => Some((Invariant::I6, "device memory is mapped executable")),
             FrameKind::Code => None,
             _ if r.executable && !r.user => Some((Invariant::I6, "a kernel-executable leaf maps something but code")),

@@ -69,6 +69,9 @@ pub enum VmmuError {
     /// `map_code`: the entry is not a code leaf (present, read-only,
     /// supervisor, executable, a 4 KiB page with bit 7 clear).
     NotCodeLeaf { value: u64 },
+    /// The frame is the kernel image's code, which is executable only at
+    /// its boot mapping (the build-time scan vouches for it only there).
+    ImageCodeRemapped { pfn: u64 },
 }
 
 impl VmmuError {
@@ -104,6 +107,7 @@ impl VmmuError {
             Self::Pinned { .. } => 25,
             Self::ProtectedInstruction { .. } => 26,
             Self::NotCodeLeaf { .. } => 27,
+            Self::ImageCodeRemapped { .. } => 28,
         }
     }
 }
@@ -162,6 +166,10 @@ impl core::fmt::Display for VmmuError {
             Self::NotCodeLeaf { value } => write!(
                 f,
                 "entry {value:#x} is not a code leaf: present, read-only, supervisor, executable, 4 KiB, bit 7 clear"
+            ),
+            Self::ImageCodeRemapped { pfn } => write!(
+                f,
+                "frame {pfn:#x} is kernel-image code, executable only at its boot mapping"
             ),
         }
     }

@@ -49,7 +49,9 @@ pub struct FrameDesc {
     level: u8,
     /// 1 when pinned, else 0 (other values read as pinned).
     pinned: u8,
-    reserved: u8,
+    /// 1 for a frame of the kernel image's code, typed `Code` at boot; else
+    /// 0 (other values read as image code).
+    image: u8,
     refs: u32,
 }
 
@@ -67,7 +69,7 @@ impl FrameDesc {
     /// Free outer-kernel data with no mapping: what the NK fills the table
     /// with before it sets the kinds. All zero bytes, so a zeroed frame
     /// table is a table of `DATA`.
-    pub const DATA: Self = Self { tag: TAG_DATA, level: 0, pinned: 0, reserved: 0, refs: 0 };
+    pub const DATA: Self = Self { tag: TAG_DATA, level: 0, pinned: 0, image: 0, refs: 0 };
 
     pub const fn kind(&self) -> FrameKind {
         match (self.tag, Level::from_u8(self.level)) {
@@ -92,11 +94,24 @@ impl FrameDesc {
         self.pinned != 0
     }
 
+    /// A frame of the kernel image's code (boot typed it `Code`), as
+    /// opposed to one `map_code` vetted: the build-time scan read it only
+    /// as part of the image's one contiguous run of code, so it is
+    /// executable only at its boot mapping (docs/vmmu.md, *Image code*).
+    /// The NK writes only 0 or 1; any other value reads as image code, the
+    /// more restricted reading.
+    pub const fn image_code(&self) -> bool {
+        self.image != 0
+    }
+
     pub const fn refs(&self) -> u32 {
         self.refs
     }
 
+    /// Sets the kind; the frame is no longer image code (`mark_image_code`
+    /// makes it that again).
     pub(super) fn set_kind(&mut self, kind: FrameKind) {
+        self.image = 0;
         (self.tag, self.level) = match kind {
             FrameKind::Data => (TAG_DATA, 0),
             FrameKind::Code => (TAG_CODE, 0),
@@ -106,6 +121,11 @@ impl FrameDesc {
             FrameKind::Device => (TAG_DEVICE, 0),
             FrameKind::Mediated => (TAG_MEDIATED, 0),
         };
+    }
+
+    /// Marks a `Code` frame as the image's (boot only).
+    pub(super) fn mark_image_code(&mut self) {
+        self.image = 1;
     }
 
     /// Pins the frame for good: nothing unpins it.
@@ -143,23 +163,38 @@ mod tests {
             assert!(!d.pinned());
             d.pin();
             assert_eq!((d.kind(), d.refs(), d.pinned()), (kind, 7, true));
+            assert!(!d.image_code());
         }
     }
 
     #[test]
+    fn image_code_is_its_own_flag() {
+        let mut d = FrameDesc::DATA;
+        d.set_kind(FrameKind::Code);
+        assert!(!d.image_code(), "a vetted frame is not image code");
+        d.mark_image_code();
+        assert!(d.image_code());
+        assert_eq!(d.kind(), FrameKind::Code);
+        d.set_kind(FrameKind::Data);
+        assert!(!d.image_code(), "a new kind drops the flag");
+        let bad = FrameDesc { tag: TAG_CODE, level: 0, pinned: 0, image: 0x40, refs: 0 };
+        assert!(bad.image_code(), "any non-zero value reads as image code");
+    }
+
+    #[test]
     fn all_zero_is_unpinned_data() {
-        let zero = FrameDesc { tag: 0, level: 0, pinned: 0, reserved: 0, refs: 0 };
+        let zero = FrameDesc { tag: 0, level: 0, pinned: 0, image: 0, refs: 0 };
         assert_eq!(zero, FrameDesc::DATA);
         assert!(!FrameDesc::DATA.pinned());
     }
 
     #[test]
     fn corrupted_encodings_read_as_nk() {
-        let bad = FrameDesc { tag: 200, level: 0, pinned: 0, reserved: 0, refs: 0 };
+        let bad = FrameDesc { tag: 200, level: 0, pinned: 0, image: 0, refs: 0 };
         assert_eq!(bad.kind(), FrameKind::Nk);
-        let bad_level = FrameDesc { tag: TAG_PTP, level: 9, pinned: 0, reserved: 0, refs: 0 };
+        let bad_level = FrameDesc { tag: TAG_PTP, level: 9, pinned: 0, image: 0, refs: 0 };
         assert_eq!(bad_level.kind(), FrameKind::Nk);
-        let bad_pin = FrameDesc { tag: TAG_PTP, level: 1, pinned: 0x80, reserved: 0, refs: 0 };
+        let bad_pin = FrameDesc { tag: TAG_PTP, level: 1, pinned: 0x80, image: 0, refs: 0 };
         assert!(bad_pin.pinned());
         assert_eq!(FrameDesc::DATA.kind(), FrameKind::Data);
     }

@@ -11,6 +11,9 @@ pub enum Invariant {
     I5,
     /// W^X; kernel-executable leaves map only `Code`; `Code` never writable.
     I6,
+    /// Image code is executable only at its boot mapping (in a pinned
+    /// table): the build-time scan vouches for it nowhere else.
+    I7,
     /// No writable or user leaf maps NK memory.
     I8,
     /// No writable or user leaf maps a write-mediated region.

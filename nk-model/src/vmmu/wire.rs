@@ -55,7 +55,8 @@ impl VmmuError {
             | E::NoDirectMapAlias { pfn }
             | E::MapsNkMemory { pfn }
             | E::RefOverflow { pfn }
-            | E::Pinned { pfn } => (pfn, 0),
+            | E::Pinned { pfn }
+            | E::ImageCodeRemapped { pfn } => (pfn, 0),
             E::BadLevel { level } => (0, u32::from(level)),
             E::BadIndex { index } => (index as u64, 0),
             E::BadCpu { cpu } => (cpu as u64, 0),
@@ -109,6 +110,7 @@ impl VmmuError {
             25 => E::Pinned { pfn },
             26 => E::ProtectedInstruction { pfn, offset: aux as usize },
             27 => E::NotCodeLeaf { value: pfn },
+            28 => E::ImageCodeRemapped { pfn },
             _ => return None,
         })
     }
@@ -150,10 +152,11 @@ mod tests {
             VmmuError::Pinned { pfn: 7 },
             VmmuError::ProtectedInstruction { pfn: 7, offset: 4095 },
             VmmuError::NotCodeLeaf { value: u64::MAX },
+            VmmuError::ImageCodeRemapped { pfn: 7 },
         ];
         let mut codes: std::vec::Vec<u32> = all.iter().map(|e| e.code()).collect();
         codes.dedup();
-        assert_eq!(codes.len(), 27, "every rule is covered once (WrongLevel twice)");
+        assert_eq!(codes.len(), 28, "every rule is covered once (WrongLevel twice)");
         for e in all {
             assert_eq!(VmmuError::from_wire(e.to_wire()), Some(e), "{e:?}");
         }
@@ -162,7 +165,7 @@ mod tests {
     #[test]
     fn unknown_numbers_decode_to_nothing() {
         assert_eq!(VmmuError::from_wire(Wire { code: 0, main: 0, aux: 0 }), None);
-        assert_eq!(VmmuError::from_wire(Wire { code: 28, main: 0, aux: 0 }), None);
+        assert_eq!(VmmuError::from_wire(Wire { code: 29, main: 0, aux: 0 }), None);
         assert_eq!(VmmuError::from_wire(Wire { code: 6, main: 0, aux: 0x99 }), None);
         assert_eq!(VmmuError::from_wire(Wire { code: 2, main: 0, aux: 300 }), None);
     }

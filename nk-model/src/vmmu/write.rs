@@ -112,10 +112,22 @@ impl Vmmu<'_> {
 
     /// Every frame a leaf maps must allow its rights (`as_code` read as
     /// `Code`); frames beyond RAM are device memory, never executable.
+    ///
+    /// Image code is executable only at its boot mapping: the scan at build
+    /// time read it as one contiguous run, so it vouches for no byte
+    /// sequence across a frame end that a mapping elsewhere would create
+    /// (a last byte `0f` before a vetted frame starting `22 c0` is
+    /// `mov cr0, rax`). Its boot leaves sit in pinned tables, frozen, so
+    /// no leaf `write_pte` may write is one of them. Frames `map_code`
+    /// vetted passed the per-frame test, end included, and map anywhere.
     fn check_leaf(&self, t: Target, r: Rights, as_code: Option<u64>) -> Result<(), VmmuError> {
         for pfn in t.in_ram(self.frames.len()) {
-            let kind = if as_code == Some(pfn) { FrameKind::Code } else { self.frames[pfn as usize].kind() };
+            let desc = self.frames[pfn as usize];
+            let kind = if as_code == Some(pfn) { FrameKind::Code } else { desc.kind() };
             check_leaf_frame(pfn, kind, r)?;
+            if r.executable && kind == FrameKind::Code && desc.image_code() {
+                return Err(VmmuError::ImageCodeRemapped { pfn });
+            }
         }
         match t.first_beyond_ram(self.frames.len()) {
             Some(pfn) if r.executable => Err(VmmuError::ExecutableDevice { addr: pfn << 12 }),

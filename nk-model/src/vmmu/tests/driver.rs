@@ -34,8 +34,8 @@ pub struct Tally {
     pub became_code: u64,
     pub vetting_refused: u64,
     /// Refusals by `VmmuError::code`, and those of `map_code` alone.
-    pub by_rule: [u64; 28],
-    pub map_code_by_rule: [u64; 28],
+    pub by_rule: [u64; 29],
+    pub map_code_by_rule: [u64; 29],
     /// Writes aimed at the direct-map alias of a data frame, and of a page
     /// table (all refused).
     pub alias_data: u64,
@@ -255,12 +255,14 @@ impl Sim<'_> {
                 let size = if level == Level::L1 { 1 } else { 512 };
                 let first = (value & 0x000f_ffff_ffff_f000) >> 12 & !(size - 1);
                 let (user, exec) = (value & U != 0, value & NX == 0);
+                let image_code = |pfn: u64| before.frames.get(pfn as usize).is_some_and(|d| d.image_code());
                 for pfn in first..first + size {
                     let k = kind(pfn);
                     assert_ne!(k, Some(FrameKind::Nk), "mapped NK memory: {op:?}");
                     if exec {
                         let allowed = if user { k == Some(FrameKind::Data) } else { k == Some(FrameKind::Code) };
                         assert!(allowed, "mapped {k:?} at {pfn:#x} executable: {op:?}");
+                        assert!(!image_code(pfn), "mapped image code {pfn:#x} executable again: {op:?}");
                     }
                 }
             }

@@ -11,6 +11,7 @@ mod props;
 mod rules_batch;
 mod rules_cr3;
 mod rules_declare;
+mod rules_image_code;
 mod rules_map_code;
 mod rules_mediate;
 mod rules_pin;

@@ -327,31 +327,34 @@ fn a_code_frame_is_mapped_exactly_as_write_pte_maps_it() {
     let (mut a, [.., l1]) = setup(&mut frames_a);
     let mut frames_b = Vec::new();
     let (mut b, _) = setup(&mut frames_b);
+    // A frame vetted once: image code maps executable nowhere but at boot.
+    a.map_code(l1, 2, code(X));
+    b.map_code(l1, 2, code(X));
     a.write(l1, 3, DATA << 12 | P | U | NX);
     b.write(l1, 3, DATA << 12 | P | U | NX);
     let (mark_a, mark_b) = (a.mem.mark(), b.mem.mark());
     let (counters_a, counters_b) = (*a.v.counters(), *b.v.counters());
     // Over a present entry: the same writes, the same counts, stale TLB.
-    a.map_code(l1, 3, code(CODE.start));
-    b.write(l1, 3, code(CODE.start));
+    a.map_code(l1, 3, code(X));
+    b.write(l1, 3, code(X));
     assert_eq!(a.v.frames, b.v.frames);
     assert_eq!(a.mem.since(mark_a), b.mem.since(mark_b));
     assert_eq!(
         a.mem.since(mark_a),
-        [Change::Write { table: l1, index: 3, old: DATA << 12 | P | U | NX, new: code(CODE.start) }]
+        [Change::Write { table: l1, index: 3, old: DATA << 12 | P | U | NX, new: code(X) }]
     );
     assert!(a.v.tlb_stale() && b.v.tlb_stale());
-    assert_eq!((a.refs(CODE.start), a.refs(DATA)), (3, 1));
+    assert_eq!((a.refs(X), a.refs(DATA)), (3, 1));
     let (ca, cb) = (*a.v.counters(), *b.v.counters());
     assert_eq!((ca.map_code.calls - counters_a.map_code.calls, ca.write_pte), (1, counters_a.write_pte));
     assert_eq!((cb.write_pte.calls - counters_b.write_pte.calls, cb.map_code), (1, counters_b.map_code));
     // Every rule of write_pte applies: a frozen entry (the image's mapping
     // of code, in a pinned table), a reference count at its limit.
     let (table, index) = image_slot(&a, CODE.start + 1);
-    a.refuses_map_code(table, index, code(CODE.start), VmmuError::PinnedEntry { table, index });
-    a.v.frames[CODE.start as usize].set_refs(u32::MAX);
-    a.refuses_unchecked(VmmuError::RefOverflow { pfn: CODE.start }, |v, mem| {
-        v.map_code(mem, RawPfn(l1), 4, RawPte(code(CODE.start)))
+    a.refuses_map_code(table, index, code(X), VmmuError::PinnedEntry { table, index });
+    a.v.frames[X as usize].set_refs(u32::MAX);
+    a.refuses_unchecked(VmmuError::RefOverflow { pfn: X }, |v, mem| {
+        v.map_code(mem, RawPfn(l1), 4, RawPte(code(X)))
     });
 }
 

@@ -131,7 +131,8 @@ fn code_maps_read_only_supervisor() {
     let (pfn, kind) = (CODE.start, FrameKind::Code);
     s.refuses_write(l1, 7, pfn << 12 | P | W | NX, VmmuError::WritableMapping { pfn, kind });
     s.refuses_write(l1, 7, pfn << 12 | P | U, VmmuError::UserMapping { pfn, kind });
-    s.write(l1, 7, pfn << 12 | P);
+    // Image code is executable only at its boot mapping (rules_image_code).
+    s.refuses_write(l1, 7, pfn << 12 | P, VmmuError::ImageCodeRemapped { pfn });
     s.write(l1, 8, pfn << 12 | P | NX);
 }
 
