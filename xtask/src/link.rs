@@ -103,6 +103,7 @@ impl Capture {
     /// for `INCLUDE`), writing the link map to `map`. `extra` inputs (the
     /// filler objects of the scale test) come after the crate's objects;
     /// `script` replaces the linker script when given; `flags` go last.
+    #[allow(clippy::too_many_arguments)] // each is one input of the link command
     pub fn link(
         &self,
         lld: &Path,

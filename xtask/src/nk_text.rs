@@ -243,7 +243,7 @@ pub fn check(data: &[u8], report: &Report) -> crate::Result<NkTextReport> {
     // Every site by its symbol.
     for &(symbol, class) in SITES {
         let Some(addr) = image.symbol(symbol) else {
-            if (class == Class::NativeCr0) == !out.protected {
+            if (class == Class::NativeCr0) != out.protected {
                 out.problems.push(format!("site {symbol} is missing"));
             }
             continue;

@@ -46,6 +46,7 @@ pub fn header(title: &str) {
 /// Runs every stage and returns the exit status.
 pub fn run(filter: Option<&str>) -> u8 {
     let mut tally = Tally::default();
+    lint_tests(filter, &mut tally);
     host_tests(filter, &mut tally);
     let initrd = initrd_stage(filter, &mut tally);
     let initrd = initrd.as_deref();
@@ -390,6 +391,57 @@ fn hello_on_host(archive: &[u8]) -> Result<String, String> {
         return Err(format!("{} with stdout {stdout:?}", out.status));
     }
     Ok(format!("{:?}, {}", stdout.trim_end(), out.status))
+}
+
+/// The project's own rules, enforced: every crate `cargo fmt` clean, and
+/// clippy with `-D warnings` over the host crates, the kernel for both
+/// backends (`x86_64-unknown-none`) and the user programs.
+fn lint_tests(filter: Option<&str>, tally: &mut Tally) {
+    let root = setup::workspace_root();
+    let user = root.join("user");
+    let runs: [(&str, &Path, &[&str]); 6] = [
+        ("fmt", &root, &["fmt", "--all", "--check"]),
+        ("fmt-user", &user, &["fmt", "--all", "--check"]),
+        ("clippy-host", &root, &["clippy", "-q", "-p", "nk-model", "-p", "klib", "-p", "xtask", "--all-targets", "--", "-D", "warnings"]),
+        ("clippy-kernel-wp", &root, &["clippy", "-q", "--release", "-p", "kernel", "--target", setup::TARGET, "--", "-D", "warnings"]),
+        (
+            "clippy-kernel-native",
+            &root,
+            &["clippy", "-q", "--release", "-p", "kernel", "--target", setup::TARGET, "--features", "nk/native", "--", "-D", "warnings"],
+        ),
+        ("clippy-user", &user, &["clippy", "-q", "--target", "x86_64-unknown-linux-musl", "--", "-D", "warnings"]),
+    ];
+    let runs: Vec<_> = runs.iter().filter(|(name, ..)| filter.is_none_or(|f| format!("lint {name}").contains(f))).collect();
+    if runs.is_empty() {
+        return;
+    }
+    header("lints (cargo fmt --check, cargo clippy -D warnings)");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    for (name, dir, args) in runs {
+        let target = if *name == "clippy-user" { crate::initrd::USER_TARGET } else { setup::TARGET };
+        if let Err(e) = setup::ensure_rust_target(target) {
+            println!("lint {name} ... FAILED: {e}");
+            tally.fail(format!("lint {name}"));
+            continue;
+        }
+        let out = Command::new(&cargo).args(*args).current_dir(dir).output();
+        match out {
+            Ok(o) if o.status.success() => {
+                println!("lint {name} ... ok");
+                tally.pass();
+            }
+            Ok(o) => {
+                print!("{}", String::from_utf8_lossy(&o.stdout));
+                print!("{}", String::from_utf8_lossy(&o.stderr));
+                println!("lint {name} ... FAILED: cargo {} ({})", args.join(" "), o.status);
+                tally.fail(format!("lint {name}"));
+            }
+            Err(e) => {
+                println!("lint {name} ... FAILED: cannot run cargo: {e}");
+                tally.fail(format!("lint {name}"));
+            }
+        }
+    }
 }
 
 fn host_tests(filter: Option<&str>, tally: &mut Tally) {
