@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod bitmap;
 pub mod cmdline;
 pub mod cpio;
+pub mod elf;
 pub mod line;
 pub mod memmap;
 pub mod ramfs;

@@ -227,8 +227,8 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::conv
     let cwd = with_current(|p| p.cwd).ok_or(errno::EPERM)?;
     let image = Image::build(cwd, path, argv, envp).map_err(|e| match e {
         SpawnError::Fs(e) => e.errno(),
-        SpawnError::Load(elf::LoadError::OutOfMemory) | SpawnError::OutOfMemory | SpawnError::Vm(_) => errno::ENOMEM,
-        SpawnError::Load(_) => errno::ENOEXEC,
+        SpawnError::Load(e) => e.errno(),
+        SpawnError::OutOfMemory | SpawnError::Vm(_) => errno::ENOMEM,
         SpawnError::Arguments => errno::E2BIG,
     })?;
     let (entry, sp, root) = (image.loaded.entry, image.sp, image.mem.root());
