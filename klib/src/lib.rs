@@ -14,3 +14,4 @@ pub mod elf;
 pub mod line;
 pub mod memmap;
 pub mod ramfs;
+pub mod user_ksh;

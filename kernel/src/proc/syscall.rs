@@ -66,8 +66,9 @@ mod nr {
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const EXIT_GROUP: u64 = 231;
-    /// Not Linux: runs one `nk ...` or `attack ...` line of the kernel shell,
-    /// so the nested kernel's commands stay reachable from user space.
+    /// Not Linux: runs one kernel-shell line that the boot's `ksh.user`
+    /// allows (`klib::user_ksh`), so the NK's reports stay reachable from
+    /// user space and no process can switch its monitor off.
     pub const KSH: u64 = 1000;
     /// Not Linux: the NK's gate crossings so far (`/bin/bench` counts
     /// crossings per operation with it).
@@ -375,6 +376,9 @@ fn user_strings(root: u64, ptr: u64) -> Result<Vec<String>, i64> {
     Err(errno::E2BIG)
 }
 
+/// System call 1000: one kernel-shell line, if the boot's `ksh.user`
+/// setting lets user programs run it (`klib::user_ksh`: by default only
+/// commands that report, and `audit on`); EPERM otherwise.
 fn ksh(line: u64, len: u64) -> SysResult {
     if len > 256 {
         return Err(errno::EINVAL);
@@ -382,13 +386,20 @@ fn ksh(line: u64, len: u64) -> SysResult {
     let mut bytes = vec![0u8; len as usize];
     copy_from_user(root()?, &mut bytes, line).map_err(|_| errno::EFAULT)?;
     let line = core::str::from_utf8(&bytes).map_err(|_| errno::EINVAL)?;
-    // Only the nested kernel's own commands: not `poweroff`, not `run`.
-    match line.split_whitespace().next() {
-        Some("nk" | "attack" | "audit") => {
-            crate::shell::execute(line);
-            Ok(0)
-        }
-        _ => Err(errno::EPERM),
+    if !klib::user_ksh::allowed(user_ksh_mode(), line) {
+        return Err(errno::EPERM);
+    }
+    crate::shell::execute(line);
+    Ok(0)
+}
+
+/// The boot command line's `ksh.user` (the boot information is the NK's,
+/// read-only to the outer kernel); an unknown value means `off`.
+fn user_ksh_mode() -> klib::user_ksh::Mode {
+    use klib::user_ksh::Mode;
+    match klib::cmdline::get(crate::boot_info().cmdline(), "ksh.user") {
+        None => Mode::ReadOnly,
+        Some(v) => v.and_then(Mode::parse).unwrap_or(Mode::Off),
     }
 }
 
