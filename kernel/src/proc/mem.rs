@@ -270,6 +270,10 @@ impl Memory {
     // `lmsw` at an unaligned offset there, which the image scanner refuses.
     #[inline(never)]
     fn fill(&mut self, page: u64, start: u64, region: Region) -> Result<(), Fault> {
+        // The new pages' entries come from the heap: out of it is out of memory.
+        if !crate::mm::heap::can_grow(WINDOW / PAGE_SIZE * super::HEAP_PER_PAGE) {
+            return Err(Fault::OutOfMemory);
+        }
         let lo = (page & !(WINDOW - 1)).max(start);
         let hi = ((page | (WINDOW - 1)) + 1).min(region.end);
         let mut new = Vec::new();
@@ -352,8 +356,12 @@ impl Memory {
         Ok(child)
     }
 
+    /// How many regions there are (`MAX_MAP_COUNT` bounds them).
+    pub fn regions(&self) -> usize {
+        self.regions.len()
+    }
+
     /// How many pages are mapped now.
-    #[cfg_attr(not(test), allow(dead_code))] // for tests and reports
     pub fn resident(&self) -> usize {
         self.pages.0.len()
     }

@@ -30,6 +30,14 @@ pub type Pid = u64;
 /// Processes at most: a fork past it fails with EAGAIN (a fork bomb stops
 /// there, and the kernel keeps its memory).
 pub const MAX_PROCESSES: usize = 64;
+/// Kernel heap a process's bookkeeping takes per mapped page at most (its
+/// page entry, a share count, the B-tree's slack): `fork` asks the heap
+/// for this much per page first, and fails with ENOMEM instead of
+/// exhausting it.
+pub const HEAP_PER_PAGE: u64 = 128;
+/// Kernel heap a new process takes besides its pages: its kernel stack
+/// (128 KiB), descriptor table, signal state and regions.
+const HEAP_PER_PROCESS: u64 = 160 << 10;
 
 pub struct Process {
     pub pid: Pid,
@@ -185,6 +193,10 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
         return Err(errno::EAGAIN);
     }
     let (mem, parent, brk, mmap_next, fs_base, files, cwd, sig) = with_current(|p| -> Result<_, i64> {
+        let need = (p.mem.resident() as u64).saturating_mul(HEAP_PER_PAGE).saturating_add(HEAP_PER_PROCESS);
+        if !crate::mm::heap::can_grow(need) {
+            return Err(errno::ENOMEM);
+        }
         let mem = p.mem.fork().map_err(|_| errno::ENOMEM)?;
         Ok((mem, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd, alloc::boxed::Box::new(p.sig.for_child())))
     })

@@ -15,7 +15,6 @@ use nk_model::layout::{PAGE_SIZE, USER_END};
 pub mod errno {
     pub const EPERM: i64 = 1;
     pub const E2BIG: i64 = 7;
-    pub const ENOEXEC: i64 = 8;
     pub const EBADF: i64 = 9;
     pub const ECHILD: i64 = 10;
     pub const ENOMEM: i64 = 12;
@@ -505,11 +504,26 @@ fn brk(addr: u64) -> SysResult {
     let page_up = |a: u64| (a + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
     current(|p| {
         let want = page_up(addr);
-        if addr >= p.brk_start && want <= p.brk_start + (1 << 30) && p.mem.resize_heap(page_up(p.brk), want).is_ok() {
+        if addr >= p.brk_start
+            && want <= p.brk_start + (1 << 30)
+            && room_for_regions(p, 1)
+            && p.mem.resize_heap(page_up(p.brk), want).is_ok()
+        {
             p.brk = addr;
         }
         p.brk
     })
+}
+
+/// Regions a process may have at most (Linux's `vm.max_map_count` is
+/// 65530; each region costs kernel heap): `mmap` and an `mprotect` that
+/// would split past it fail with ENOMEM.
+pub const MAX_MAP_COUNT: usize = 8192;
+
+/// Whether the caller may add `n` regions: under `MAX_MAP_COUNT`, and the
+/// heap has room for their entries.
+fn room_for_regions(p: &Process, n: usize) -> bool {
+    p.mem.regions() + n <= MAX_MAP_COUNT && crate::mm::heap::can_grow(n as u64 * 256)
 }
 
 // mmap(2) flags and rights, x86-64 values.
@@ -570,7 +584,7 @@ fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Sys
             p.mmap_next = start + len + PAGE_SIZE; // a guard gap between regions
             start
         };
-        if start + len > USER_END {
+        if start + len > USER_END || !room_for_regions(p, 2) {
             return Err(errno::ENOMEM);
         }
         let region = mem::Region { end: start + len, prot, backing };
@@ -609,7 +623,7 @@ fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
         return Err(errno::EINVAL);
     }
     let end = (addr + len + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-    match current(|p| p.mem.protect(addr, end.min(USER_END), prot))? {
+    match current(|p| if room_for_regions(p, 2) { p.mem.protect(addr, end.min(USER_END), prot) } else { Ok(false) })? {
         Ok(true) => Ok(0),
         Ok(false) => Err(errno::ENOMEM),
         Err(_) => Err(errno::ENOMEM),
