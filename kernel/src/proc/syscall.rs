@@ -58,6 +58,7 @@ mod nr {
     pub const EXIT: u64 = 60;
     pub const WAIT4: u64 = 61;
     pub const UNAME: u64 = 63;
+    pub const SYSINFO: u64 = 99;
     pub const GETPPID: u64 = 110;
     pub const SIGALTSTACK: u64 = 131;
     pub const ARCH_PRCTL: u64 = 158;
@@ -115,6 +116,7 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::EXECVE, |f| execve(f.rdi, f.rsi, f.rdx)),
         (nr::WAIT4, |f| wait4(f.rdi as i64, f.rsi, f.rdx)),
         (nr::UNAME, |f| uname(f.rdi)),
+        (nr::SYSINFO, |f| sysinfo(f.rdi)),
         (nr::ARCH_PRCTL, |f| arch_prctl(f.rdi, f.rsi)),
         (nr::CLOCK_GETTIME, |f| clock_gettime(f.rdi, f.rsi)),
         (nr::EXIT, |f| exit(f)),
@@ -650,6 +652,20 @@ fn uname(buf: u64) -> SysResult {
         u[i * 65..i * 65 + field.len()].copy_from_slice(field.as_bytes());
     }
     copy_to_user(root()?, buf, &u).map_err(|_| errno::EFAULT)?;
+    Ok(0)
+}
+
+/// `sysinfo`: uptime, RAM and free RAM in frames, process count (no
+/// swap, no load averages yet).
+fn sysinfo(buf: u64) -> SysResult {
+    let (free, total) = crate::mm::frames::stats();
+    let mut b = [0u8; 112];
+    b[0..8].copy_from_slice(&(crate::time::uptime_us() / 1_000_000).to_le_bytes());
+    b[32..40].copy_from_slice(&(total * PAGE_SIZE).to_le_bytes());
+    b[40..48].copy_from_slice(&(free * PAGE_SIZE).to_le_bytes());
+    b[80..82].copy_from_slice(&(super::count() as u16).to_le_bytes());
+    b[104..108].copy_from_slice(&1u32.to_le_bytes());
+    copy_to_user(root()?, buf, &b).map_err(|_| errno::EFAULT)?;
     Ok(0)
 }
 
