@@ -81,8 +81,14 @@ pub fn user_reserve() -> u64 {
 /// returns ENOMEM (or its own limit's errno) instead of exhausting the
 /// heap, which would panic.
 pub fn can_grow(bytes: u64) -> bool {
+    room() >= bytes
+}
+
+/// Heap bytes a user's calls may still take (free bytes beyond the
+/// reserve).
+pub fn room() -> u64 {
     let (used, size) = stats();
-    size.saturating_sub(used) >= bytes.saturating_add(user_reserve())
+    size.saturating_sub(used).saturating_sub(user_reserve())
 }
 
 crate::ktest!(

@@ -51,7 +51,9 @@ impl LoadError {
 /// Loads `file` into `space`; records every frame in `pages` (also on
 /// failure, so that the caller frees them after the tables go).
 pub fn load(file: &[u8], space: &mut AddressSpace, pages: &mut BTreeMap<u64, Frame>) -> Result<Loaded, LoadError> {
-    let limit = frames::stats().0.saturating_sub(RESERVE_PAGES).min(MAX_IMAGE_PAGES);
+    // Bounded by free frames, and by the heap the pages' entries take.
+    let heap_pages = crate::mm::heap::room() / super::HEAP_PER_PAGE;
+    let limit = frames::stats().0.saturating_sub(RESERVE_PAGES).min(MAX_IMAGE_PAGES).min(heap_pages);
     let plan = klib::elf::plan(file, USER_END, limit).map_err(LoadError::Elf)?;
     for run in &plan.runs {
         let mut va = run.start;

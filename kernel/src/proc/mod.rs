@@ -34,7 +34,7 @@ pub const MAX_PROCESSES: usize = 64;
 /// page entry, a share count, the B-tree's slack): `fork` asks the heap
 /// for this much per page first, and fails with ENOMEM instead of
 /// exhausting it.
-pub const HEAP_PER_PAGE: u64 = 128;
+pub const HEAP_PER_PAGE: u64 = 256;
 /// Kernel heap a new process takes besides its pages: its kernel stack
 /// (128 KiB), descriptor table, signal state and regions.
 const HEAP_PER_PROCESS: u64 = 160 << 10;
