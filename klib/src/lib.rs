@@ -10,6 +10,8 @@ extern crate alloc;
 pub mod bitmap;
 pub mod cmdline;
 pub mod cpio;
+pub mod elf;
 pub mod line;
 pub mod memmap;
 pub mod ramfs;
+pub mod user_ksh;

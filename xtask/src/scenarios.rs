@@ -139,6 +139,7 @@ fn scenarios() -> Vec<Scenario> {
                 ],
             )
         },
+        hostile_scenario("hostile"),
         // Every service off: the kernel runs programs without them.
         Scenario {
             cmdline: "nk.systable=off nk.proclist=off nk.audit=off",
@@ -194,6 +195,89 @@ fn user_scenario(name: &'static str) -> Scenario {
             ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
         ],
     )
+}
+
+/// A hostile program (`user/src/bin/hostile.rs`) tries each way a user
+/// once had to crash the kernel or switch its monitor off: crafted ELF
+/// files, a pipe flood, an open-file flood, a region flood, a fork bomb,
+/// a copy-on-write OOM, and the kernel shell's `audit off`. Each ends in
+/// an errno or the offender's death; the kernel goes on, the monitor stays
+/// on, `/bin/hello` still runs and the audit finds no violation.
+fn hostile_scenario(name: &'static str) -> Scenario {
+    Scenario {
+        cmdline: "nk.audit=on",
+        ..Scenario::new(
+            name,
+            "run /bin/hostile\naudit 1\nrun /bin/hello\nnk audit\npoweroff\n",
+            vec![
+                ("survived", |s| contains(s, "hostile: done")),
+                ("no-panic", |s| {
+                    if s.output.contains("KERNEL PANIC") { Err("the kernel panicked".into()) } else { Ok(()) }
+                }),
+                ("crafted-elfs", |s| {
+                    let refused = s
+                        .output
+                        .lines()
+                        .filter(|l| {
+                            l.starts_with("hostile: elf p")
+                                || l.starts_with("hostile: elf e_")
+                                || l.starts_with("hostile: elf huge")
+                        })
+                        .filter(|l| l.contains("execve refused"))
+                        .count();
+                    if refused == 10 {
+                        Ok(())
+                    } else {
+                        Err(format!("{refused} of 10 crafted ELF files refused by execve"))
+                    }
+                }),
+                ("pipe-flood", |s| {
+                    contains(s, "hostile: pipe flood: stopped at pipe").and(line_has(
+                        s,
+                        "hostile: pipe flood",
+                        "(os error 23)",
+                    ))
+                }),
+                ("ksh-audit-off", |s| contains(s, "hostile: ksh \"audit off\": refused: Operation not permitted")),
+                ("ksh-attack", |s| contains(s, "hostile: ksh \"attack all\": refused: Operation not permitted")),
+                ("monitor-still-on", |s| contains(s, "audit: monitor on")),
+                ("open-flood", |s| line_has(s, "hostile: open flood", "Too many open files in system")),
+                ("mmap-flood", |s| line_has(s, "hostile: mmap flood", "(os error 12)")),
+                ("fork-bomb", |s| line_has(s, "hostile: fork bomb", "then Resource temporarily unavailable")),
+                ("oom-sigkill", |s| line_has(s, "hostile: copy-on-write OOM", "killed by signal 9")),
+                ("hello-after", |s| {
+                    let done = s.output.find("hostile: done").ok_or("no 'hostile: done'")?;
+                    if s.output[done..].contains("hello from user space") {
+                        Ok(())
+                    } else {
+                        Err("hello did not run after hostile".into())
+                    }
+                }),
+                ("audit", |s| {
+                    if s.output.contains(" 0 violations") || s.output.contains("audit: not offered by this backend") {
+                        Ok(())
+                    } else {
+                        Err("no clean audit line after the hostile program".into())
+                    }
+                }),
+                ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
+            ],
+        )
+    }
+}
+
+/// Runs the hostile program's group on `kernel` (the native build too).
+pub fn run_hostile(kernel: &Path, initrd: Option<&Path>, group: &'static str, filter: Option<&str>, tally: &mut Tally) {
+    run_scenarios(vec![hostile_scenario(group)], kernel, initrd, filter, tally);
+}
+
+/// The line that starts with `start` must hold `needle`.
+fn line_has(s: &Seen, start: &str, needle: &str) -> Result<(), String> {
+    match s.output.lines().find(|l| l.starts_with(start)) {
+        Some(l) if l.contains(needle) => Ok(()),
+        Some(l) => Err(format!("{l:?} lacks {needle:?}")),
+        None => Err(format!("no line starting {start:?}")),
+    }
 }
 
 /// The user-space suite's last line: `utest: N passed, 0 failed`, N > 0.

@@ -27,11 +27,13 @@ pub mod errno {
     pub const ENOENT: i64 = 2;
     pub const ENXIO: i64 = 6;
     pub const EBADF: i64 = 9;
+    pub const ENOMEM: i64 = 12;
     pub const EACCES: i64 = 13;
     pub const EFAULT: i64 = 14;
     pub const ENOTDIR: i64 = 20;
     pub const EISDIR: i64 = 21;
     pub const EINVAL: i64 = 22;
+    pub const ENFILE: i64 = 23;
     pub const EMFILE: i64 = 24;
     pub const ENOTTY: i64 = 25;
     pub const EINTR: i64 = 4;
@@ -147,7 +149,17 @@ pub struct OpenFile {
     /// at the start). Names, not indices, so entries added or removed
     /// between calls skip nothing.
     dir_after: Option<Vec<u8>>,
+    /// Counted in `OPEN_DESCRIPTIONS` (every description `install` made).
+    counted: bool,
 }
+
+/// Open file descriptions in the whole system at most (Linux's
+/// `fs.file-max`, scaled to this kernel's heap): past it, `open`, `pipe`
+/// and the like fail with ENFILE.
+pub const FILE_MAX: usize = 4096;
+
+/// Descriptions `install` made that are still open.
+static OPEN_DESCRIPTIONS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// A descriptor's description, shared.
 pub type FileRef = Arc<Mutex<OpenFile>>;
@@ -155,7 +167,7 @@ pub type FileRef = Arc<Mutex<OpenFile>>;
 impl OpenFile {
     /// The console, open for reading and writing (fds 0, 1 and 2).
     pub fn console() -> Self {
-        OpenFile { object: Object::Console, flags: O_RDWR, offset: 0, dir_after: None }
+        OpenFile { object: Object::Console, flags: O_RDWR, offset: 0, dir_after: None, counted: false }
     }
 
     pub fn readable(&self) -> bool {
@@ -169,6 +181,9 @@ impl OpenFile {
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
+        if self.counted {
+            OPEN_DESCRIPTIONS.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+        }
         // The last descriptor is gone: an unlinked file's bytes may go too.
         if let Object::File(ino) | Object::Dir(ino) = self.object {
             super::with(|fs| fs.release(ino));
@@ -237,9 +252,19 @@ impl FdTable {
         self.slots[fd].replace(Slot { file, cloexec })
     }
 
-    /// Installs a new description at the lowest free descriptor.
-    pub fn install(&mut self, file: OpenFile, cloexec: bool) -> Result<u64, i64> {
+    /// Installs a new description at the lowest free descriptor: EMFILE
+    /// when the table is full, ENFILE past `FILE_MAX` descriptions in the
+    /// system, ENOMEM when the heap is low.
+    pub fn install(&mut self, mut file: OpenFile, cloexec: bool) -> Result<u64, i64> {
+        use core::sync::atomic::Ordering;
         let fd = self.lowest_free(0)?;
+        if !crate::mm::heap::can_grow(1024) {
+            return Err(ENOMEM);
+        }
+        OPEN_DESCRIPTIONS
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < FILE_MAX).then_some(n + 1))
+            .map_err(|_| ENFILE)?;
+        file.counted = true;
         self.put(fd, Arc::new(Mutex::new(file)), cloexec);
         Ok(fd as u64)
     }
@@ -296,6 +321,7 @@ fn pipe_err(stop: super::pipe::Stop) -> i64 {
         Stop::WouldBlock => EAGAIN,
         Stop::Interrupted => EINTR,
         Stop::Fault => EFAULT,
+        Stop::NoMemory => ENOMEM,
         Stop::Broken => {
             let me = crate::sched::current();
             let info = crate::proc::signal::Info { code: crate::proc::signal::SI_USER, pid: me, ..Default::default() };
@@ -312,9 +338,20 @@ pub fn pipe2(root: u64, files: &mut FdTable, fds: u64, flags: u64) -> SysResult 
     if flags & !(O_CLOEXEC | O_NONBLOCK) != 0 {
         return Err(EINVAL);
     }
-    let (r, w) = super::pipe::End::pair();
+    // Room in the table for both ends first, as Linux checks.
+    let free = (0..MAX_FDS).filter(|&fd| files.slots.get(fd).is_none_or(Option::is_none)).take(2).count();
+    if free < 2 {
+        return Err(EMFILE);
+    }
+    let (r, w) = super::pipe::End::pair().map_err(|e| e.errno())?;
     let status = flags & O_NONBLOCK;
-    let open = |end, mode| OpenFile { object: Object::Pipe(Arc::new(end)), flags: mode | status, offset: 0, dir_after: None };
+    let open = |end, mode| OpenFile {
+        object: Object::Pipe(Arc::new(end)),
+        flags: mode | status,
+        offset: 0,
+        dir_after: None,
+        counted: false,
+    };
     let cloexec = flags & O_CLOEXEC != 0;
     let rfd = files.install(open(r, O_RDONLY), cloexec)?;
     let wfd = match files.install(open(w, O_WRONLY), cloexec) {
@@ -676,7 +713,7 @@ pub fn openat(root: u64, files: &mut FdTable, cwd: Ino, dirfd: u64, path: u64, f
     };
     let keep = if flags & O_PATH != 0 { O_PATH } else { flags & STATUS_FLAGS };
     // Made outside the file-system lock: dropping it on an error releases the hold.
-    let file = OpenFile { object, flags: keep | O_LARGEFILE, offset: 0, dir_after: None };
+    let file = OpenFile { object, flags: keep | O_LARGEFILE, offset: 0, dir_after: None, counted: false };
     files.install(file, flags & O_CLOEXEC != 0)
 }
 

@@ -3,17 +3,59 @@
 //! writers; a writer sleeps while it is full and has readers; a write with
 //! no reader left gets EPIPE and SIGPIPE. Writes of at most `PIPE_BUF`
 //! bytes are never split.
+//!
+//! Pipe buffers live on the kernel heap, so the bytes all pipes may hold
+//! together are bounded (`budget`, a quarter of the heap, at most
+//! `MAX_BUDGET`): each pipe reserves its capacity from the budget when it
+//! is made and gives it back when its last end goes. As Linux does past
+//! `pipe-user-pages-soft`, a pipe made when less than `CAPACITY` is left
+//! gets one page (`PIPE_BUF`, so small writes stay atomic); with less
+//! than that left, `pipe` fails with ENFILE. The buffer itself is
+//! allocated on the first write, fallibly (ENOMEM).
 
 use crate::mm::usercopy::{copy_from_user, copy_to_user};
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// What a pipe holds at most (Linux's default, 16 pages).
 pub const CAPACITY: usize = 64 * 1024;
 /// Writes up to this size are atomic.
 pub const PIPE_BUF: usize = 4096;
+/// Bytes all pipes together may hold at most, whatever the heap's size.
+pub const MAX_BUDGET: usize = 16 << 20;
+
+/// Bytes of the budget that live pipes hold.
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes all pipes together may hold: a quarter of the heap, at most
+/// `MAX_BUDGET`.
+pub fn budget() -> usize {
+    ((crate::mm::heap::stats().1 / 4) as usize).min(MAX_BUDGET)
+}
+
+/// Takes `n` bytes of the budget, if they are left.
+fn reserve(n: usize) -> bool {
+    let limit = budget();
+    RESERVED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| (r + n <= limit).then_some(r + n)).is_ok()
+}
+
+/// Why a pipe could not be made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PipeError {
+    /// The pipe budget is spent (ENFILE, as Linux past its hard limit).
+    Budget,
+}
+
+impl PipeError {
+    pub fn errno(&self) -> i64 {
+        match self {
+            Self::Budget => super::files::errno::ENFILE,
+        }
+    }
+}
 
 #[derive(Default)]
 struct State {
@@ -22,9 +64,16 @@ struct State {
     writers: usize,
 }
 
-#[derive(Default)]
 pub struct Pipe {
     state: Mutex<State>,
+    /// What it may hold: its share of the budget.
+    capacity: usize,
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        RESERVED.fetch_sub(self.capacity, Ordering::Relaxed);
+    }
 }
 
 /// One end of a pipe, as an open file description holds it. Creating an
@@ -36,14 +85,19 @@ pub struct End {
 }
 
 impl End {
-    /// A new pipe's read end and write end.
-    pub fn pair() -> (End, End) {
-        let pipe = Arc::new(Pipe::default());
-        pipe.with(|s| {
-            s.readers = 1;
-            s.writers = 1;
-        });
-        (End { pipe: pipe.clone(), write: false }, End { pipe, write: true })
+    /// A new pipe's read end and write end, its capacity taken from the
+    /// budget.
+    pub fn pair() -> Result<(End, End), PipeError> {
+        let capacity = if reserve(CAPACITY) {
+            CAPACITY
+        } else if reserve(PIPE_BUF) {
+            PIPE_BUF
+        } else {
+            return Err(PipeError::Budget);
+        };
+        let state = State { bytes: VecDeque::new(), readers: 1, writers: 1 };
+        let pipe = Arc::new(Pipe { state: Mutex::new(state), capacity });
+        Ok((End { pipe: pipe.clone(), write: false }, End { pipe, write: true }))
     }
 }
 
@@ -87,6 +141,8 @@ pub enum Stop {
     WouldBlock,
     /// A signal came while it slept.
     Interrupted,
+    /// The heap refused the buffer (ENOMEM).
+    NoMemory,
     /// No reader left (the caller also gets SIGPIPE).
     Broken,
     Fault,
@@ -111,11 +167,21 @@ pub fn read(end: &End, root: u64, buf: u64, len: u64, nonblock: bool) -> Result<
     loop {
         let taken = pipe.with(|s| {
             if s.bytes.is_empty() {
-                return if s.writers == 0 { Some(vec![]) } else { None };
+                return if s.writers == 0 { Some(Ok(vec![])) } else { None };
             }
-            let n = s.bytes.len().min(len.min(CAPACITY as u64) as usize);
-            Some(s.bytes.drain(..n).collect::<alloc::vec::Vec<u8>>())
+            let n = s.bytes.len().min(len.min(pipe.capacity as u64) as usize);
+            let mut out = alloc::vec::Vec::new();
+            if out.try_reserve_exact(n).is_err() {
+                return Some(Err(Stop::NoMemory));
+            }
+            out.extend(s.bytes.drain(..n));
+            Some(Ok(out))
         });
+        let taken = match taken {
+            Some(Err(stop)) => return Err(stop),
+            Some(Ok(bytes)) => Some(bytes),
+            None => None,
+        };
         match taken {
             Some(bytes) if bytes.is_empty() => return Ok(0),
             Some(bytes) => {
@@ -140,6 +206,7 @@ pub fn write(end: &End, root: u64, buf: u64, len: u64, nonblock: bool) -> Result
         return Ok(0);
     }
     let pipe = &end.pipe;
+    let capacity = pipe.capacity;
     let len = len as usize;
     // A small write goes in whole or waits; a large one in pieces.
     let atomic = len <= PIPE_BUF;
@@ -157,9 +224,16 @@ pub fn write(end: &End, root: u64, buf: u64, len: u64, nonblock: bool) -> Result
             if s.readers == 0 {
                 return Err(Stop::Broken);
             }
-            let room = CAPACITY - s.bytes.len();
+            let room = capacity - s.bytes.len();
             if room < need {
                 return Ok(None);
+            }
+            // The whole buffer at once, the first time: its budget is ours.
+            if s.bytes.capacity() < capacity
+                && (!crate::mm::heap::can_grow(capacity as u64)
+                    || s.bytes.try_reserve_exact(capacity - s.bytes.len()).is_err())
+            {
+                return Err(Stop::NoMemory);
             }
             let n = room.min(want);
             s.bytes.extend(&chunk[..n]);
@@ -176,7 +250,7 @@ pub fn write(end: &End, root: u64, buf: u64, len: u64, nonblock: bool) -> Result
             }
             Ok(None) if nonblock => return partial(done, Stop::WouldBlock),
             Ok(None) => {
-                if let Err(stop) = sleep(pipe, |s| s.readers == 0 || CAPACITY - s.bytes.len() >= need) {
+                if let Err(stop) = sleep(pipe, |s| s.readers == 0 || capacity - s.bytes.len() >= need) {
                     return partial(done, stop);
                 }
             }

@@ -69,6 +69,28 @@ pub fn stats() -> (u64, u64) {
     (size.saturating_sub(available), size)
 }
 
+/// Heap bytes that allocations made on a user's behalf leave free: the
+/// kernel's own paths (a process's exit, a fault report, the shell) still
+/// find room when a user has taken all it may.
+pub fn user_reserve() -> u64 {
+    (HEAP_SIZE.get().copied().unwrap_or(0) / 8).max(512 << 10)
+}
+
+/// Whether a system call may take `bytes` more of the heap for a user:
+/// the heap keeps `user_reserve` free after it. A call that is refused
+/// returns ENOMEM (or its own limit's errno) instead of exhausting the
+/// heap, which would panic.
+pub fn can_grow(bytes: u64) -> bool {
+    room() >= bytes
+}
+
+/// Heap bytes a user's calls may still take (free bytes beyond the
+/// reserve).
+pub fn room() -> u64 {
+    let (used, size) = stats();
+    size.saturating_sub(used).saturating_sub(user_reserve())
+}
+
 crate::ktest!(
     fn heap_allocates_and_frees() {
         let (used0, size) = stats();

@@ -72,6 +72,15 @@ impl Batch {
         Self { ops: Vec::new(), pending: BTreeMap::new(), fresh: BTreeSet::new() }
     }
 
+    /// A batch with room for `ops` operations, taken from the heap up
+    /// front and fallibly (a large batch grown by doubling would need
+    /// twice its size at the moment it moves).
+    pub fn with_capacity(ops: usize) -> Result<Self, VmError> {
+        let mut batch = Self::new();
+        batch.ops.try_reserve_exact(ops).map_err(|_| VmError::OutOfFrames)?;
+        Ok(batch)
+    }
+
     /// Entry `index` of `table` as it will be when the batch runs.
     fn entry(&self, table: u64, index: usize) -> Pte {
         if self.fresh.contains(&table) { Pte::from_bits(0) } else { walk::entry(table * PAGE_SIZE, index) }

@@ -270,6 +270,9 @@ impl Memory {
     // `lmsw` at an unaligned offset there, which the image scanner refuses.
     #[inline(never)]
     fn fill(&mut self, page: u64, start: u64, region: Region) -> Result<(), Fault> {
+        if !heap_room_for_a_window() {
+            return Err(Fault::OutOfMemory);
+        }
         let lo = (page & !(WINDOW - 1)).max(start);
         let hi = ((page | (WINDOW - 1)) + 1).min(region.end);
         let mut new = Vec::new();
@@ -331,8 +334,14 @@ impl Memory {
         let mut child = Memory::new()?;
         child.regions = self.regions.clone();
         child.regions.values().for_each(|r| hold_file(r.backing));
-        let mut parent_leaves = Vec::new();
-        let mut child_leaves = Vec::new();
+        // Every vector at its final size, fallibly: a fork of a large
+        // process must fail with ENOMEM, not exhaust the heap while growing.
+        let n = self.pages.0.len();
+        let (mut parent_leaves, mut child_leaves) = (Vec::new(), Vec::new());
+        parent_leaves.try_reserve_exact(n).map_err(|_| VmError::OutOfFrames)?;
+        child_leaves.try_reserve_exact(n).map_err(|_| VmError::OutOfFrames)?;
+        // Two writes a page, and a few per table the child needs.
+        let mut batch = Batch::with_capacity(2 * n + n / 64 + 64)?;
         for (&va, p) in self.pages.0.iter_mut() {
             let prot = self.regions.range(..=va).next_back().map_or(0, |(_, r)| r.prot);
             if p.hold == Hold::Own {
@@ -345,15 +354,18 @@ impl Memory {
             child.pages.0.insert(va, *p);
             child_leaves.push((va, p.frame.addr(), flags(prot, p.hold)));
         }
-        let mut batch = Batch::new();
         self.space.stage_set(&mut batch, &parent_leaves)?;
         child.space.stage_set(&mut batch, &child_leaves)?;
         batch.submit()?;
         Ok(child)
     }
 
+    /// How many regions there are (`MAX_MAP_COUNT` bounds them).
+    pub fn regions(&self) -> usize {
+        self.regions.len()
+    }
+
     /// How many pages are mapped now.
-    #[cfg_attr(not(test), allow(dead_code))] // for tests and reports
     pub fn resident(&self) -> usize {
         self.pages.0.len()
     }
@@ -376,6 +388,15 @@ fn release_file(b: Backing) {
     if let Backing::File { ino, .. } = b {
         crate::fs::with(|fs| fs.release(ino));
     }
+}
+
+/// Whether the heap has room for a window's page entries: out of it is
+/// out of memory, as out of frames is.
+// Not inlined into `fill`: inlined, a jump there happened to encode
+// `clts` (0f 06), which the image scanner refuses.
+#[inline(never)]
+fn heap_room_for_a_window() -> bool {
+    crate::mm::heap::can_grow(WINDOW / PAGE_SIZE * super::HEAP_PER_PAGE)
 }
 
 /// Takes the entries of `[start, end)` out of `map`.

@@ -30,6 +30,14 @@ pub type Pid = u64;
 /// Processes at most: a fork past it fails with EAGAIN (a fork bomb stops
 /// there, and the kernel keeps its memory).
 pub const MAX_PROCESSES: usize = 64;
+/// Kernel heap a process's bookkeeping takes per mapped page at most (its
+/// page entry, a share count, the B-tree's slack): `fork` asks the heap
+/// for this much per page first, and fails with ENOMEM instead of
+/// exhausting it.
+pub const HEAP_PER_PAGE: u64 = 256;
+/// Kernel heap a new process takes besides its pages: its kernel stack
+/// (128 KiB), descriptor table, signal state and regions.
+const HEAP_PER_PROCESS: u64 = 160 << 10;
 
 pub struct Process {
     pub pid: Pid,
@@ -59,6 +67,11 @@ impl Process {
 
 /// Every live process, by the id of the thread that runs it.
 static PROCS: Mutex<BTreeMap<sched::ThreadId, Process>> = Mutex::new(BTreeMap::new());
+
+/// How many processes there are.
+pub fn count() -> usize {
+    crate::arch::without_interrupts(|| PROCS.lock().len())
+}
 
 /// Runs `f` on the calling thread's process.
 pub fn with_current<R>(f: impl FnOnce(&mut Process) -> R) -> Option<R> {
@@ -185,6 +198,10 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
         return Err(errno::EAGAIN);
     }
     let (mem, parent, brk, mmap_next, fs_base, files, cwd, sig) = with_current(|p| -> Result<_, i64> {
+        let need = (p.mem.resident() as u64).saturating_mul(HEAP_PER_PAGE).saturating_add(HEAP_PER_PROCESS);
+        if !crate::mm::heap::can_grow(need) {
+            return Err(errno::ENOMEM);
+        }
         let mem = p.mem.fork().map_err(|_| errno::ENOMEM)?;
         Ok((mem, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd, alloc::boxed::Box::new(p.sig.for_child())))
     })
@@ -227,8 +244,8 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::conv
     let cwd = with_current(|p| p.cwd).ok_or(errno::EPERM)?;
     let image = Image::build(cwd, path, argv, envp).map_err(|e| match e {
         SpawnError::Fs(e) => e.errno(),
-        SpawnError::Load(elf::LoadError::OutOfMemory) | SpawnError::OutOfMemory | SpawnError::Vm(_) => errno::ENOMEM,
-        SpawnError::Load(_) => errno::ENOEXEC,
+        SpawnError::Load(e) => e.errno(),
+        SpawnError::OutOfMemory | SpawnError::Vm(_) => errno::ENOMEM,
         SpawnError::Arguments => errno::E2BIG,
     })?;
     let (entry, sp, root) = (image.loaded.entry, image.sp, image.mem.root());
@@ -392,14 +409,47 @@ pub fn reap_killed(tid: sched::ThreadId) {
 /// Resolves a fault at user address `va` of the calling process, if its
 /// root is `root` (a user copy touching a page not mapped yet, or shared
 /// copy-on-write). False when the access is not allowed there.
+/// Out of memory, the copy fails (EFAULT) and the process is killed as
+/// below.
 pub fn resolve_fault(root: u64, va: u64, write: bool) -> bool {
-    with_current(|p| p.root() == root && p.mem.fault(va, write).is_ok()).unwrap_or(false)
+    match with_current(|p| if p.root() == root { p.mem.fault(va, write) } else { Err(mem::Fault::Access) }) {
+        Some(Ok(())) => true,
+        Some(Err(mem::Fault::OutOfMemory)) => {
+            out_of_memory(va);
+            false
+        }
+        _ => false,
+    }
 }
 
 /// A page fault in user mode at `va`: resolved (the process goes on), or
-/// not (it gets SIGSEGV).
+/// not (it gets SIGSEGV or SIGBUS). A fault that needs memory the kernel
+/// cannot find kills the faulting process with SIGKILL, as Linux's OOM
+/// killer would, and its memory comes back: the process that asked is the
+/// one that pays, never a bystander. (Linux picks the largest process;
+/// the one whose fault failed is the one we can name for sure.)
 pub fn user_page_fault(va: u64, write: bool, exec: bool) -> Result<(), mem::Fault> {
-    with_current(|p| p.mem.fault_access(va, write, exec)).unwrap_or(Err(mem::Fault::Access))
+    match with_current(|p| p.mem.fault_access(va, write, exec)).unwrap_or(Err(mem::Fault::Access)) {
+        Err(mem::Fault::OutOfMemory) => {
+            out_of_memory(va);
+            // Resolved in the sense that nothing more is to be done here:
+            // SIGKILL is pending and ends the process on the way out.
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+/// The calling process is out of memory: SIGKILL, delivered on its way
+/// back to user mode.
+fn out_of_memory(va: u64) {
+    crate::println!(
+        "process '{}' (pid {}) killed: out of memory (fault at {:#x})",
+        sched::current_name(),
+        sched::current(),
+        va
+    );
+    signal::force(signal::SIGKILL, signal::Info { code: 0x80, addr: va, ..signal::Info::default() });
 }
 
 /// The FS base (thread pointer) of the process on thread `tid`, if it

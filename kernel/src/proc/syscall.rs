@@ -15,7 +15,6 @@ use nk_model::layout::{PAGE_SIZE, USER_END};
 pub mod errno {
     pub const EPERM: i64 = 1;
     pub const E2BIG: i64 = 7;
-    pub const ENOEXEC: i64 = 8;
     pub const EBADF: i64 = 9;
     pub const ECHILD: i64 = 10;
     pub const ENOMEM: i64 = 12;
@@ -59,6 +58,7 @@ mod nr {
     pub const EXIT: u64 = 60;
     pub const WAIT4: u64 = 61;
     pub const UNAME: u64 = 63;
+    pub const SYSINFO: u64 = 99;
     pub const GETPPID: u64 = 110;
     pub const SIGALTSTACK: u64 = 131;
     pub const ARCH_PRCTL: u64 = 158;
@@ -66,8 +66,9 @@ mod nr {
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const EXIT_GROUP: u64 = 231;
-    /// Not Linux: runs one `nk ...` or `attack ...` line of the kernel shell,
-    /// so the nested kernel's commands stay reachable from user space.
+    /// Not Linux: runs one kernel-shell line that the boot's `ksh.user`
+    /// allows (`klib::user_ksh`), so the NK's reports stay reachable from
+    /// user space and no process can switch its monitor off.
     pub const KSH: u64 = 1000;
     /// Not Linux: the NK's gate crossings so far (`/bin/bench` counts
     /// crossings per operation with it).
@@ -115,6 +116,7 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::EXECVE, |f| execve(f.rdi, f.rsi, f.rdx)),
         (nr::WAIT4, |f| wait4(f.rdi as i64, f.rsi, f.rdx)),
         (nr::UNAME, |f| uname(f.rdi)),
+        (nr::SYSINFO, |f| sysinfo(f.rdi)),
         (nr::ARCH_PRCTL, |f| arch_prctl(f.rdi, f.rsi)),
         (nr::CLOCK_GETTIME, |f| clock_gettime(f.rdi, f.rsi)),
         (nr::EXIT, |f| exit(f)),
@@ -375,6 +377,9 @@ fn user_strings(root: u64, ptr: u64) -> Result<Vec<String>, i64> {
     Err(errno::E2BIG)
 }
 
+/// System call 1000: one kernel-shell line, if the boot's `ksh.user`
+/// setting lets user programs run it (`klib::user_ksh`: by default only
+/// commands that report, and `audit on`); EPERM otherwise.
 fn ksh(line: u64, len: u64) -> SysResult {
     if len > 256 {
         return Err(errno::EINVAL);
@@ -382,13 +387,20 @@ fn ksh(line: u64, len: u64) -> SysResult {
     let mut bytes = vec![0u8; len as usize];
     copy_from_user(root()?, &mut bytes, line).map_err(|_| errno::EFAULT)?;
     let line = core::str::from_utf8(&bytes).map_err(|_| errno::EINVAL)?;
-    // Only the nested kernel's own commands: not `poweroff`, not `run`.
-    match line.split_whitespace().next() {
-        Some("nk" | "attack" | "audit") => {
-            crate::shell::execute(line);
-            Ok(0)
-        }
-        _ => Err(errno::EPERM),
+    if !klib::user_ksh::allowed(user_ksh_mode(), line) {
+        return Err(errno::EPERM);
+    }
+    crate::shell::execute(line);
+    Ok(0)
+}
+
+/// The boot command line's `ksh.user` (the boot information is the NK's,
+/// read-only to the outer kernel); an unknown value means `off`.
+fn user_ksh_mode() -> klib::user_ksh::Mode {
+    use klib::user_ksh::Mode;
+    match klib::cmdline::get(crate::boot_info().cmdline(), "ksh.user") {
+        None => Mode::ReadOnly,
+        Some(v) => v.and_then(Mode::parse).unwrap_or(Mode::Off),
     }
 }
 
@@ -494,11 +506,26 @@ fn brk(addr: u64) -> SysResult {
     let page_up = |a: u64| (a + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
     current(|p| {
         let want = page_up(addr);
-        if addr >= p.brk_start && want <= p.brk_start + (1 << 30) && p.mem.resize_heap(page_up(p.brk), want).is_ok() {
+        if addr >= p.brk_start
+            && want <= p.brk_start + (1 << 30)
+            && room_for_regions(p, 1)
+            && p.mem.resize_heap(page_up(p.brk), want).is_ok()
+        {
             p.brk = addr;
         }
         p.brk
     })
+}
+
+/// Regions a process may have at most (Linux's `vm.max_map_count` is
+/// 65530; each region costs kernel heap): `mmap` and an `mprotect` that
+/// would split past it fail with ENOMEM.
+pub const MAX_MAP_COUNT: usize = 8192;
+
+/// Whether the caller may add `n` regions: under `MAX_MAP_COUNT`, and the
+/// heap has room for their entries.
+fn room_for_regions(p: &Process, n: usize) -> bool {
+    p.mem.regions() + n <= MAX_MAP_COUNT && crate::mm::heap::can_grow(n as u64 * 256)
 }
 
 // mmap(2) flags and rights, x86-64 values.
@@ -559,7 +586,7 @@ fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Sys
             p.mmap_next = start + len + PAGE_SIZE; // a guard gap between regions
             start
         };
-        if start + len > USER_END {
+        if start + len > USER_END || !room_for_regions(p, 2) {
             return Err(errno::ENOMEM);
         }
         let region = mem::Region { end: start + len, prot, backing };
@@ -598,7 +625,7 @@ fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
         return Err(errno::EINVAL);
     }
     let end = (addr + len + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-    match current(|p| p.mem.protect(addr, end.min(USER_END), prot))? {
+    match current(|p| if room_for_regions(p, 2) { p.mem.protect(addr, end.min(USER_END), prot) } else { Ok(false) })? {
         Ok(true) => Ok(0),
         Ok(false) => Err(errno::ENOMEM),
         Err(_) => Err(errno::ENOMEM),
@@ -625,6 +652,20 @@ fn uname(buf: u64) -> SysResult {
         u[i * 65..i * 65 + field.len()].copy_from_slice(field.as_bytes());
     }
     copy_to_user(root()?, buf, &u).map_err(|_| errno::EFAULT)?;
+    Ok(0)
+}
+
+/// `sysinfo`: uptime, RAM and free RAM in frames, process count (no
+/// swap, no load averages yet).
+fn sysinfo(buf: u64) -> SysResult {
+    let (free, total) = crate::mm::frames::stats();
+    let mut b = [0u8; 112];
+    b[0..8].copy_from_slice(&(crate::time::uptime_us() / 1_000_000).to_le_bytes());
+    b[32..40].copy_from_slice(&(total * PAGE_SIZE).to_le_bytes());
+    b[40..48].copy_from_slice(&(free * PAGE_SIZE).to_le_bytes());
+    b[80..82].copy_from_slice(&(super::count() as u16).to_le_bytes());
+    b[104..108].copy_from_slice(&1u32.to_le_bytes());
+    copy_to_user(root()?, buf, &b).map_err(|_| errno::EFAULT)?;
     Ok(0)
 }
 

@@ -7,7 +7,10 @@
 #![allow(unsafe_code)] // raw system calls are the thing under test
 
 mod basics;
+mod crafted;
 mod files;
+mod limits;
+mod loader;
 mod memory;
 mod pipes;
 mod process;
@@ -35,8 +38,17 @@ fn main() -> ExitCode {
     // SAFETY: a valid signal set; the old mask is not wanted.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
 
-    let groups: &[&[Test]] =
-        &[basics::TESTS, files::TESTS, system::TESTS, pipes::TESTS, signals::TESTS, memory::TESTS, process::TESTS];
+    let groups: &[&[Test]] = &[
+        basics::TESTS,
+        files::TESTS,
+        system::TESTS,
+        pipes::TESTS,
+        signals::TESTS,
+        memory::TESTS,
+        process::TESTS,
+        loader::TESTS,
+        limits::TESTS,
+    ];
     let filter = args.get(1).cloned().unwrap_or_default();
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in groups.iter().flat_map(|g| g.iter()).filter(|(n, _)| n.contains(filter.as_str())) {
