@@ -249,7 +249,7 @@ fn cow_oom() {
         libc::sysinfo(&mut si);
         si.freeram as usize * si.mem_unit as usize
     };
-    let size = free / 10 * 6 & !4095;
+    let size = (free / 10 * 6) & !4095;
     let mut hold = [-1; 2];
     // SAFETY: room for two descriptors.
     unsafe { libc::pipe(hold.as_mut_ptr()) };

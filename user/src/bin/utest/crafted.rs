@@ -118,7 +118,7 @@ pub fn mutated(rng: &mut Rng) -> Vec<u8> {
             _ => put64(&mut f, at.min(header - 8), v),
         }
     }
-    if rng.next() % 4 == 0 {
+    if rng.next().is_multiple_of(4) {
         let keep = (rng.next() % f.len() as u64) as usize;
         f.truncate(keep);
     }
