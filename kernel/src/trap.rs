@@ -74,7 +74,11 @@ fn user_exception(frame: &TrapFrame, info: TrapInfo) {
     };
     if !signal::force(sig, Info { code, addr, ..Info::default() }) {
         let (name, mnemonic) = exception_name(vector);
-        let at = if vector == VECTOR_PAGE_FAULT { alloc::format!(" at {:#x}", info.fault_addr) } else { alloc::string::String::new() };
+        let at = if vector == VECTOR_PAGE_FAULT {
+            alloc::format!(" at {:#x}", info.fault_addr)
+        } else {
+            alloc::string::String::new()
+        };
         println!(
             "process '{}' (pid {}): {} ({}){} rip={:#x}: signal {}",
             crate::sched::current_name(),

@@ -307,4 +307,3 @@ extern "C" fn gate_body(op: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> Gate
     CROSSINGS.fetch_add(1, Ordering::Relaxed);
     crate::api::dispatch(op, a0, a1, a2, caller)
 }
-

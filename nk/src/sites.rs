@@ -55,8 +55,7 @@ const EFER_ALLOWED: u64 = EFER_PINNED | EFER_SCE;
 
 /// STAR: kernel CS/SS from `KERNEL_CODE`, user CS/SS for SYSRET from the
 /// user data selector (GDT order: user data, then user code).
-pub const STAR_VALUE: u64 =
-    (gdt::KERNEL_CODE as u64) << 32 | ((gdt::USER_DATA & !3) as u64).wrapping_sub(8) << 48;
+pub const STAR_VALUE: u64 = (gdt::KERNEL_CODE as u64) << 32 | ((gdt::USER_DATA & !3) as u64).wrapping_sub(8) << 48;
 /// SFMASK: IF, TF, DF and AC cleared on `syscall`, so the entry runs with
 /// interrupts off and SMAP in force.
 pub const SFMASK_VALUE: u64 = (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18);

@@ -312,7 +312,12 @@ extern "C" fn nk_trap_dispatch(frame: &mut TrapFrame) {
     let fault_addr = if frame.vector == u64::from(VECTOR_PAGE_FAULT) { cpu::read_cr2() } else { 0 };
     let raw = HANDLER.load(Ordering::Acquire);
     if raw == 0 {
-        crate::sites::fail_stop(c"trap before the outer kernel set a handler (vector, rip):", frame.vector, frame.rip, 0);
+        crate::sites::fail_stop(
+            c"trap before the outer kernel set a handler (vector, rip):",
+            frame.vector,
+            frame.rip,
+            0,
+        );
     }
     // SAFETY: `raw` was stored by `set_handler` from a value of type `Handler`.
     let handler = unsafe { core::mem::transmute::<usize, Handler>(raw) };

@@ -126,14 +126,22 @@ pub fn build(opts: &BuildOptions) -> Result<Built> {
 /// kernel, kept objects and link work (cargo writes both to one path).
 fn backend_dir(opts: &BuildOptions) -> PathBuf {
     let features = opts.features.join(",").replace('/', "_");
-    let name = if features.is_empty() { opts.backend.name().to_string() } else { format!("{}-{features}", opts.backend.name()) };
+    let name = if features.is_empty() {
+        opts.backend.name().to_string()
+    } else {
+        format!("{}-{features}", opts.backend.name())
+    };
     setup::target_dir().join(format!("nk-{name}"))
 }
 
 /// The committed layout decisions of this build.
 pub fn layout_file(opts: &BuildOptions) -> PathBuf {
     let features = opts.features.join(",").replace('/', "_");
-    let name = if features.is_empty() { opts.backend.name().to_string() } else { format!("{}-{features}", opts.backend.name()) };
+    let name = if features.is_empty() {
+        opts.backend.name().to_string()
+    } else {
+        format!("{}-{features}", opts.backend.name())
+    };
     setup::workspace_root().join("kernel").join("layout").join(format!("{name}.txt"))
 }
 

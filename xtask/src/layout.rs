@@ -122,7 +122,8 @@ pub fn first_fix(image: &[u8], text: (u64, u64), sec: &Section, addr: u64, len: 
             continue;
         }
         let offsets = decoder.get_constant_offsets(&insn);
-        let branch = (0..insn.op_count()).any(|i| matches!(insn.op_kind(i), OpKind::NearBranch64 | OpKind::NearBranch32));
+        let branch =
+            (0..insn.op_count()).any(|i| matches!(insn.op_kind(i), OpKind::NearBranch64 | OpKind::NearBranch32));
         let field = if insn.is_ip_rel_memory_operand() && offsets.has_displacement() {
             Some((offsets.displacement_offset(), offsets.displacement_size()))
         } else if branch && offsets.has_immediate() {
@@ -483,7 +484,10 @@ ffffffff80104000         104000       10    16         /t/kernel-1.o:(.rodata.x)
     fn the_map_gives_outer_sections_in_order() {
         let s = parse_map(MAP, 0xffffffff80103000);
         assert_eq!(s.len(), 2);
-        assert_eq!((s[0].name.as_str(), s[0].addr, s[0].size, s[0].align), (".text.kmain", 0xffffffff80103000, 0x40, 16));
+        assert_eq!(
+            (s[0].name.as_str(), s[0].addr, s[0].size, s[0].align),
+            (".text.kmain", 0xffffffff80103000, 0x40, 16)
+        );
         assert_eq!(s[1].name, ".text");
         assert_eq!(section_at(&s, 0xffffffff8010303f).unwrap().name, ".text.kmain");
         assert_eq!(section_at(&s, 0xffffffff80103070).unwrap().name, ".text");
@@ -521,7 +525,8 @@ ffffffff80104000         104000       10    16         /t/kernel-1.o:(.rodata.x)
         let plain = fragment(&natural, &Fixes::default()).unwrap();
         let padded = fragment(&natural, &Fixes(vec![(".text.f3".into(), Fix { pad: 272, moved: false })])).unwrap();
         // Same window anchors, one pad line more.
-        let anchors = |s: &str| s.lines().filter(|l| l.starts_with(". = __outer")).map(String::from).collect::<Vec<_>>();
+        let anchors =
+            |s: &str| s.lines().filter(|l| l.starts_with(". = __outer")).map(String::from).collect::<Vec<_>>();
         assert_eq!(anchors(&plain), anchors(&padded));
         assert_eq!(padded.lines().count(), plain.lines().count() + 1);
         let moved = fragment(&natural, &Fixes(vec![(".text.f3".into(), Fix { pad: 0, moved: true })])).unwrap();

@@ -29,7 +29,8 @@
 use crate::scan::Report;
 use goblin::elf::Elf;
 use iced_x86::{
-    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind,
+    Register,
 };
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -56,7 +57,9 @@ impl Class {
     fn mnemonic_ok(self, insn: &Instruction) -> bool {
         let dst = || insn.op0_register();
         match self {
-            Class::Lift | Class::Cr0Arm | Class::NativeCr0 => insn.mnemonic() == Mnemonic::Mov && dst() == Register::CR0,
+            Class::Lift | Class::Cr0Arm | Class::NativeCr0 => {
+                insn.mnemonic() == Mnemonic::Mov && dst() == Register::CR0
+            }
             Class::Cr4 => insn.mnemonic() == Mnemonic::Mov && dst() == Register::CR4,
             Class::Cr3 => insn.mnemonic() == Mnemonic::Mov && dst() == Register::CR3,
             Class::Msr => insn.mnemonic() == Mnemonic::Wrmsr,
@@ -69,14 +72,22 @@ impl Class {
     /// The check, as docs/scanner.md states it.
     pub fn check(self) -> &'static str {
         match self {
-            Class::Lift => "fixed path to the re-arm: known RFLAGS set before; after it, WP re-checked, CPU from TR, NK stack, no return, no indirect branch",
+            Class::Lift => {
+                "fixed path to the re-arm: known RFLAGS set before; after it, WP re-checked, CPU from TR, NK stack, no return, no indirect branch"
+            }
             Class::Cr0Arm => "`or r, WP` before; `mov r, cr0; test r, WP; jz` back to the `or` after",
-            Class::Cr4 => "`mov r, cr4`, pinned bits (PAE, SMEP, SMAP) and forbidden bits (VMXE, SMXE) compared, else `nk_fail_stop`",
-            Class::Msr => "`rdmsr` of the MSR just written, its rule (allow-list, EFER pinned bits, STAR/SFMASK values, LSTAR in outer text), else `nk_fail_stop`",
+            Class::Cr4 => {
+                "`mov r, cr4`, pinned bits (PAE, SMEP, SMAP) and forbidden bits (VMXE, SMXE) compared, else `nk_fail_stop`"
+            }
+            Class::Msr => {
+                "`rdmsr` of the MSR just written, its rule (allow-list, EFER pinned bits, STAR/SFMASK values, LSTAR in outer text), else `nk_fail_stop`"
+            }
             Class::Gdt => "`sgdt`: base and limit of the NK's GDT, else `nk_fail_stop`",
             Class::Idt => "`sidt`: base and limit of the NK's IDT, else `nk_fail_stop`",
             Class::Tr => "`str`: a selector of one of the NK's TSSs, else `nk_fail_stop`",
-            Class::Cr3 => "none possible (the new root decides the next fetch): alone on a page mapped NX except inside the gate",
+            Class::Cr3 => {
+                "none possible (the new root decides the next fetch): alone on a page mapped NX except inside the gate"
+            }
             Class::NativeCr0 => "none (native build)",
         }
     }
@@ -179,7 +190,9 @@ impl Image<'_> {
     /// The file bytes from `addr` to the end of its section.
     fn bytes_at(&self, addr: u64) -> Option<&[u8]> {
         let sh = self.elf.section_headers.iter().find(|sh| {
-            sh.sh_type != goblin::elf::section_header::SHT_NOBITS && addr >= sh.sh_addr && addr < sh.sh_addr + sh.sh_size
+            sh.sh_type != goblin::elf::section_header::SHT_NOBITS
+                && addr >= sh.sh_addr
+                && addr < sh.sh_addr + sh.sh_size
         })?;
         let off = (sh.sh_offset + addr - sh.sh_addr) as usize;
         self.data.get(off..(sh.sh_offset + sh.sh_size) as usize)
@@ -261,9 +274,11 @@ pub fn check(data: &[u8], report: &Report) -> crate::Result<NkTextReport> {
 
     // Every protected encoding in NK text (not the boot trampoline, which
     // is not mapped after boot) is a site.
-    let boot_end = image.elf.section_headers.iter().filter(|sh| {
-        image.elf.shdr_strtab.get_at(sh.sh_name).is_some_and(|n| n.starts_with(".boot"))
-    });
+    let boot_end = image
+        .elf
+        .section_headers
+        .iter()
+        .filter(|sh| image.elf.shdr_strtab.get_at(sh.sh_name).is_some_and(|n| n.starts_with(".boot")));
     let boot: Vec<(u64, u64)> = boot_end.map(|sh| (sh.sh_addr, sh.sh_addr + sh.sh_size)).collect();
     for hit in report.hits.iter().filter(|h| h.in_nk && !boot.iter().any(|b| h.addr >= b.0 && h.addr < b.1)) {
         if !out.sites.iter().any(|s| s.addr == hit.addr) {
@@ -345,20 +360,15 @@ fn check_arm(image: &Image, insn: &Instruction) -> Result<(), String> {
     // `or r64, imm32` can have.
     let or = (4..=7u64)
         .filter_map(|len| image.decode(insn.ip() - len).filter(|i| i.next_ip() == insn.ip()))
-        .find(|i| {
-            i.mnemonic() == Mnemonic::Or
-                && i.op0_register().full_register() == src
-                && imm(i, 1) == Some(1 << 16)
-        })
+        .find(|i| i.mnemonic() == Mnemonic::Or && i.op0_register().full_register() == src && imm(i, 1) == Some(1 << 16))
         .ok_or("no `or r, WP` right before it")?;
     let read = next(image, insn).ok_or("nothing after it")?;
     let test = next(image, &read).ok_or("no test")?;
     let jump = next(image, &test).ok_or("no jump")?;
     let reads_cr0 = read.mnemonic() == Mnemonic::Mov && read.op1_register() == Register::CR0;
     let r = read.op0_register().full_register();
-    let tests_wp = test.mnemonic() == Mnemonic::Test
-        && test.op0_register().full_register() == r
-        && imm(&test, 1) == Some(1 << 16);
+    let tests_wp =
+        test.mnemonic() == Mnemonic::Test && test.op0_register().full_register() == r && imm(&test, 1) == Some(1 << 16);
     let loops = jump.mnemonic() == Mnemonic::Je && jump.near_branch_target() <= or.ip();
     if reads_cr0 && tests_wp && loops {
         Ok(())
@@ -371,7 +381,9 @@ fn check_arm(image: &Image, insn: &Instruction) -> Result<(), String> {
 /// some branch leads to the fail-stop.
 fn check_read_back(image: &Image, class: Class, insn: &Instruction) -> Result<(), String> {
     let reads_back = |i: &Instruction| match class {
-        Class::Cr4 => i.mnemonic() == Mnemonic::Mov && i.op1_kind() == OpKind::Register && i.op1_register() == Register::CR4,
+        Class::Cr4 => {
+            i.mnemonic() == Mnemonic::Mov && i.op1_kind() == OpKind::Register && i.op1_register() == Register::CR4
+        }
         Class::Msr => i.mnemonic() == Mnemonic::Rdmsr,
         Class::Gdt => i.mnemonic() == Mnemonic::Sgdt,
         Class::Idt => i.mnemonic() == Mnemonic::Sidt,
@@ -441,8 +453,7 @@ fn check_lift(image: &Image, lift: &Instruction) -> Result<(), String> {
 fn fixed_path(image: &Image, lift: &Instruction) -> Result<Vec<u64>, String> {
     let mut calls = Vec::new();
     // The re-arm sites end the window (each is held to its own check).
-    let rearms: Vec<u64> =
-        SITES.iter().filter(|s| s.1 == Class::Cr0Arm).filter_map(|s| image.symbol(s.0)).collect();
+    let rearms: Vec<u64> = SITES.iter().filter(|s| s.1 == Class::Cr0Arm).filter_map(|s| image.symbol(s.0)).collect();
     let mut seen = BTreeSet::new();
     let mut work = vec![lift.next_ip()];
     while let Some(mut ip) = work.pop() {
@@ -524,13 +535,26 @@ fn lifted_functions(image: &Image, problems: &mut Vec<String>) -> usize {
             .filter(|&t| image.function(t).is_some() || !image.in_nk(t));
             let indirect_through = (i.op0_kind() == OpKind::Register).then(|| loaded.get(&i.op0_register()).copied());
             for used in info.info(&i).used_registers() {
-                if matches!(used.access(), OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite) {
+                if matches!(
+                    used.access(),
+                    OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                ) {
                     loaded.remove(&used.register().full_register());
                 }
             }
             if flow == FlowControl::Call || flow == FlowControl::IndirectCall {
                 // The callee may clobber every caller-saved register.
-                for r in [Register::RAX, Register::RCX, Register::RDX, Register::RSI, Register::RDI, Register::R8, Register::R9, Register::R10, Register::R11] {
+                for r in [
+                    Register::RAX,
+                    Register::RCX,
+                    Register::RDX,
+                    Register::RSI,
+                    Register::RDI,
+                    Register::R8,
+                    Register::R9,
+                    Register::R10,
+                    Register::R11,
+                ] {
                     loaded.remove(&r);
                 }
             }

@@ -403,16 +403,38 @@ fn lint_tests(filter: Option<&str>, tally: &mut Tally) {
     let runs: [(&str, &Path, &[&str]); 6] = [
         ("fmt", &root, &["fmt", "--all", "--check"]),
         ("fmt-user", &user, &["fmt", "--all", "--check"]),
-        ("clippy-host", &root, &["clippy", "-q", "-p", "nk-model", "-p", "klib", "-p", "xtask", "--all-targets", "--", "-D", "warnings"]),
-        ("clippy-kernel-wp", &root, &["clippy", "-q", "--release", "-p", "kernel", "--target", setup::TARGET, "--", "-D", "warnings"]),
+        (
+            "clippy-host",
+            &root,
+            &["clippy", "-q", "-p", "nk-model", "-p", "klib", "-p", "xtask", "--all-targets", "--", "-D", "warnings"],
+        ),
+        (
+            "clippy-kernel-wp",
+            &root,
+            &["clippy", "-q", "--release", "-p", "kernel", "--target", setup::TARGET, "--", "-D", "warnings"],
+        ),
         (
             "clippy-kernel-native",
             &root,
-            &["clippy", "-q", "--release", "-p", "kernel", "--target", setup::TARGET, "--features", "nk/native", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "-q",
+                "--release",
+                "-p",
+                "kernel",
+                "--target",
+                setup::TARGET,
+                "--features",
+                "nk/native",
+                "--",
+                "-D",
+                "warnings",
+            ],
         ),
         ("clippy-user", &user, &["clippy", "-q", "--target", "x86_64-unknown-linux-musl", "--", "-D", "warnings"]),
     ];
-    let runs: Vec<_> = runs.iter().filter(|(name, ..)| filter.is_none_or(|f| format!("lint {name}").contains(f))).collect();
+    let runs: Vec<_> =
+        runs.iter().filter(|(name, ..)| filter.is_none_or(|f| format!("lint {name}").contains(f))).collect();
     if runs.is_empty() {
         return;
     }

@@ -97,7 +97,6 @@ impl Batch {
         }
         nk::api::write_ptes(&self.ops).map_err(VmError::Nk)
     }
-
 }
 
 impl AddressSpace {

@@ -9,10 +9,10 @@ pub mod syscall;
 
 use crate::mm::frames::{self, Frame};
 use crate::sched;
-use mem::{Backing, Memory, PROT_READ, PROT_WRITE, Region};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use mem::{Backing, Memory, PROT_READ, PROT_WRITE, Region};
 use nk_model::layout::PAGE_SIZE;
 use spin::Mutex;
 
@@ -203,7 +203,16 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
             return Err(errno::ENOMEM);
         }
         let mem = p.mem.fork().map_err(|_| errno::ENOMEM)?;
-        Ok((mem, p.pid, (p.brk_start, p.brk), p.mmap_next, p.fs_base, p.files.clone(), p.cwd, alloc::boxed::Box::new(p.sig.for_child())))
+        Ok((
+            mem,
+            p.pid,
+            (p.brk_start, p.brk),
+            p.mmap_next,
+            p.fs_base,
+            p.files.clone(),
+            p.cwd,
+            alloc::boxed::Box::new(p.sig.for_child()),
+        ))
     })
     .ok_or(errno::EPERM)??;
     let child = Process {
@@ -326,7 +335,8 @@ fn finish(tid: sched::ThreadId, status: i32) {
         sched::leave_user();
     }
     if p.parent != ORPHAN {
-        let (code, st) = if status & 0x7f == 0 { (signal::CLD_EXITED, status >> 8) } else { (signal::CLD_KILLED, status) };
+        let (code, st) =
+            if status & 0x7f == 0 { (signal::CLD_EXITED, status >> 8) } else { (signal::CLD_KILLED, status) };
         let _ = signal::send(p.parent, signal::SIGCHLD, signal::Info { code, pid: tid, addr: 0, status: st });
     }
     // Its memory goes with it (the CPU left its address space above).

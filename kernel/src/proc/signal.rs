@@ -4,7 +4,7 @@
 //! `rt_sigframe` on the user stack (siginfo, ucontext with the registers
 //! and the FXSAVE image) and returns through `rt_sigreturn`.
 
-use super::{Pid, PROCS, with_current};
+use super::{PROCS, Pid, with_current};
 use crate::mm::usercopy::{copy_from_user, copy_to_user};
 use crate::sched;
 use nk_model::layout::USER_END;
@@ -356,8 +356,24 @@ fn push_frame(root: u64, regs: &mut UserRegs, sig: u32, info: Info, action: Acti
     put(&mut f, 0, action.restorer);
     let mc = 8 + UC_MCONTEXT;
     let gregs = [
-        regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15, regs.rdi, regs.rsi, regs.rbp,
-        regs.rbx, regs.rdx, regs.rax, regs.rcx, regs.rsp, regs.rip, regs.rflags,
+        regs.r8,
+        regs.r9,
+        regs.r10,
+        regs.r11,
+        regs.r12,
+        regs.r13,
+        regs.r14,
+        regs.r15,
+        regs.rdi,
+        regs.rsi,
+        regs.rbp,
+        regs.rbx,
+        regs.rdx,
+        regs.rax,
+        regs.rcx,
+        regs.rsp,
+        regs.rip,
+        regs.rflags,
     ];
     for (i, v) in gregs.iter().enumerate() {
         put(&mut f, mc + i as u64 * 8, *v);

@@ -2,11 +2,11 @@
 //! R10, R8, R9, the result (or `-errno`) in RAX. Calls not implemented yet
 //! return ENOSYS, as Linux does for calls it lacks.
 
-use super::{Process, mem, signal};
 use super::elf::Loaded;
+use super::{Process, mem, signal};
 use crate::arch::user::SyscallFrame;
-use crate::services::systable::Handler;
 use crate::mm::usercopy::{copy_from_user, copy_to_user};
+use crate::services::systable::Handler;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;

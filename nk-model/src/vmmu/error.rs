@@ -167,10 +167,9 @@ impl core::fmt::Display for VmmuError {
                 f,
                 "entry {value:#x} is not a code leaf: present, read-only, supervisor, executable, 4 KiB, bit 7 clear"
             ),
-            Self::ImageCodeRemapped { pfn } => write!(
-                f,
-                "frame {pfn:#x} is kernel-image code, executable only at its boot mapping"
-            ),
+            Self::ImageCodeRemapped { pfn } => {
+                write!(f, "frame {pfn:#x} is kernel-image code, executable only at its boot mapping")
+            }
         }
     }
 }

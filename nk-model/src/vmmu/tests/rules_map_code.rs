@@ -353,9 +353,7 @@ fn a_code_frame_is_mapped_exactly_as_write_pte_maps_it() {
     let (table, index) = image_slot(&a, CODE.start + 1);
     a.refuses_map_code(table, index, code(X), VmmuError::PinnedEntry { table, index });
     a.v.frames[X as usize].set_refs(u32::MAX);
-    a.refuses_unchecked(VmmuError::RefOverflow { pfn: X }, |v, mem| {
-        v.map_code(mem, RawPfn(l1), 4, RawPte(code(X)))
-    });
+    a.refuses_unchecked(VmmuError::RefOverflow { pfn: X }, |v, mem| v.map_code(mem, RawPfn(l1), 4, RawPte(code(X))));
 }
 
 /// Where the image maps `pfn`: (image l1, index).
