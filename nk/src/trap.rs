@@ -160,6 +160,7 @@ nk_trap_common:
     /* Outer code was interrupted. Between a privileged write and its
        check is no place for an outer handler to run: stop. */
     push rcx
+    .if {protect}
     mov rax, qword ptr [rsp + 32]
     lea rcx, [rip + __nk_priv_start]
     cmp rax, rcx
@@ -167,6 +168,7 @@ nk_trap_common:
     lea rcx, [rip + __nk_priv_end]
     cmp rax, rcx
     jb 9f
+    .endif
 1:  mov rax, qword ptr [rsp + 16]
     cmp rax, 2
     je 4f
@@ -281,6 +283,8 @@ nk_msg_trap_inside: .asciz "trap inside the nested kernel (vector, rip, cr2):"
 nk_msg_trap_window: .asciz "trap between a privileged write and its check (vector, rip):"
 "#,
     wp = const crate::cpu::cr0::WP,
+    // The `native` build calls its unchecked sites with interrupts on.
+    protect = const cfg!(not(feature = "native")) as u32,
     first_tss = const gdt::FIRST_TSS as u32,
     max_cpus = const crate::percpu::MAX_CPUS,
     cpu_mask = const crate::percpu::MAX_CPUS - 1,
