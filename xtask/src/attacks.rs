@@ -227,7 +227,9 @@ mod tests {
         let stop = "ksh> attack site-cr4\r\nnk: FAIL-STOP: CR4 lost a pinned bit 0x1\r\n";
         assert!(judge_alone(Backend::Wp, "site-cr4", stop, Some(EXIT_FAILURE)).is_ok());
         assert!(judge_alone(Backend::Wp, "site-cr4", stop, Some(EXIT_SUCCESS)).is_err());
-        assert!(judge_alone(Backend::Wp, "site-cr4", "attack site-cr4 [I6]: SUCCEEDED (x)", Some(EXIT_SUCCESS)).is_err());
+        assert!(
+            judge_alone(Backend::Wp, "site-cr4", "attack site-cr4 [I6]: SUCCEEDED (x)", Some(EXIT_SUCCESS)).is_err()
+        );
         let ran = "attack site-cr4 [I6]: SUCCEEDED (SMEP off)\nattacks: 0 blocked, 1 succeeded\npoweroff\n";
         assert!(judge_alone(Backend::Native, "site-cr4", ran, Some(EXIT_SUCCESS)).is_ok());
         assert!(judge_alone(Backend::Native, "site-cr4", ran, Some(EXIT_FAILURE)).is_err());

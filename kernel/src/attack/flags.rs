@@ -75,7 +75,9 @@ pub fn gate_flags() -> Outcome {
 /// and rewrites the record appended before.
 pub fn df_append() -> Outcome {
     // The catalog's append-only region (`append-only-rewrite` uses it too).
-    let Some(base) = super::services::append_region() else { return NotRun("the NK gave no append-only region".into()) };
+    let Some(base) = super::services::append_region() else {
+        return NotRun("the NK gave no append-only region".into());
+    };
     let Some(r) = nk::services::region(base) else { return NotRun("the region just made is gone".into()) };
     if r.used + 32 > r.len {
         return NotRun("the region is full".into());
@@ -119,8 +121,7 @@ pub fn df_declare() -> Outcome {
     for i in 0..512 {
         table.write_at(i * 8, &planted.to_le_bytes());
     }
-    let (status, _) =
-        crate::arch::without_interrupts(|| gate_with_flags(Op::DeclarePtp, table.number(), 1, 0, DF));
+    let (status, _) = crate::arch::without_interrupts(|| gate_with_flags(Op::DeclarePtp, table.number(), 1, 0, DF));
     let entries = table.virt() as *const u64;
     // SAFETY: the direct map maps both frames readable, the table too.
     let survived = (0..512).filter(|&i| unsafe { entries.add(i).read_volatile() } == planted).count();

@@ -142,7 +142,9 @@ unsafe extern "C" {
 pub fn body_direct() -> Outcome {
     use super::services::{VICTIM, evil, victim_is_evil};
     use crate::services::systable;
-    let Some(entry) = systable::entry_address(VICTIM) else { return super::Outcome::NotRun("no system-call table".into()) };
+    let Some(entry) = systable::entry_address(VICTIM) else {
+        return super::Outcome::NotRun("no system-call table".into());
+    };
     let old = systable::lookup(VICTIM).map_or(0, |h| h as usize as u64);
     let words = alloc::boxed::Box::new([evil as *const () as usize as u64, old]);
     let src = super::direct_map(words.as_ptr() as u64);
@@ -156,7 +158,9 @@ pub fn body_direct() -> Outcome {
     // SAFETY: as above.
     let _ = unsafe { nk_gate_body(op, entry, src + 8, 8, 0) };
     if redirected {
-        Succeeded(String::from("the gate body ran from outer code and wrote the sealed system-call table: getppid redirected"))
+        Succeeded(String::from(
+            "the gate body ran from outer code and wrote the sealed system-call table: getppid redirected",
+        ))
     } else {
         Blocked(format!("the gate body ran but changed nothing (status {:#x})", r.status))
     }

@@ -309,7 +309,9 @@ pub fn accidental_encoding() -> Outcome {
     if NATIVE {
         named.push(&raw const nk_native_write_cr0 as u64);
     } else {
-        named.extend([&raw const nk_gate_lift, &raw const nk_gate_rearm, &raw const nk_site_measure_rearm].map(|p| p as u64));
+        named.extend(
+            [&raw const nk_gate_lift, &raw const nk_gate_rearm, &raw const nk_site_measure_rearm].map(|p| p as u64),
+        );
     }
     // SAFETY: NK text is mapped readable (the CR3 page too: it is only
     // non-executable).

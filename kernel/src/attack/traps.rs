@@ -299,7 +299,12 @@ impl RoundsTable {
 
     fn ops(&self) -> Vec<BatchOp> {
         (0..OPS)
-            .map(|i| BatchOp { kind: BatchOp::WRITE, a: self.table.number(), b: (i % ENTRIES) as u64, c: self.leaf(i / ENTRIES) })
+            .map(|i| BatchOp {
+                kind: BatchOp::WRITE,
+                a: self.table.number(),
+                b: (i % ENTRIES) as u64,
+                c: self.leaf(i / ENTRIES),
+            })
             .collect()
     }
 
@@ -407,7 +412,8 @@ pub fn nmi_rewrite() -> Outcome {
             _ => edge += 1,
         }
     }
-    let why = format!("{none} with no NMI during the call, {outside} in outer code, {edge} in NK code outside the batch");
+    let why =
+        format!("{none} with no NMI during the call, {outside} in outer code, {edge} in NK code outside the batch");
     match latched_seen {
         Some((attempt, rip, progress, steered)) => Blocked(format!(
             "the NMI landed inside the NK (try {attempt}, after {misses} misses), which latched it; the hook got it \
@@ -415,6 +421,8 @@ pub fn nmi_rewrite() -> Outcome {
              entry writes done{}",
             if steered { " (its redirect skipped only the gate's return)" } else { "" }
         )),
-        None => NotRun(format!("no NMI landed inside the NK call in {TRIES} tries, the batch taking {ticks} ticks: {why}")),
+        None => {
+            NotRun(format!("no NMI landed inside the NK call in {TRIES} tries, the batch taking {ticks} ticks: {why}"))
+        }
     }
 }
