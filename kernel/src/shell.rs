@@ -271,11 +271,7 @@ fn nk_bench() {
 
 fn attack(args: &[&str]) {
     match args.first().copied() {
-        None | Some("list") => {
-            for a in crate::attack::CATALOG {
-                println!("  {:<24} {}", a.name, a.invariant);
-            }
-        }
+        None | Some("list") => crate::attack::list(),
         Some(name) => {
             crate::attack::run_matching(name);
         }

@@ -34,7 +34,8 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
         lapic::SPURIOUS_VECTOR => {}
         v @ 0..32 if frame.from_user() && !matches!(v, 2 | 8 | 18) => user_exception(frame, info),
         v if (PIC_SPURIOUS_BASE..PIC_SPURIOUS_BASE + 16).contains(&v) => {}
-        1 if crate::attack::gate::on_debug_trap(frame) => {}
+        1 if crate::attack::gate::on_debug_trap(frame) || crate::attack::traps::on_debug_trap(frame) => {}
+        2 if crate::attack::traps::on_nmi(frame) => {}
         VECTOR_BREAKPOINT => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
             println!("EXCEPTION: breakpoint (#BP, vector 3) at rip={:#x}; resuming", frame.rip);
@@ -193,7 +194,15 @@ fn fatal_exception(f: &TrapFrame, info: TrapInfo) -> ! {
     println!("  r13={:#018x} r14={:#018x} r15={:#018x}", f.r13, f.r14, f.r15);
     // A fault in an ordinary kernel thread ends that thread only. A fault in
     // the boot thread (the shell), or inside the NK, stops the machine.
-    if !in_nk {
+    // On the protected kernel a fault the NK takes never gets here (its
+    // trap stubs stop the machine themselves), so a fault at an NK-text
+    // RIP is outer code that jumped into NK text with protection on (or
+    // the NK's entry stub failing to move such a thread's frame onto a
+    // stack it pointed at protected memory): that thread ends, as any
+    // other. On `native` the NK runs unprotected and may have been
+    // interrupted halfway through a change: stop.
+    let nk_ran_it = in_nk && nk::BACKEND == "native";
+    if !nk_ran_it {
         let why = if vector == VECTOR_PAGE_FAULT {
             alloc::format!("{} at {:#x}{} (rip {:#x})", name, info.fault_addr, protected_what(info.fault_addr), f.rip)
         } else {

@@ -303,6 +303,10 @@ pub fn call(op: u64, a0: u64, a1: u64, a2: u64) -> GateResult {
 
 /// `caller` is the return address the gate found on the outer stack.
 /// Runs on this CPU's NK stack with protection lifted and RFLAGS known.
+/// Exported as `nk_gate_body` so the attack catalog can call it directly
+/// (`gate-body-direct`): outer code reaching it gains nothing, because its
+/// first write to NK data faults while protection is on.
+#[unsafe(export_name = "nk_gate_body")]
 extern "C" fn gate_body(op: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
     CROSSINGS.fetch_add(1, Ordering::Relaxed);
     crate::api::dispatch(op, a0, a1, a2, caller)

@@ -1,14 +1,23 @@
-//! Attack tests: boot each backend once, run the whole attack catalog with
-//! `attack all`, and hold every attack to its expected outcome: blocked on
-//! the protected kernel, succeeded on `native` (which shows it is real).
+//! Attack tests: boot each backend once, list the catalog (`attack list`)
+//! and run it with `attack all`, and hold every attack to its expected
+//! outcome: blocked on the protected kernel, succeeded on `native` (which
+//! shows it is real). Every attack in the list must print a verdict, so
+//! one that kills the machine before printing is a failure. The attacks
+//! the protected kernel blocks by stopping the machine (class `alone`;
+//! `attack all` skips them) each get a boot of their own on each backend:
+//! on `wp` the NK must report `nk: FAIL-STOP:` and QEMU exit with the
+//! failure status, on `native` the attack must succeed and the machine
+//! power off normally.
 
 use crate::build::Backend;
-use crate::qemu::{self, EXIT_SUCCESS, Machine};
+use crate::qemu::{self, EXIT_FAILURE, EXIT_SUCCESS, Machine};
 use crate::test::{Tally, header};
 use std::path::Path;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+/// One attack in a boot of its own.
+const ALONE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `attack NAME [INVARIANT]: VERDICT` → (NAME, VERDICT).
 pub fn parse_line(line: &str) -> Option<(&str, &str)> {
@@ -18,7 +27,40 @@ pub fn parse_line(line: &str) -> Option<(&str, &str)> {
     Some((name, verdict))
 }
 
-/// Whether `verdict` is what `backend` must show.
+/// `catalog NAME INVARIANT CLASS` (from `attack list`) → (NAME, whether
+/// it runs alone: class `alone`).
+pub fn parse_catalog(line: &str) -> Option<(&str, bool)> {
+    let mut words = line.strip_prefix("catalog ")?.split(' ');
+    let (name, _invariant, class) = (words.next()?, words.next()?, words.next()?);
+    match class {
+        "all" => Some((name, false)),
+        "alone" => Some((name, true)),
+        _ => None,
+    }
+}
+
+/// The line the NK prints when it stops the machine.
+const FAIL_STOP: &str = "nk: FAIL-STOP:";
+
+/// Judges the boot of its own that an `alone` attack gets: the line that
+/// shows the expected end, or why it is not there.
+pub fn judge_alone(backend: Backend, name: &str, output: &str, code: Option<i32>) -> Result<String, String> {
+    let verdict = output.lines().filter_map(parse_line).find(|(n, _)| *n == name).map(|(_, v)| v);
+    match backend {
+        Backend::Wp => match (output.lines().find(|l| l.contains(FAIL_STOP)), code) {
+            (Some(line), Some(EXIT_FAILURE)) => Ok(line.trim().to_string()),
+            (Some(_), c) => Err(format!("the NK reported a fail-stop, but QEMU ended with {c:?}")),
+            (None, _) => Err(format!("no fail-stop (verdict: {})", verdict.unwrap_or("none"))),
+        },
+        Backend::Native => match (verdict, code) {
+            (Some(v), Some(EXIT_SUCCESS)) if expected(backend, v) => Ok(v.to_string()),
+            (Some(v), c) => Err(format!("{v} (QEMU ended with {c:?})")),
+            (None, c) => Err(format!("no verdict (QEMU ended with {c:?})")),
+        },
+    }
+}
+
+/// Whether `verdict` is what `backend` must show in `attack all`.
 pub fn expected(backend: Backend, verdict: &str) -> bool {
     match backend {
         Backend::Wp => verdict.starts_with("blocked"),
@@ -40,7 +82,7 @@ pub fn run(backend: Backend, kernel: &Path, initrd: Option<&Path>, filter: Optio
     let group = format!("attacks-{}", backend.name());
     let capture = match qemu::boot_capture(
         &machine,
-        b"attack all\nnk audit\nnk verify proc\nnk verify audit\npoweroff\n",
+        b"attack list\nattack all\nnk audit\nnk verify proc\nnk verify audit\npoweroff\n",
         TIMEOUT,
         &mut |_| {},
     ) {
@@ -51,18 +93,36 @@ pub fn run(backend: Backend, kernel: &Path, initrd: Option<&Path>, filter: Optio
             return;
         }
     };
+    let catalog: Vec<(&str, bool)> = capture.output.lines().filter_map(parse_catalog).collect();
+    let verdicts: Vec<(&str, &str)> = capture.output.lines().filter_map(parse_line).collect();
     let mut seen = 0;
-    for (name, verdict) in capture.output.lines().filter_map(parse_line) {
+    for &(name, alone) in &catalog {
         let check = format!("{group}/{name}");
         if filter.is_some_and(|f| !check.contains(f)) {
             continue;
         }
         seen += 1;
-        if expected(backend, verdict) {
-            println!("attack {check} ... ok: {verdict}");
-            tally.pass();
-        } else {
-            println!("attack {check} ... FAILED: {verdict}");
+        let ok = |v: &str| if alone { v.starts_with("skipped") } else { expected(backend, v) };
+        match verdicts.iter().find(|(n, _)| *n == name) {
+            Some((_, verdict)) if ok(verdict) => {
+                println!("attack {check} ... ok: {verdict}");
+                tally.pass();
+            }
+            Some((_, verdict)) => {
+                println!("attack {check} ... FAILED: {verdict}");
+                tally.fail(check);
+            }
+            None => {
+                println!("attack {check} ... FAILED: no verdict (the run ended before this attack printed one)");
+                tally.fail(check);
+            }
+        }
+    }
+    // An attack that printed a verdict but is not in the list.
+    for (name, verdict) in verdicts.iter().filter(|(n, _)| !catalog.iter().any(|(c, _)| c == n)) {
+        let check = format!("{group}/{name}");
+        if filter.is_none_or(|f| check.contains(f)) {
+            println!("attack {check} ... FAILED: not in 'attack list' ({verdict})");
             tally.fail(check);
         }
     }
@@ -113,6 +173,31 @@ pub fn run(backend: Backend, kernel: &Path, initrd: Option<&Path>, filter: Optio
         println!("{}", capture.report("attack run"));
         tally.fail(format!("{group}/run"));
     }
+    // The attacks that stop the protected machine, one boot each.
+    for &(name, _) in catalog.iter().filter(|(_, alone)| *alone) {
+        let check = format!("{group}/{name}/alone");
+        if filter.is_some_and(|f| !check.contains(f)) {
+            continue;
+        }
+        let input = format!("attack {name}\npoweroff\n");
+        match qemu::boot_capture(&machine, input.as_bytes(), ALONE_TIMEOUT, &mut |_| {}) {
+            Err(e) => {
+                println!("attack {check} ... FAILED: {e}");
+                tally.fail(check);
+            }
+            Ok(c) => match judge_alone(backend, name, &c.output, c.code()) {
+                Ok(line) => {
+                    println!("attack {check} ... ok: {line}");
+                    tally.pass();
+                }
+                Err(why) => {
+                    println!("attack {check} ... FAILED: {why}");
+                    println!("{}", c.report(name));
+                    tally.fail(check);
+                }
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +212,28 @@ mod tests {
         );
         assert_eq!(parse_line("attacks: 7 blocked, 0 succeeded"), None);
         assert_eq!(parse_line("attack: no attack named 'x'"), None);
+    }
+
+    #[test]
+    fn parses_catalog_lines() {
+        assert_eq!(parse_catalog("catalog clear-wp I3 all"), Some(("clear-wp", false)));
+        assert_eq!(parse_catalog("catalog site-cr4 I6 alone"), Some(("site-cr4", true)));
+        assert_eq!(parse_catalog("catalog site-cr4 I6 sometimes"), None);
+        assert_eq!(parse_catalog("attack clear-wp [I3]: blocked (x)"), None);
+    }
+
+    #[test]
+    fn alone_attacks_stop_the_protected_machine_and_succeed_on_native() {
+        let stop = "ksh> attack site-cr4\r\nnk: FAIL-STOP: CR4 lost a pinned bit 0x1\r\n";
+        assert!(judge_alone(Backend::Wp, "site-cr4", stop, Some(EXIT_FAILURE)).is_ok());
+        assert!(judge_alone(Backend::Wp, "site-cr4", stop, Some(EXIT_SUCCESS)).is_err());
+        assert!(
+            judge_alone(Backend::Wp, "site-cr4", "attack site-cr4 [I6]: SUCCEEDED (x)", Some(EXIT_SUCCESS)).is_err()
+        );
+        let ran = "attack site-cr4 [I6]: SUCCEEDED (SMEP off)\nattacks: 0 blocked, 1 succeeded\npoweroff\n";
+        assert!(judge_alone(Backend::Native, "site-cr4", ran, Some(EXIT_SUCCESS)).is_ok());
+        assert!(judge_alone(Backend::Native, "site-cr4", ran, Some(EXIT_FAILURE)).is_err());
+        assert!(judge_alone(Backend::Native, "site-cr4", "nk: FAIL-STOP: x", Some(EXIT_FAILURE)).is_err());
     }
 
     #[test]

@@ -19,6 +19,8 @@ const TIMER_DIVIDE: usize = 0x3e0;
 const SVR_ENABLE: u32 = 1 << 8;
 const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
+/// LVT delivery mode NMI (bits 8..11 = 0b100): the vector is ignored.
+const LVT_DELIVER_NMI: u32 = 0b100 << 8;
 const DIVIDE_BY_16: u32 = 0b0011;
 
 pub const TIMER_VECTOR: u8 = 0x20;
@@ -72,4 +74,37 @@ pub fn start_periodic(count: u32) {
 
 pub fn end_of_interrupt() {
     write(EOI, 0);
+}
+
+/// What the timer was doing, to put back after borrowing it.
+#[derive(Clone, Copy)]
+pub struct TimerState {
+    lvt: u32,
+    initial: u32,
+}
+
+pub fn timer_state() -> TimerState {
+    TimerState { lvt: read(LVT_TIMER), initial: read(TIMER_INITIAL) }
+}
+
+/// Puts the timer back as `timer_state` found it (the count restarts).
+pub fn restore_timer(state: TimerState) {
+    write(LVT_TIMER, state.lvt);
+    write(TIMER_INITIAL, state.initial);
+}
+
+/// Counts timer ticks (bus clock / 16) while `f` runs, with the timer's
+/// interrupt masked; call with interrupts off and restore the timer after.
+pub fn ticks_of<R>(f: impl FnOnce() -> R) -> (R, u32) {
+    start_free_count();
+    let r = f();
+    (r, u32::MAX - current_count())
+}
+
+/// Arms a one-shot timer that delivers an NMI to this CPU after `count`
+/// ticks: the outer kernel owns the local APIC, so it can always send
+/// itself an NMI (the attack catalog does, at a chosen moment).
+pub fn one_shot_nmi(count: u32) {
+    write(LVT_TIMER, LVT_DELIVER_NMI);
+    write(TIMER_INITIAL, count.max(1));
 }

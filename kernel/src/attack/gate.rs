@@ -129,3 +129,39 @@ pub fn interrupt_in_window() -> Outcome {
         _ => Succeeded(String::from("returned with CR0.WP clear")),
     }
 }
+
+unsafe extern "C" {
+    /// The gate's body (`nk/src/gate.rs`), exported for this attack alone.
+    fn nk_gate_body(op: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> nk::GateResult;
+}
+
+/// Calls the body behind the gate directly, skipping the gate: an
+/// `nk_write` to the sealed system-call table (I11's write-once region).
+/// With protection on, the body's first write to NK data faults and the
+/// attacking thread dies having changed nothing; on `native` it runs.
+pub fn body_direct() -> Outcome {
+    use super::services::{VICTIM, evil, victim_is_evil};
+    use crate::services::systable;
+    let Some(entry) = systable::entry_address(VICTIM) else {
+        return super::Outcome::NotRun("no system-call table".into());
+    };
+    let old = systable::lookup(VICTIM).map_or(0, |h| h as usize as u64);
+    let words = alloc::boxed::Box::new([evil as *const () as usize as u64, old]);
+    let src = super::direct_map(words.as_ptr() as u64);
+    let op = nk::api::Op::NkWrite as u64;
+    // SAFETY: none, deliberately: NK code run without its gate. On the
+    // protected kernel it faults on its first NK-data write (this thread
+    // dies); on `native` it writes the table, and the second call below
+    // puts the real handler back.
+    let r = unsafe { nk_gate_body(op, entry, src, 8, 0) };
+    let redirected = victim_is_evil();
+    // SAFETY: as above.
+    let _ = unsafe { nk_gate_body(op, entry, src + 8, 8, 0) };
+    if redirected {
+        Succeeded(String::from(
+            "the gate body ran from outer code and wrote the sealed system-call table: getppid redirected",
+        ))
+    } else {
+        Blocked(format!("the gate body ran but changed nothing (status {:#x})", r.status))
+    }
+}

@@ -5,15 +5,41 @@
 //! build the same attack must succeed, which shows it is real.
 
 mod cpu_state;
+mod flags;
 pub mod gate;
 mod memory;
 mod services;
+mod sites;
+mod stack;
+pub mod traps;
 mod user;
 mod vmmu;
 
 use crate::println;
 use crate::sched::{self, Exit};
 use alloc::string::String;
+
+/// Whether this is the unprotected `native` build (a constant, so code for
+/// the other backend, and the NK symbols only it has, drop out).
+const NATIVE: bool = {
+    let (a, b) = (nk::BACKEND.as_bytes(), b"native");
+    let mut same = a.len() == b.len();
+    let mut i = 0;
+    while same && i < a.len() {
+        same = a[i] == b[i];
+        i += 1;
+    }
+    same
+};
+
+/// Names kernel data by its direct-map address, the form the NK accepts
+/// for a source buffer (the image is linked at `KERNEL_BASE` + physical).
+fn direct_map(va: u64) -> u64 {
+    match va.checked_sub(nk::layout::KERNEL_BASE) {
+        Some(phys) => nk::layout::phys_to_virt(phys),
+        None => va,
+    }
+}
 
 /// How one attack ended, as the attack itself saw it.
 pub enum Outcome {
@@ -30,46 +56,79 @@ pub struct Attack {
     /// The invariant it targets (docs/invariants.md).
     pub invariant: &'static str,
     pub run: fn() -> Outcome,
+    /// Blocking it stops the machine on the protected kernel (the NK's
+    /// fail-stop): `attack all` skips it, `attack NAME` runs it alone, and
+    /// `cargo xtask test` gives it a boot of its own on each backend.
+    pub stops_machine: bool,
+}
+
+/// An attack that `attack all` runs.
+const fn runs(name: &'static str, invariant: &'static str, run: fn() -> Outcome) -> Attack {
+    Attack { name, invariant, run, stops_machine: false }
+}
+
+/// An attack the protected kernel blocks by stopping the machine.
+const fn stops(name: &'static str, invariant: &'static str, run: fn() -> Outcome) -> Attack {
+    Attack { name, invariant, run, stops_machine: true }
 }
 
 /// Every attack, in the order `attack all` runs them.
 pub const CATALOG: &[Attack] = &[
-    Attack { name: "ptp-direct-write", invariant: "I2", run: memory::ptp_direct_write },
-    Attack { name: "ptp-direct-write-leaf", invariant: "I2", run: vmmu::ptp_direct_write_leaf },
-    Attack { name: "map-ptp-writable", invariant: "I2", run: vmmu::map_ptp_writable },
-    Attack { name: "map-nk-memory", invariant: "I8", run: vmmu::map_nk_memory },
-    Attack { name: "rewrite-nk-mapping", invariant: "I8", run: vmmu::rewrite_nk_mapping },
-    Attack { name: "redirect-ptp-alias", invariant: "I2", run: vmmu::redirect_ptp_alias },
-    Attack { name: "undeclared-table", invariant: "I1", run: vmmu::undeclared_table },
-    Attack { name: "level-confusion", invariant: "I1", run: vmmu::level_confusion },
-    Attack { name: "declare-mapped-frame", invariant: "I10", run: vmmu::declare_mapped_frame },
-    Attack { name: "remove-referenced-ptp", invariant: "I10", run: vmmu::remove_referenced_ptp },
-    Attack { name: "cr3-undeclared-root", invariant: "I5", run: vmmu::cr3_undeclared_root },
-    Attack { name: "declare-twice", invariant: "I10", run: vmmu::declare_twice },
-    Attack { name: "frames-out-of-range", invariant: "I1", run: vmmu::frames_out_of_range },
-    Attack { name: "map-code-hidden-mov-cr0", invariant: "I7", run: vmmu::map_code_hidden_mov_cr0 },
-    Attack { name: "image-code-remap", invariant: "I7", run: vmmu::image_code_remap },
-    Attack { name: "kernel-code-write", invariant: "I6", run: memory::kernel_code_write },
-    Attack { name: "execute-data", invariant: "I6", run: memory::execute_data },
-    Attack { name: "idt-overwrite", invariant: "I9", run: memory::idt_overwrite },
-    Attack { name: "gdt-overwrite", invariant: "I9", run: memory::gdt_overwrite },
-    Attack { name: "tss-overwrite", invariant: "I9", run: memory::tss_overwrite },
-    Attack { name: "clear-wp", invariant: "I3", run: cpu_state::clear_wp },
-    Attack { name: "clear-smep", invariant: "I6", run: cpu_state::clear_smep },
-    Attack { name: "smep-execute-user", invariant: "I6", run: user::smep_execute_user },
-    Attack { name: "smap-read-user", invariant: "I6", run: user::smap_read_user },
-    Attack { name: "clear-nxe", invariant: "I6", run: cpu_state::clear_nxe },
-    Attack { name: "msr-not-allowed", invariant: "I9", run: cpu_state::msr_not_allowed },
-    Attack { name: "gate-jump-past-lift", invariant: "I4", run: gate::jump_past_lift },
-    Attack { name: "gate-jump-to-rearm", invariant: "I4", run: gate::jump_to_rearm },
-    Attack { name: "gate-interrupt-window", invariant: "I3", run: gate::interrupt_in_window },
-    Attack { name: "syscall-table-overwrite", invariant: "I11", run: services::syscall_table_overwrite },
-    Attack { name: "write-once-second-write", invariant: "I11", run: services::write_once_second_write },
-    Attack { name: "append-only-rewrite", invariant: "I11", run: services::append_only_rewrite },
-    Attack { name: "audit-rewrite", invariant: "I11", run: services::audit_rewrite },
-    Attack { name: "audit-erase", invariant: "I11", run: services::audit_erase },
-    Attack { name: "audit-forge", invariant: "I11", run: services::audit_forge },
-    Attack { name: "proc-hide", invariant: "I11", run: services::proc_hide },
+    runs("ptp-direct-write", "I2", memory::ptp_direct_write),
+    runs("ptp-direct-write-leaf", "I2", vmmu::ptp_direct_write_leaf),
+    runs("map-ptp-writable", "I2", vmmu::map_ptp_writable),
+    runs("map-nk-memory", "I8", vmmu::map_nk_memory),
+    runs("rewrite-nk-mapping", "I8", vmmu::rewrite_nk_mapping),
+    runs("redirect-ptp-alias", "I2", vmmu::redirect_ptp_alias),
+    runs("undeclared-table", "I1", vmmu::undeclared_table),
+    runs("level-confusion", "I1", vmmu::level_confusion),
+    runs("declare-mapped-frame", "I10", vmmu::declare_mapped_frame),
+    runs("remove-referenced-ptp", "I10", vmmu::remove_referenced_ptp),
+    runs("cr3-undeclared-root", "I5", vmmu::cr3_undeclared_root),
+    runs("declare-twice", "I10", vmmu::declare_twice),
+    runs("frames-out-of-range", "I1", vmmu::frames_out_of_range),
+    runs("map-code-hidden-mov-cr0", "I7", vmmu::map_code_hidden_mov_cr0),
+    runs("image-code-remap", "I7", vmmu::image_code_remap),
+    runs("kernel-code-write", "I6", memory::kernel_code_write),
+    runs("execute-data", "I6", memory::execute_data),
+    runs("idt-overwrite", "I9", memory::idt_overwrite),
+    runs("gdt-overwrite", "I9", memory::gdt_overwrite),
+    runs("tss-overwrite", "I9", memory::tss_overwrite),
+    runs("clear-wp", "I3", cpu_state::clear_wp),
+    runs("clear-smep", "I6", cpu_state::clear_smep),
+    runs("smep-execute-user", "I6", user::smep_execute_user),
+    runs("smap-read-user", "I6", user::smap_read_user),
+    runs("clear-nxe", "I6", cpu_state::clear_nxe),
+    runs("msr-not-allowed", "I9", cpu_state::msr_not_allowed),
+    runs("gate-jump-past-lift", "I4", gate::jump_past_lift),
+    runs("gate-jump-to-rearm", "I4", gate::jump_to_rearm),
+    stops("gate-interrupt-window", "I3", gate::interrupt_in_window),
+    runs("syscall-table-overwrite", "I11", services::syscall_table_overwrite),
+    runs("write-once-second-write", "I11", services::write_once_second_write),
+    runs("append-only-rewrite", "I11", services::append_only_rewrite),
+    runs("audit-rewrite", "I11", services::audit_rewrite),
+    runs("audit-erase", "I11", services::audit_erase),
+    runs("audit-forge", "I11", services::audit_forge),
+    runs("proc-hide", "I11", services::proc_hide),
+    runs("gate-single-step", "I3", traps::single_step),
+    runs("gate-nmi-rewrite", "I3", traps::nmi_rewrite),
+    runs("gate-flags", "I4", flags::gate_flags),
+    runs("gate-rsp-ptp", "I2", stack::rsp_ptp),
+    runs("gate-rsp-nk", "I8", stack::rsp_nk),
+    stops("gate-rsp-ptp-trap", "I3", stack::rsp_ptp_trap),
+    runs("gate-body-direct", "I4", gate::body_direct),
+    runs("site-cr0", "I3", sites::cr0),
+    runs("site-cr3", "I5", sites::cr3),
+    stops("site-cr4", "I6", sites::cr4),
+    stops("site-wrmsr-lstar", "I9", sites::wrmsr_lstar),
+    stops("site-wrmsr-efer", "I6", sites::wrmsr_efer),
+    stops("site-lgdt", "I9", sites::lgdt),
+    stops("site-lidt", "I9", sites::lidt),
+    stops("site-ltr", "I9", sites::ltr),
+    runs("accidental-encoding", "I4", sites::accidental_encoding),
+    // Last: on `native` their backwards copies may also scribble on NK data.
+    runs("gate-df-append", "I11", flags::df_append),
+    runs("gate-df-declare", "I2", flags::df_declare),
 ];
 
 /// How `run` classified an attack.
@@ -109,10 +168,19 @@ pub fn run(attack: &'static Attack) -> Verdict {
 static RESULT: spin::Mutex<Option<String>> = spin::Mutex::new(None);
 
 /// Runs every attack whose name matches (`all` for every one) and prints
-/// a summary line; returns how many ran.
+/// a summary line; returns how many ran. `all` skips the attacks that stop
+/// the machine when blocked (each says so); naming one runs it.
 pub fn run_matching(pattern: &str) -> usize {
-    let (mut blocked, mut succeeded, mut not_run) = (0, 0, 0);
+    let (mut blocked, mut succeeded, mut not_run, mut skipped) = (0, 0, 0, 0);
     for a in CATALOG.iter().filter(|a| pattern == "all" || a.name == pattern) {
+        if pattern == "all" && a.stops_machine {
+            println!(
+                "attack {} [{}]: skipped (blocking it stops the machine: run it alone, 'attack {}')",
+                a.name, a.invariant, a.name
+            );
+            skipped += 1;
+            continue;
+        }
         match run(a) {
             Verdict::Blocked => blocked += 1,
             Verdict::Succeeded => succeeded += 1,
@@ -120,10 +188,21 @@ pub fn run_matching(pattern: &str) -> usize {
         }
     }
     let ran = blocked + succeeded + not_run;
-    if ran == 0 {
+    if ran + skipped == 0 {
         println!("attack: no attack named '{}' (try 'attack list')", pattern);
     } else {
-        println!("attacks: {} blocked, {} succeeded, {} not run", blocked, succeeded, not_run);
+        println!(
+            "attacks: {} blocked, {} succeeded, {} not run, {} skipped (they stop the machine)",
+            blocked, succeeded, not_run, skipped
+        );
     }
     ran
+}
+
+/// Prints the catalog, one `catalog NAME INVARIANT CLASS` line per attack:
+/// CLASS `all` runs in `attack all`, `alone` needs a boot of its own.
+pub fn list() {
+    for a in CATALOG {
+        println!("catalog {} {} {}", a.name, a.invariant, if a.stops_machine { "alone" } else { "all" });
+    }
 }

@@ -13,16 +13,16 @@ use nk::services::{self as nks, AUDIT_LOG_LEN, WriteLogHead};
 use nk_model::chain::{AuditEntry, AuditHead, AuditRecord, WriteRecord};
 use nk_model::mediate::Policy;
 
-const VICTIM: u64 = 110; // getppid
+pub(super) const VICTIM: u64 = 110; // getppid
 const MAGIC: u64 = 0x0bad_c0de;
 
-fn evil(_: &mut crate::arch::user::SyscallFrame) -> Result<u64, i64> {
+pub(super) fn evil(_: &mut crate::arch::user::SyscallFrame) -> Result<u64, i64> {
     Ok(MAGIC)
 }
 
 /// Calls the table's handler for `VICTIM` with an empty frame: `MAGIC` if
 /// the attacker's handler runs.
-fn victim_is_evil() -> bool {
+pub(super) fn victim_is_evil() -> bool {
     let mut frame = crate::arch::user::SyscallFrame::default();
     systable::lookup(VICTIM).is_some_and(|h| (h as usize) == (evil as *const () as usize) && h(&mut frame) == Ok(MAGIC))
 }
@@ -67,7 +67,7 @@ pub fn write_once_second_write() -> Outcome {
 }
 
 /// An append-only region for the catalog, made once per boot.
-fn append_region() -> Option<u64> {
+pub(super) fn append_region() -> Option<u64> {
     static REGION: spin::Once<Option<u64>> = spin::Once::new();
     *REGION.call_once(|| nk::api::nk_alloc(4096, Policy::AppendOnly).ok())
 }
