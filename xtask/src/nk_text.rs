@@ -93,21 +93,26 @@ impl Class {
     }
 }
 
-/// The NK's intended privileged-instruction sites, by symbol.
-pub const SITES: &[(&str, Class)] = &[
-    ("nk_gate_lift", Class::Lift),
-    ("nk_gate_rearm", Class::Cr0Arm),
-    ("nk_site_measure_rearm", Class::Cr0Arm),
-    ("nk_site_arm_cr0", Class::Cr0Arm),
-    ("nk_site_cr4_write", Class::Cr4),
-    ("nk_site_cr4_flush_off", Class::Cr4),
-    ("nk_site_cr4_flush_on", Class::Cr4),
-    ("nk_site_wrmsr", Class::Msr),
-    ("nk_site_lgdt", Class::Gdt),
-    ("nk_site_lidt", Class::Idt),
-    ("nk_site_ltr", Class::Tr),
-    ("nk_cr3_load", Class::Cr3),
-    ("nk_native_write_cr0", Class::NativeCr0),
+/// The NK's intended privileged-instruction sites, by symbol, with the
+/// attacks of the catalog that jump to each (`kernel/src/attack/`).
+pub const SITES: &[(&str, Class, &str)] = &[
+    (
+        "nk_gate_lift",
+        Class::Lift,
+        "`site-cr0`, `gate-rsp-ptp`, `gate-rsp-nk`, `gate-interrupt-window`, `gate-rsp-ptp-trap`",
+    ),
+    ("nk_gate_rearm", Class::Cr0Arm, "`gate-jump-to-rearm`"),
+    ("nk_site_measure_rearm", Class::Cr0Arm, "(the re-arm's twin, timed; same check)"),
+    ("nk_site_arm_cr0", Class::Cr0Arm, "(boot's arm; same check)"),
+    ("nk_site_cr4_write", Class::Cr4, "`site-cr4`"),
+    ("nk_site_cr4_flush_off", Class::Cr4, "(same routine family as `site-cr4`)"),
+    ("nk_site_cr4_flush_on", Class::Cr4, "(same routine family as `site-cr4`)"),
+    ("nk_site_wrmsr", Class::Msr, "`site-wrmsr-lstar`, `site-wrmsr-efer`"),
+    ("nk_site_lgdt", Class::Gdt, "`site-lgdt`"),
+    ("nk_site_lidt", Class::Idt, "`site-lidt`"),
+    ("nk_site_ltr", Class::Tr, "`site-ltr`"),
+    ("nk_cr3_load", Class::Cr3, "`site-cr3`"),
+    ("nk_native_write_cr0", Class::NativeCr0, "(native only)"),
 ];
 
 /// The code that runs with protection lifted starts here (the lift's fixed
@@ -126,6 +131,7 @@ const ALLOWED_EXITS: &[(&str, &str, &str)] = &[(
 pub struct Site {
     pub symbol: &'static str,
     pub class: Class,
+    pub attacks: &'static str,
     pub addr: u64,
     pub text: String,
 }
@@ -166,9 +172,9 @@ impl NkTextReport {
 
     /// The site table for docs/scanner.md (no addresses: they move).
     pub fn markdown(&self) -> String {
-        let mut s = String::from("| site | instruction | check after it |\n| --- | --- | --- |\n");
+        let mut s = String::from("| site | instruction | check after it | attacks |\n| --- | --- | --- | --- |\n");
         for site in &self.sites {
-            let _ = writeln!(s, "| `{}` | `{}` | {} |", site.symbol, site.text, site.class.check());
+            let _ = writeln!(s, "| `{}` | `{}` | {} | {} |", site.symbol, site.text, site.class.check(), site.attacks);
         }
         s
     }
@@ -254,7 +260,7 @@ pub fn check(data: &[u8], report: &Report) -> crate::Result<NkTextReport> {
     }
 
     // Every site by its symbol.
-    for &(symbol, class) in SITES {
+    for &(symbol, class, attacks) in SITES {
         let Some(addr) = image.symbol(symbol) else {
             if (class == Class::NativeCr0) != out.protected {
                 out.problems.push(format!("site {symbol} is missing"));
@@ -263,7 +269,7 @@ pub fn check(data: &[u8], report: &Report) -> crate::Result<NkTextReport> {
         };
         match image.decode(addr) {
             Some(insn) if class.mnemonic_ok(&insn) => {
-                out.sites.push(Site { symbol, class, addr, text: insn.to_string() });
+                out.sites.push(Site { symbol, class, attacks, addr, text: insn.to_string() });
             }
             other => out.problems.push(format!(
                 "site {symbol} at {addr:#x} holds {}, not its {class:?} instruction",

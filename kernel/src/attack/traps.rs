@@ -26,6 +26,7 @@ use super::Outcome::{self, Blocked, NotRun, Succeeded};
 use crate::arch::{self, lapic};
 use crate::mm::frames::{self, Frame};
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use nk::api::BatchOp;
@@ -199,7 +200,7 @@ pub fn single_step() -> Outcome {
             STEPS_BEFORE_LIFT.load(Relaxed),
             if ok == 1 { "ok" } else { "an error" }
         )),
-        Some(_) if !ENTERED.load(Relaxed) => NotRun(format!("no single-step trap reached the gate")),
+        Some(_) if !ENTERED.load(Relaxed) => NotRun(String::from("no single-step trap reached the gate")),
         Some(_) => Succeeded(format!(
             "{} single-step traps past the lift reached the outer handler",
             STEPS_PAST_LIFT.load(Relaxed)
