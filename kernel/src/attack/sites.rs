@@ -80,10 +80,11 @@ fn jump_to_site(site: u64, regs: Regs) -> (u64, u64) {
             "push 2",
             "mov r10, rsp",             // [r10]: RFLAGS, [r10 + 8]: a return address
             "add rsp, 8",               // [rsp]: a return address
-            "jmp r9",
+            "xor r9d, r9d",             // no NMI latched for the gate's exit
+            "jmp r8",
             "2:",
             "mov rsp, r12",
-            in("r9") site,
+            in("r8") site,
             inout("rdi") regs.rdi => _,
             inout("rax") regs.rax => rax,
             inout("rcx") regs.rcx => _,
@@ -121,6 +122,68 @@ pub fn cr0() -> Outcome {
             }
         }
     })
+}
+
+/// Jump to each CR0 write that sets WP (the gate's timed re-arm, the boot's
+/// arm) with WP clear in the register the write takes: the check after
+/// each loops back to the set. (`gate-jump-to-rearm` covers the gate's
+/// plain re-arm.)
+pub fn cr0_rearms() -> Outcome {
+    let cr0 = Cr0::read_raw();
+    crate::arch::without_interrupts(|| {
+        if NATIVE {
+            // Native's CR0 write sets nothing itself.
+            let site = &raw const nk_native_write_cr0 as u64;
+            jump_to_site(site, Regs { rdi: cr0 & !WP, ..Regs::default() });
+            let off = !Cr0::read().contains(Cr0Flags::WRITE_PROTECT);
+            jump_to_site(site, Regs { rdi: cr0, ..Regs::default() });
+            return match off {
+                true => Succeeded("nk_native_write_cr0 cleared CR0.WP for the attacker (then set it back)".into()),
+                false => Blocked("the jump to nk_native_write_cr0 left WP set".into()),
+            };
+        }
+        let mut left_clear = Vec::new();
+        for (name, site) in [
+            ("nk_site_measure_rearm", &raw const nk_site_measure_rearm),
+            ("nk_site_arm_cr0", &raw const nk_site_arm_cr0),
+        ] {
+            jump_to_site(site as u64, Regs { rax: cr0 & !WP, rcx: cr0 & !WP, ..Regs::default() });
+            if !Cr0::read().contains(Cr0Flags::WRITE_PROTECT) {
+                left_clear.push(name);
+            }
+        }
+        match left_clear.is_empty() {
+            true => Blocked(
+                "jumps to nk_site_measure_rearm and nk_site_arm_cr0 with WP clear in the register both \
+                 returned with WP set (each loops back to its `or r, WP`)"
+                    .into(),
+            ),
+            false => Succeeded(format!("returned with CR0.WP clear from {}", left_clear.join(", "))),
+        }
+    })
+}
+
+/// Jump to the first CR4 write of the TLB flush with SMEP cleared in both
+/// registers the flush writes.
+pub fn cr4_flush() -> Outcome {
+    let cr4 = Cr4::read_raw();
+    let smep = Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION.bits();
+    if cr4 & smep == 0 {
+        return NotRun("SMEP is not on (CPU lacks it)".into());
+    }
+    let off = crate::arch::without_interrupts(|| {
+        jump_to_site(
+            &raw const nk_site_cr4_flush_off as u64,
+            Regs { rdi: cr4 & !smep, rcx: cr4 & !smep, ..Regs::default() },
+        );
+        let off = Cr4::read_raw() & smep == 0;
+        jump_to_site(&raw const nk_site_cr4_write as u64, Regs { rdi: cr4, ..Regs::default() });
+        off
+    });
+    match off {
+        true => Succeeded("the jump into the TLB flush cleared CR4.SMEP (then set it back)".into()),
+        false => Blocked("CR4.SMEP still set after the jump".into()),
+    }
 }
 
 /// Jump to `mov cr3` with a root the attacker built: a copy of the live
