@@ -100,6 +100,26 @@ ktest!(
 );
 
 ktest!(
+    fn set_cr0_changes_a_free_bit_and_keeps_wp() {
+        // The NK applies a CR0 request's free bits (MP, EM, TS, NE, AM) at
+        // the gate's re-arm, together with WP: AM only matters in ring 3.
+        use x86_64::registers::control::{Cr0, Cr0Flags};
+        let before = Cr0::read_raw();
+        let am = Cr0Flags::ALIGNMENT_MASK.bits();
+        kassert_eq!(nk::api::set_cr0(before | am), Ok(()));
+        let with = Cr0::read_raw();
+        kassert_eq!(nk::api::set_cr0(before & !am), Ok(()));
+        let without = Cr0::read_raw();
+        kassert!(with & am != 0 && without & am == 0, "CR0 {:#x} then {:#x}", with, without);
+        kassert!(with & Cr0Flags::WRITE_PROTECT.bits() != 0 && without & Cr0Flags::WRITE_PROTECT.bits() != 0);
+        if before & am != 0 {
+            let _ = nk::api::set_cr0(before);
+        }
+        Ok(())
+    }
+);
+
+ktest!(
     fn empty_nk_call_crosses_the_gate_once() {
         use x86_64::registers::control::{Cr0, Cr0Flags};
         let before = nk::api::gate_crossings();
