@@ -503,13 +503,15 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
 }
 
 fn brk(addr: u64) -> SysResult {
-    let page_up = |a: u64| (a + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    // Checked: a break near 2^64 must not round up to 0, which would
+    // shrink the heap over the program below it (fuzz seed 1 found it).
+    let page_up = |a: u64| a.checked_add(PAGE_SIZE - 1).map(|a| a & !(PAGE_SIZE - 1));
     current(|p| {
-        let want = page_up(addr);
+        let Some(want) = page_up(addr) else { return p.brk };
         if addr >= p.brk_start
             && want <= p.brk_start + (1 << 30)
             && room_for_regions(p, 1)
-            && p.mem.resize_heap(page_up(p.brk), want).is_ok()
+            && p.mem.resize_heap(page_up(p.brk).unwrap_or(want), want).is_ok()
         {
             p.brk = addr;
         }

@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 
 pub const TESTS: &[Test] = tests![
     brk_grows_the_heap,
+    brk_near_the_top_is_refused,
     anonymous_mmap_is_zeroed_and_writable,
     writable_and_executable_mmap_is_refused,
     mprotect_read_only_makes_a_write_fault,
@@ -83,6 +84,19 @@ fn brk_grows_the_heap() -> TestResult {
         let p = (start + 65000) as *mut u8;
         p.write_volatile(0x5a);
         check(p.read_volatile() == 0x5a, || "new heap memory did not keep a byte".into())
+    }
+}
+
+/// A break that rounds up past 2^64 is refused and the heap stays (the
+/// kernel once rounded it to 0 and unmapped the program: `fuzz --seed 1`).
+fn brk_near_the_top_is_refused() -> TestResult {
+    // SAFETY: brk(0) only reports the break; the huge one must be refused.
+    unsafe {
+        let start = libc::syscall(libc::SYS_brk, 0) as u64;
+        let after = libc::syscall(libc::SYS_brk, u64::MAX) as u64;
+        check(after == start, || format!("brk(u64::MAX) moved the break from {start:#x} to {after:#x}"))?;
+        let again = libc::syscall(libc::SYS_brk, 0) as u64;
+        check(again == start, || format!("the break is {again:#x}, was {start:#x}"))
     }
 }
 
