@@ -584,7 +584,16 @@ fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Sys
             }
             addr
         } else {
-            let start = p.mmap_next;
+            // The bump pointer while it has room and hits nothing (a
+            // MAP_FIXED mapping may sit there, and was once replaced),
+            // else the lowest free gap: without it, large mappings used up
+            // the address space for good, even once unmapped.
+            let bump = p.mmap_next;
+            let start = if bump.checked_add(len).is_some_and(|e| e <= USER_END) && !p.mem.overlaps(bump, bump + len) {
+                bump
+            } else {
+                p.mem.find_gap(super::MMAP_BASE, len, USER_END).ok_or(errno::ENOMEM)?
+            };
             p.mmap_next = start + len + PAGE_SIZE; // a guard gap between regions
             start
         };

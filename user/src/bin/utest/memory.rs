@@ -9,6 +9,7 @@ use std::os::fd::AsRawFd;
 pub const TESTS: &[Test] = tests![
     brk_grows_the_heap,
     brk_near_the_top_is_refused,
+    unmapped_address_space_is_used_again,
     anonymous_mmap_is_zeroed_and_writable,
     writable_and_executable_mmap_is_refused,
     mprotect_read_only_makes_a_write_fault,
@@ -98,6 +99,22 @@ fn brk_near_the_top_is_refused() -> TestResult {
         let again = libc::syscall(libc::SYS_brk, 0) as u64;
         check(again == start, || format!("the break is {again:#x}, was {start:#x}"))
     }
+}
+
+/// 300 mappings of 1 TiB, each unmapped at once, exceed the user half
+/// (128 TiB) taken together: the space must be handed out again.
+fn unmapped_address_space_is_used_again() -> TestResult {
+    let len = 1usize << 40;
+    for i in 0..300 {
+        // SAFETY: an anonymous mapping, never touched, unmapped at once.
+        unsafe {
+            let p =
+                libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            check(p != libc::MAP_FAILED, || format!("mapping {i} of 1 TiB failed: {}", errno_name(errno())))?;
+            libc::munmap(p, len);
+        }
+    }
+    Ok(())
 }
 
 fn anonymous_mmap_is_zeroed_and_writable() -> TestResult {
