@@ -39,7 +39,7 @@ commands:
                               (10, generated filler) converged from no layout decisions;
                               prints hits, relinks and seconds
   fuzz [--calls N] [--seed S] [--nk wp|native]
-                              boot and run /bin/fuzz for N system calls (200000)
+                              boot and run /bin/fuzz for N system calls (5000000)
                               from seed S (1), then check that the kernel survived,
                               the audit is clean and every frame came back
   help                        this text
@@ -154,7 +154,7 @@ pub struct FuzzOptions {
 }
 
 fn parse_fuzz(args: &[String]) -> Result<FuzzOptions, UsageError> {
-    let mut opts = FuzzOptions { calls: 200_000, seed: 1, nk: crate::build::Backend::Wp };
+    let mut opts = FuzzOptions { calls: 5_000_000, seed: 1, nk: crate::build::Backend::Wp };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let v = it.next().ok_or_else(|| UsageError(format!("{a} needs a value")))?;

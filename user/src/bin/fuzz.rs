@@ -314,32 +314,44 @@ impl Fuzzer {
 
     fn fd(&mut self) -> u64 {
         match self.rng.below(8) {
-            0..=4 if !self.fds.is_empty() => {
-                let fds = self.fds.clone();
-                self.rng.pick(&fds)
-            }
+            0..=4 if !self.fds.is_empty() => self.fds[self.rng.below(self.fds.len() as u64) as usize],
             5 => 3 + self.rng.below(40),
             6 => self.rng.pick(&[200, 1023, 1024, 65535, 1 << 31, u32::MAX as u64, u64::MAX]),
             _ => 900 + self.rng.below(100),
         }
     }
 
+    /// A NUL-terminated path in the struct page, or a bad pointer. Nothing
+    /// here allocates: once the kernel heap is full (other processes' files
+    /// fill it), malloc in the fuzzer would fail and abort it.
     fn path(&mut self) -> u64 {
-        let mut s = match self.rng.below(12) {
+        let mut name = [0u8; 64];
+        let n = match self.rng.below(12) {
             0..=6 => {
-                let paths = self.paths.clone();
-                let i = self.rng.below(paths.len() as u64) as usize;
-                paths[i].clone().into_bytes()
+                let i = self.rng.below(self.paths.len() as u64) as usize;
+                let p = self.paths[i].as_bytes();
+                name[..p.len()].copy_from_slice(p);
+                p.len()
             }
-            7 => b"/".to_vec(),
-            8 => self.rng.pick(&[&b""[..], b".", b"..", b"/tmp/", b"/nonexistent/x", b"/bin/hello/x"]).to_vec(),
+            7 => {
+                name[0] = b'/';
+                1
+            }
+            8 => {
+                let p = self.rng.pick(&[&b""[..], b".", b"..", b"/tmp/", b"/nonexistent/x", b"/bin/hello/x"]);
+                name[..p.len()].copy_from_slice(p);
+                p.len()
+            }
             9 => {
                 // A path longer than PATH_MAX, running to the end of the page.
+                static LONG: [u8; 4096] = [b'a'; 4096];
                 let n = 4000 + self.rng.below(90) as usize;
-                self.cursor = 0;
-                let mut v = vec![b'a'; n];
-                v[0] = b'/';
-                v
+                let at = self.mem.structs();
+                self.mem.write(at, &LONG[..n]);
+                self.mem.write(at, b"/");
+                self.mem.write(at + n as u64, &[0]);
+                self.cursor = (n as u64 + 8) & !7;
+                return at;
             }
             10 => {
                 // No terminating NUL before the guard page.
@@ -349,8 +361,7 @@ impl Fuzzer {
             }
             _ => return self.bad_ptr(),
         };
-        s.push(0);
-        self.put(&s)
+        self.put(&name[..n + 1])
     }
 
     fn timespec(&mut self) -> u64 {
@@ -369,15 +380,15 @@ impl Fuzzer {
         if self.rng.chance(4) {
             return self.bad_ptr();
         }
-        let n = 1 + self.rng.below(4);
-        let mut b = Vec::new();
-        for _ in 0..n {
+        let n = 1 + self.rng.below(4) as usize;
+        let mut b = [0u8; 64];
+        for i in 0..n {
             let base = self.buf();
             let len = if self.rng.chance(3) { self.len() } else { self.rng.below(2 * PAGE) };
-            b.extend(base.to_ne_bytes());
-            b.extend(len.to_ne_bytes());
+            b[i * 16..i * 16 + 8].copy_from_slice(&base.to_ne_bytes());
+            b[i * 16 + 8..i * 16 + 16].copy_from_slice(&len.to_ne_bytes());
         }
-        self.put(&b)
+        self.put(&b[..n * 16])
     }
 
     fn sig(&mut self) -> u64 {
@@ -447,13 +458,12 @@ impl Fuzzer {
         // address and any length.
         let range = |f: &mut Fuzzer| -> (u64, u64) {
             if f.rng.chance(3) {
-                let addr = f.rng.pick(&[
-                    KERNEL_HALF,
-                    0xffff_ffff_ffff_f000,
-                    0x0000_7fff_ffff_f000,
-                    0x0000_8000_0000_0000,
-                    f.mem.arena + 1,
-                ]);
+                if f.rng.chance(4) {
+                    // Across the top of user space (never the stack's own
+                    // pages alone): must fail.
+                    return (0x0000_7fff_ffff_f000, 2 * PAGE + f.rng.below(1 << 20));
+                }
+                let addr = f.rng.pick(&[KERNEL_HALF, 0xffff_ffff_ffff_f000, 0x0000_8000_0000_0000, f.mem.arena + 1]);
                 (addr, f.len())
             } else {
                 let page = f.rng.below(ARENA_PAGES);
@@ -551,6 +561,14 @@ impl Fuzzer {
             // change the fuzzer's own memory or control flow are kept to
             // its arena and scratch pages (see `CALLS` and `special`).
             let r = unsafe { libc::syscall(nr as libc::c_long, args[0], args[1], args[2], args[3], args[4], args[5]) };
+            let arena = self.mem.arena..self.mem.arena + ARENA_PAGES * PAGE;
+            if nr == 9 && r > 0 && !arena.contains(&(r as u64)) {
+                // Keep the fuzzer's own memory bounded: a mapping left in
+                // place would, after enough calls, leave malloc no room
+                // (seed 1, 500000 calls: "memory allocation failed").
+                // SAFETY: the mapping the call just made, nothing else.
+                unsafe { libc::munmap(r as *mut _, args[1] as usize) };
+            }
             if nr == 293 && r == 0 && args[0] == self.mem.structs() && self.fds.len() < 24 {
                 // SAFETY: pipe2 just wrote two descriptors there.
                 let p = unsafe { *(self.mem.structs() as *const [i32; 2]) };
@@ -565,6 +583,12 @@ impl Fuzzer {
 
     /// Removes what the process created, so its frames come back.
     fn clean(&self) {
+        // Its descriptors too: with the table full the count file could
+        // not be written (seed 1, 200000 calls, found that).
+        for fd in 3..1024 {
+            // SAFETY: closes descriptors only this process uses.
+            unsafe { libc::close(fd) };
+        }
         for p in [&self.paths[3], &self.paths[0], &self.paths[1]] {
             let _ = std::fs::remove_file(p);
         }
