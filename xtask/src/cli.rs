@@ -38,6 +38,10 @@ commands:
                               orders (40), and a kernel with N times today's outer text
                               (10, generated filler) converged from no layout decisions;
                               prints hits, relinks and seconds
+  fuzz [--calls N] [--seed S] [--nk wp|native]
+                              boot and run /bin/fuzz for N system calls (5000000)
+                              from seed S (1), then check that the kernel survived,
+                              the audit is clean and every frame came back
   help                        this text
 
 options for run and gdb:
@@ -136,7 +140,44 @@ pub enum Command {
     ScanDoc,
     /// How the layout scales (xtask/src/layout_bench.rs).
     LayoutBench(crate::layout_bench::BenchOptions),
+    /// A longer run of the system-call fuzzer (xtask/src/fuzz.rs).
+    Fuzz(FuzzOptions),
     Help,
+}
+
+/// `cargo xtask fuzz`: how long, from which seed, on which backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuzzOptions {
+    pub calls: u64,
+    pub seed: u64,
+    pub nk: crate::build::Backend,
+}
+
+fn parse_fuzz(args: &[String]) -> Result<FuzzOptions, UsageError> {
+    let mut opts = FuzzOptions { calls: 5_000_000, seed: 1, nk: crate::build::Backend::Wp };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = it.next().ok_or_else(|| UsageError(format!("{a} needs a value")))?;
+        match a.as_str() {
+            "--calls" | "--seed" => {
+                let n: u64 = v.parse().map_err(|_| UsageError(format!("{a} takes a number, got '{v}'")))?;
+                if a == "--calls" {
+                    opts.calls = n;
+                } else {
+                    opts.seed = n;
+                }
+            }
+            "--nk" => {
+                opts.nk = match v.as_str() {
+                    "wp" => crate::build::Backend::Wp,
+                    "native" => crate::build::Backend::Native,
+                    _ => return usage_err(format!("--nk takes wp or native, got '{v}'")),
+                }
+            }
+            _ => return usage_err(format!("unknown option '{a}' for fuzz")),
+        }
+    }
+    Ok(opts)
 }
 
 /// A command line that does not parse; the caller shows it with the usage.
@@ -187,6 +228,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             }
         }
         "layout-bench" => parse_layout_bench(rest).map(Command::LayoutBench),
+        "fuzz" => parse_fuzz(rest).map(Command::Fuzz),
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => usage_err(format!("unknown command '{other}'")),
     }

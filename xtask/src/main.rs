@@ -6,6 +6,7 @@ mod attacks;
 mod bench;
 mod build;
 mod cli;
+mod fuzz;
 mod gdb;
 mod initrd;
 mod layout;
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         cli::Command::Test { filter } => Ok(test::run(filter.as_deref())),
         cli::Command::Bench(opts) => bench::bench(&opts),
         cli::Command::LayoutBench(opts) => layout_bench::run(&opts),
+        cli::Command::Fuzz(opts) => fuzz::fuzz(&opts),
         cli::Command::ScanDoc => build::build_kernel(&build::BuildOptions::default()).and_then(|k| scan_doc::write(&k)),
         cli::Command::Scan { path, sites } => {
             let path = match path {

@@ -155,6 +155,26 @@ impl Memory {
         self.regions.range(..end).next_back().is_some_and(|(_, r)| r.end > start)
     }
 
+    /// The lowest page-aligned `start >= from` such that `[start, start +
+    /// len)` and one guard page after it overlap no region, ending by
+    /// `limit`: where `mmap` places a mapping once its bump pointer has run
+    /// out, so address space given back by `munmap` is used again.
+    pub fn find_gap(&self, from: u64, len: u64, limit: u64) -> Option<u64> {
+        let mut start = from;
+        if let Some((_, r)) = self.regions.range(..from).next_back()
+            && r.end > start
+        {
+            start = r.end.checked_add(PAGE_SIZE)?;
+        }
+        for (&s, r) in self.regions.range(from..) {
+            if start.checked_add(len)?.checked_add(PAGE_SIZE)? <= s {
+                break;
+            }
+            start = start.max(r.end.checked_add(PAGE_SIZE)?);
+        }
+        (start.checked_add(len)? <= limit).then_some(start)
+    }
+
     /// Adds a region over `[start, end)` (page-aligned), replacing whatever
     /// was there. Nothing is mapped until touched.
     pub fn add_region(&mut self, start: u64, end: u64, region: Region) -> Result<(), VmError> {

@@ -23,7 +23,7 @@ const STACK_SIZE: u64 = 8 << 20;
 /// Mapped before the program runs, for argv, envp and the auxiliary vector.
 const STACK_READY: u64 = 16 * PAGE_SIZE;
 /// Anonymous `mmap` regions are handed out upwards from here.
-const MMAP_BASE: u64 = 0x1000_0000_0000;
+pub(super) const MMAP_BASE: u64 = 0x1000_0000_0000;
 
 pub type Pid = u64;
 

@@ -503,13 +503,15 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
 }
 
 fn brk(addr: u64) -> SysResult {
-    let page_up = |a: u64| (a + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    // Checked: a break near 2^64 must not round up to 0, which would
+    // shrink the heap over the program below it (fuzz seed 1 found it).
+    let page_up = |a: u64| a.checked_add(PAGE_SIZE - 1).map(|a| a & !(PAGE_SIZE - 1));
     current(|p| {
-        let want = page_up(addr);
+        let Some(want) = page_up(addr) else { return p.brk };
         if addr >= p.brk_start
             && want <= p.brk_start + (1 << 30)
             && room_for_regions(p, 1)
-            && p.mem.resize_heap(page_up(p.brk), want).is_ok()
+            && p.mem.resize_heap(page_up(p.brk).unwrap_or(want), want).is_ok()
         {
             p.brk = addr;
         }
@@ -582,7 +584,16 @@ fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Sys
             }
             addr
         } else {
-            let start = p.mmap_next;
+            // The bump pointer while it has room and hits nothing (a
+            // MAP_FIXED mapping may sit there, and was once replaced),
+            // else the lowest free gap: without it, large mappings used up
+            // the address space for good, even once unmapped.
+            let bump = p.mmap_next;
+            let start = if bump.checked_add(len).is_some_and(|e| e <= USER_END) && !p.mem.overlaps(bump, bump + len) {
+                bump
+            } else {
+                p.mem.find_gap(super::MMAP_BASE, len, USER_END).ok_or(errno::ENOMEM)?
+            };
             p.mmap_next = start + len + PAGE_SIZE; // a guard gap between regions
             start
         };

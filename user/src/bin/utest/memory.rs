@@ -8,6 +8,8 @@ use std::os::fd::AsRawFd;
 
 pub const TESTS: &[Test] = tests![
     brk_grows_the_heap,
+    brk_near_the_top_is_refused,
+    unmapped_address_space_is_used_again,
     anonymous_mmap_is_zeroed_and_writable,
     writable_and_executable_mmap_is_refused,
     mprotect_read_only_makes_a_write_fault,
@@ -84,6 +86,35 @@ fn brk_grows_the_heap() -> TestResult {
         p.write_volatile(0x5a);
         check(p.read_volatile() == 0x5a, || "new heap memory did not keep a byte".into())
     }
+}
+
+/// A break that rounds up past 2^64 is refused and the heap stays (the
+/// kernel once rounded it to 0 and unmapped the program: `fuzz --seed 1`).
+fn brk_near_the_top_is_refused() -> TestResult {
+    // SAFETY: brk(0) only reports the break; the huge one must be refused.
+    unsafe {
+        let start = libc::syscall(libc::SYS_brk, 0) as u64;
+        let after = libc::syscall(libc::SYS_brk, u64::MAX) as u64;
+        check(after == start, || format!("brk(u64::MAX) moved the break from {start:#x} to {after:#x}"))?;
+        let again = libc::syscall(libc::SYS_brk, 0) as u64;
+        check(again == start, || format!("the break is {again:#x}, was {start:#x}"))
+    }
+}
+
+/// 300 mappings of 1 TiB, each unmapped at once, exceed the user half
+/// (128 TiB) taken together: the space must be handed out again.
+fn unmapped_address_space_is_used_again() -> TestResult {
+    let len = 1usize << 40;
+    for i in 0..300 {
+        // SAFETY: an anonymous mapping, never touched, unmapped at once.
+        unsafe {
+            let p =
+                libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            check(p != libc::MAP_FAILED, || format!("mapping {i} of 1 TiB failed: {}", errno_name(errno())))?;
+            libc::munmap(p, len);
+        }
+    }
+    Ok(())
 }
 
 fn anonymous_mmap_is_zeroed_and_writable() -> TestResult {
