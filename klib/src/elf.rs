@@ -168,7 +168,7 @@ pub fn plan(file: &[u8], user_end: u64, max_pages: u64) -> Result<Plan, ElfError
     let table = usize::try_from(phoff)
         .ok()
         .and_then(|off| file.get(off..off.checked_add(table_len)?))
-        .ok_or(NotExecutable("program-header table outside the file"))?;
+        .ok_or(NotExecutable("program-header table lies outside the file"))?;
     let phdrs: Vec<Phdr> = table
         .chunks_exact(PHDR_SIZE)
         .map(|h| {
@@ -205,7 +205,7 @@ pub fn plan(file: &[u8], user_end: u64, max_pages: u64) -> Result<Plan, ElfError
         segments.push(Segment { start, end, file_offset, file_size, writable, executable });
     }
     if segments.is_empty() {
-        return Err(NotExecutable("no loadable segment"));
+        return Err(NotExecutable("no PT_LOAD segment"));
     }
     let entry =
         base.checked_add(entry).filter(|&e| e < user_end).ok_or(BadSegment("entry point outside user space"))?;
