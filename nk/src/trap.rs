@@ -190,25 +190,13 @@ nk_trap_common:
     imul eax, eax, {tss_size}
     lea rcx, [rip + {tables}]
     mov rax, qword ptr [rcx + rax + {rsp0}]
-3:  sub rax, 72
-    mov rcx, qword ptr [rsp]
-    mov qword ptr [rax], rcx
-    mov rcx, qword ptr [rsp + 8]
-    mov qword ptr [rax + 8], rcx
-    mov rcx, qword ptr [rsp + 16]
-    mov qword ptr [rax + 16], rcx
-    mov rcx, qword ptr [rsp + 24]
-    mov qword ptr [rax + 24], rcx
-    mov rcx, qword ptr [rsp + 32]
-    mov qword ptr [rax + 32], rcx
-    mov rcx, qword ptr [rsp + 40]
-    mov qword ptr [rax + 40], rcx
-    mov rcx, qword ptr [rsp + 48]
-    mov qword ptr [rax + 48], rcx
-    mov rcx, qword ptr [rsp + 56]
-    mov qword ptr [rax + 56], rcx
-    mov rcx, qword ptr [rsp + 64]
-    mov qword ptr [rax + 64], rcx
+3:  sub rax, 72                 /* 9 words: rcx, rax, vector, error, rip, cs, rflags, rsp, ss */
+    .set word, 0
+    .rept 9
+    mov rcx, qword ptr [rsp + word]
+    mov qword ptr [rax + word], rcx
+    .set word, word + 8
+    .endr
     mov rsp, rax
 4:  pop rcx
     pop rax

@@ -244,15 +244,7 @@ impl Image<'_> {
 /// Checks NK text of the image whose outer/NK hits `report` already holds.
 pub fn check(data: &[u8], report: &Report) -> crate::Result<NkTextReport> {
     let elf = Elf::parse(data).map_err(|e| format!("not an ELF file: {e}"))?;
-    let mut funcs: Vec<(u64, u64, String)> = elf
-        .syms
-        .iter()
-        .filter(|s| s.is_function() || s.st_type() == goblin::elf::sym::STT_NOTYPE)
-        .filter_map(|s| {
-            elf.strtab.get_at(s.st_name).filter(|n| !n.is_empty()).map(|n| (s.st_value, s.st_size, n.to_string()))
-        })
-        .collect();
-    funcs.sort();
+    let funcs = crate::scan::function_symbols(&elf);
     let image = Image { data, elf, nk: report.nk_range, funcs };
     let mut out = NkTextReport { protected: image.symbol("nk_native_write_cr0").is_none(), ..Default::default() };
     if image.nk == (0, 0) {

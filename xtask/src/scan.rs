@@ -114,6 +114,21 @@ fn symbol_value(elf: &Elf, name: &str) -> Option<u64> {
     elf.syms.iter().find(|s| elf.strtab.get_at(s.st_name) == Some(name)).map(|s| s.st_value)
 }
 
+/// Function-like symbols (functions and asm labels), sorted:
+/// (address, size, name).
+pub fn function_symbols(elf: &Elf) -> Vec<(u64, u64, String)> {
+    let mut funcs: Vec<(u64, u64, String)> = elf
+        .syms
+        .iter()
+        .filter(|s| s.is_function() || s.st_type() == goblin::elf::sym::STT_NOTYPE)
+        .filter_map(|s| {
+            elf.strtab.get_at(s.st_name).filter(|n| !n.is_empty()).map(|n| (s.st_value, s.st_size, n.to_string()))
+        })
+        .collect();
+    funcs.sort();
+    funcs
+}
+
 /// The function symbol containing `addr`, as `name+0xoff`.
 fn symbolize(funcs: &[(u64, u64, String)], addr: u64) -> String {
     let i = funcs.partition_point(|f| f.0 <= addr);
@@ -136,15 +151,7 @@ pub fn scan_bytes(data: &[u8]) -> Result<Report> {
         // Any other ELF: everything is outer code.
         _ => (0, 0),
     };
-    let mut funcs: Vec<(u64, u64, String)> = elf
-        .syms
-        .iter()
-        .filter(|s| s.is_function() || s.st_type() == goblin::elf::sym::STT_NOTYPE)
-        .filter_map(|s| {
-            elf.strtab.get_at(s.st_name).filter(|n| !n.is_empty()).map(|n| (s.st_value, s.st_size, n.to_string()))
-        })
-        .collect();
-    funcs.sort();
+    let funcs = function_symbols(&elf);
     let bitness = if elf.is_64 { 64 } else { 32 };
     let mut report = Report { nk_range, ..Default::default() };
     let mut formatter = IntelFormatter::new();

@@ -96,19 +96,24 @@ fn jump_to_site(site: u64, regs: Regs) -> (u64, u64) {
     (rax, rdx)
 }
 
+/// Native: jump to its unchecked CR0 write with WP clear, then restore.
+fn native_clear_wp(cr0: u64) -> Outcome {
+    let site = &raw const nk_native_write_cr0 as u64;
+    jump_to_site(site, Regs { rdi: cr0 & !WP, ..Regs::default() });
+    let off = !Cr0::read().contains(Cr0Flags::WRITE_PROTECT);
+    jump_to_site(site, Regs { rdi: cr0, ..Regs::default() });
+    match off {
+        true => Succeeded("nk_native_write_cr0 cleared CR0.WP for the attacker (then set it back)".into()),
+        false => Blocked("the jump to nk_native_write_cr0 left WP set".into()),
+    }
+}
+
 /// Jump to the CR0 write that clears WP.
 pub fn cr0() -> Outcome {
     let cr0 = Cr0::read_raw();
     crate::arch::without_interrupts(|| {
         if NATIVE {
-            let site = &raw const nk_native_write_cr0 as u64;
-            jump_to_site(site, Regs { rdi: cr0 & !WP, ..Regs::default() });
-            let off = !Cr0::read().contains(Cr0Flags::WRITE_PROTECT);
-            jump_to_site(site, Regs { rdi: cr0, ..Regs::default() });
-            match off {
-                true => Succeeded("nk_native_write_cr0 cleared CR0.WP for the attacker (then set it back)".into()),
-                false => Blocked("the jump to nk_native_write_cr0 left WP set".into()),
-            }
+            native_clear_wp(cr0)
         } else {
             let site = &raw const nk_gate_lift as u64;
             let (status, _) = jump_to_site(site, Regs { rdi: 0, rax: cr0 & !WP, ..Regs::default() });
@@ -133,14 +138,7 @@ pub fn cr0_rearms() -> Outcome {
     crate::arch::without_interrupts(|| {
         if NATIVE {
             // Native's CR0 write sets nothing itself.
-            let site = &raw const nk_native_write_cr0 as u64;
-            jump_to_site(site, Regs { rdi: cr0 & !WP, ..Regs::default() });
-            let off = !Cr0::read().contains(Cr0Flags::WRITE_PROTECT);
-            jump_to_site(site, Regs { rdi: cr0, ..Regs::default() });
-            return match off {
-                true => Succeeded("nk_native_write_cr0 cleared CR0.WP for the attacker (then set it back)".into()),
-                false => Blocked("the jump to nk_native_write_cr0 left WP set".into()),
-            };
+            return native_clear_wp(cr0);
         }
         let mut left_clear = Vec::new();
         for (name, site) in [
