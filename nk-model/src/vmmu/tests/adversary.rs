@@ -133,11 +133,13 @@ struct Pools {
     ptps: [Vec<u64>; 5],
     made: Vec<u64>,
     data: Vec<u64>,
+    /// Frames vetted into code after boot (not the image's code).
+    code: Vec<u64>,
 }
 
 impl Pools {
     fn of(s: &Sim<'_>) -> Self {
-        let mut p = Pools { ptps: Default::default(), made: Vec::new(), data: Vec::new() };
+        let mut p = Pools { ptps: Default::default(), made: Vec::new(), data: Vec::new(), code: Vec::new() };
         for pfn in 0..FRAMES as u64 {
             match s.v.frame(pfn).unwrap().kind() {
                 FrameKind::Ptp(level) => {
@@ -147,6 +149,7 @@ impl Pools {
                     }
                 }
                 FrameKind::Data => p.data.push(pfn),
+                FrameKind::Code if !CODE.contains(&pfn) => p.code.push(pfn),
                 _ => {}
             }
         }
@@ -409,7 +412,12 @@ impl<'s, 't> Gen<'s, 't> {
                 let mapped: Vec<u64> = self.pools.data.iter().copied().filter(|&p| self.s.refs(p) > 1).collect();
                 self.rng.pick(&mapped).unwrap_or(FIRST_DATA)
             }
-            65..75 => CODE.start + self.rng.below(CODE.end - CODE.start),
+            // Code vetted earlier: mapped again without a second vetting.
+            65..72 => {
+                let code = self.rng.pick(&self.pools.code);
+                code.unwrap_or_else(|| CODE.start + self.rng.below(CODE.end - CODE.start))
+            }
+            72..78 => CODE.start + self.rng.below(CODE.end - CODE.start),
             _ => self.any_frame(),
         };
         let table = match self.rng.below(100) {
