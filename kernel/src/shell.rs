@@ -210,16 +210,25 @@ fn ps(_: &[&str]) {
 
 fn audit_cmd(args: &[&str]) {
     use crate::services::audit;
+    use nk_model::monitor::Request;
     match args.first().copied() {
         None => audit::print_last(10),
         Some("verify") => {
             audit::print_verify();
         }
-        Some("on") => audit::set(true),
-        Some("off") => audit::set(false),
+        Some(word @ ("on" | "off" | "lock")) => {
+            let request = match word {
+                "on" => Request::On,
+                "off" => Request::Off,
+                _ => Request::Lock,
+            };
+            if audit::set(request).is_ok() {
+                println!("audit: monitor {}", audit::describe(audit::state()));
+            }
+        }
         Some(n) => match n.parse() {
             Ok(n) => audit::print_last(n),
-            Err(_) => println!("usage: audit [N]|verify|on|off"),
+            Err(_) => println!("usage: audit [N]|verify|on|off|lock"),
         },
     }
 }

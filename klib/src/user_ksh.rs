@@ -7,9 +7,9 @@
 //! protection it runs under, so from user space:
 //! - `off`: nothing.
 //! - `ro` (the default): commands that only report (`nk stat|audit|
-//!   services|verify ...|bench`, `ps`, `audit [N]|verify`), and `audit on`,
-//!   which only raises protection (a ratchet: `audit off` is refused, so
-//!   a process can switch the monitor on and never off).
+//!   services|verify ...|bench`, `ps`, `audit [N]|verify`), and `audit
+//!   on` and `audit lock`, which only raise protection (a ratchet: `audit
+//!   off` is refused, so a process can switch the monitor on and never off).
 //! - `on` (a research boot that asks for it): also `audit off` and
 //!   `attack ...`.
 //!
@@ -43,7 +43,7 @@ pub fn allowed(mode: Mode, line: &str) -> bool {
     let reads = match (first, second) {
         (Some("nk"), Some("stat" | "audit" | "services" | "verify" | "bench")) => true,
         (Some("ps"), None) => true,
-        (Some("audit"), None | Some("verify" | "on")) => true,
+        (Some("audit"), None | Some("verify" | "on" | "lock")) => true,
         (Some("audit"), Some(n)) => n.parse::<u64>().is_ok(),
         _ => false,
     };
@@ -61,7 +61,17 @@ mod tests {
 
     #[test]
     fn read_only_reports_and_raises_but_never_lowers() {
-        for line in ["nk stat", "nk audit", "nk verify proc", "ps", "audit", "audit 10", "audit verify", "audit on"] {
+        for line in [
+            "nk stat",
+            "nk audit",
+            "nk verify proc",
+            "ps",
+            "audit",
+            "audit 10",
+            "audit verify",
+            "audit on",
+            "audit lock",
+        ] {
             assert!(allowed(Mode::ReadOnly, line), "{line}");
             assert!(!allowed(Mode::Off, line), "{line}");
         }

@@ -59,6 +59,11 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     pub const NO_RETURN: u64 = 1;
+    /// A record the NK itself wrote when the monitor was switched (see
+    /// `monitor`); `audit_append` refuses entries that carry it.
+    pub const SWITCH: u64 = 2;
+    /// The flags an outer kernel's entry may carry.
+    pub const OUTER_FLAGS: u64 = Self::NO_RETURN;
 }
 
 /// One audit-log record: the entry, its sequence number and the chain hash

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod code;
 pub mod layout;
 pub mod mediate;
+pub mod monitor;
 pub mod pte;
 pub mod vmmu;
 

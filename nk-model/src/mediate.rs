@@ -146,6 +146,16 @@ pub enum MediateError {
     NotRam {
         addr: u64,
     },
+    /// The monitor is locked on until the next boot.
+    MonitorLocked,
+    /// No monitor switch numbered so.
+    BadSwitch {
+        raw: u64,
+    },
+    /// An audit entry with flags only the NK may set.
+    ReservedFlags {
+        flags: u64,
+    },
 }
 
 impl MediateError {
@@ -166,6 +176,9 @@ impl MediateError {
             Self::TooLongToLog { len } => (12, len),
             Self::Kept { base } => (13, base),
             Self::NotRam { addr } => (14, addr),
+            Self::MonitorLocked => (15, 0),
+            Self::BadSwitch { raw } => (16, raw),
+            Self::ReservedFlags { flags } => (17, flags),
         }
     }
 
@@ -186,6 +199,9 @@ impl MediateError {
             12 => Self::TooLongToLog { len: detail },
             13 => Self::Kept { base: detail },
             14 => Self::NotRam { addr: detail },
+            15 => Self::MonitorLocked,
+            16 => Self::BadSwitch { raw: detail },
+            17 => Self::ReservedFlags { flags: detail },
             _ => return None,
         })
     }
@@ -208,6 +224,9 @@ impl core::fmt::Display for MediateError {
             Self::TooLongToLog { len } => write!(f, "a logged write of {len} bytes is longer than a log record"),
             Self::Kept { base } => write!(f, "the region at {base:#x} keeps a sealed value or history"),
             Self::NotRam { addr } => write!(f, "{addr:#x} is not in the direct map of RAM"),
+            Self::MonitorLocked => f.write_str("the monitor is locked on until the next boot"),
+            Self::BadSwitch { raw } => write!(f, "no monitor switch numbered {raw}"),
+            Self::ReservedFlags { flags } => write!(f, "audit flags {flags:#x} are the NK's own"),
         }
     }
 }

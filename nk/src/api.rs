@@ -71,6 +71,7 @@ operations! {
     NkWrite = 18, "nk_write";
     NkFree = 19, "nk_free";
     AuditAppend = 20, "audit_append";
+    AuditSwitch = 21, "audit_switch";
 }
 
 // The numbers are the indices of `Op::ALL`: the counters rely on it.
@@ -324,6 +325,7 @@ fn dispatch_op(op: Op, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
         Op::NkWrite => services_done(services::write(a0, a1, a2, caller).map(|()| 0)),
         Op::NkFree => services_done(services::free(a0).map(|()| 0)),
         Op::AuditAppend => services_done(services::audit(a0).map(|()| 0)),
+        Op::AuditSwitch => services_done(services::audit_switch(a0, caller)),
     }
 }
 
@@ -508,6 +510,14 @@ pub fn nk_free(base: u64) -> Result<(), NkError> {
 pub fn audit_append(entry: &AuditEntry) -> Result<(), NkError> {
     let ptr = direct_map(entry as *const AuditEntry as u64);
     decode(call(Op::AuditAppend, ptr, 0, 0)).map(|_| ())
+}
+
+/// Switches the security monitor (`Lock`: on until the next boot). The
+/// change goes into the audit chain with this call's return address; a
+/// locked monitor refuses. Whether it is on now.
+#[inline(never)]
+pub fn audit_switch(request: nk_model::monitor::Request) -> Result<bool, NkError> {
+    decode(call(Op::AuditSwitch, request.as_raw(), 0, 0)).map(|on| on != 0)
 }
 
 /// Gate crossings so far, all CPUs.

@@ -8,6 +8,7 @@ use crate::vmmu::{self, NkLock, frame_count};
 use core::cell::UnsafeCell;
 use nk_model::chain::{AuditEntry, AuditHead, AuditRecord, WriteRecord};
 use nk_model::mediate::{Backing, MAX_LOGGED_WRITE, MediateError, Policy, Region, Regions};
+use nk_model::monitor::Monitor;
 use nk_model::vmmu::VmmuError;
 
 /// The arena `nk_alloc` hands out.
@@ -52,12 +53,16 @@ struct State {
     regions: Option<Regions>,
     write_head: WriteLogHead,
     audit_head: AuditHead,
+    /// Whether the outer kernel should audit, here so that no outer store
+    /// can switch it (only `audit_switch`, which leaves a record).
+    monitor: Monitor,
 }
 
 static STATE: Shared<State> = Shared(UnsafeCell::new(State {
     regions: None,
     write_head: WriteLogHead { next_seq: 0, dropped: 0 },
     audit_head: AuditHead { next_seq: 0, dropped: 0, anchor: 0, head: 0 },
+    monitor: Monitor { on: false, locked: false },
 }));
 static LOCK: NkLock<()> = NkLock::new(());
 
@@ -210,25 +215,53 @@ fn log_write(head: &mut WriteLogHead, regions: &Regions, record: WriteRecord) {
 }
 
 /// Appends one system call's record to the audit log. `entry` points at an
-/// `AuditEntry` in RAM, copied before use.
+/// `AuditEntry` in RAM, copied before use; its flags must be the outer
+/// kernel's own (a switch record is the NK's alone).
 pub(crate) fn audit(entry: u64) -> Result<(), Refusal> {
     check_ram(entry, size_of::<AuditEntry>() as u64)?;
     // SAFETY: RAM, checked; any bytes are a valid `AuditEntry`.
     let entry = unsafe { (entry as *const AuditEntry).read_unaligned() };
-    with_state(|_, _, head| {
-        let record = AuditRecord::new(head.next_seq, entry, head.head);
-        let slot = (record.seq % AUDIT_LOG_LEN as u64) as usize;
-        // SAFETY: NK memory, under the lock.
-        let log = unsafe { &mut *AUDIT_LOG.0.get() };
-        if record.seq >= AUDIT_LOG_LEN as u64 {
-            head.dropped += 1;
-            head.anchor = log[slot].hash;
+    if entry.flags & !AuditEntry::OUTER_FLAGS != 0 && ENFORCE {
+        return Err(Refusal::Rule(MediateError::ReservedFlags { flags: entry.flags }));
+    }
+    with_state(|_, _, head| append(head, entry));
+    Ok(())
+}
+
+/// Switches the monitor as `raw` (a `monitor::Request`) asks, if it is not
+/// locked; a change is appended to the audit chain with the caller's
+/// address. The new state's `on` as the detail.
+pub(crate) fn audit_switch(raw: u64, caller: u64) -> Result<u64, Refusal> {
+    LOCK.with(|()| {
+        // SAFETY: inside the NK, under the lock; see `Shared`.
+        let s = unsafe { &mut *STATE.0.get() };
+        let new = s.monitor.switch(raw, ENFORCE).map_err(Refusal::Rule)?;
+        if new != s.monitor {
+            s.monitor = new;
+            append(&mut s.audit_head, new.record(caller));
         }
-        log[slot] = record;
-        head.next_seq += 1;
-        head.head = record.hash;
-        Ok(())
+        Ok(u64::from(new.on))
     })
+}
+
+/// Chains `entry` onto the log, dropping the oldest record when it is full.
+fn append(head: &mut AuditHead, entry: AuditEntry) {
+    let record = AuditRecord::new(head.next_seq, entry, head.head);
+    let slot = (record.seq % AUDIT_LOG_LEN as u64) as usize;
+    // SAFETY: NK memory; the caller holds the lock.
+    let log = unsafe { &mut *AUDIT_LOG.0.get() };
+    if record.seq >= AUDIT_LOG_LEN as u64 {
+        head.dropped += 1;
+        head.anchor = log[slot].hash;
+    }
+    log[slot] = record;
+    head.next_seq += 1;
+    head.head = record.hash;
+}
+
+/// The monitor's state as of the last NK call.
+pub fn monitor() -> Monitor {
+    state().monitor
 }
 
 /// The audit log's head as of the last NK call.
@@ -275,6 +308,7 @@ pub fn log_addresses() -> LogAddresses {
         write: WRITE_LOG.0.get() as u64,
         audit_head: &state().audit_head as *const AuditHead as u64,
         write_head: &state().write_head as *const WriteLogHead as u64,
+        monitor: &state().monitor as *const Monitor as u64,
     }
 }
 
@@ -284,4 +318,5 @@ pub struct LogAddresses {
     pub write: u64,
     pub audit_head: u64,
     pub write_head: u64,
+    pub monitor: u64,
 }

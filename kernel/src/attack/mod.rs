@@ -110,6 +110,8 @@ pub const CATALOG: &[Attack] = &[
     runs("audit-erase", "I11", services::audit_erase),
     runs("audit-forge", "I11", services::audit_forge),
     runs("proc-hide", "I11", services::proc_hide),
+    runs("monitor-store", "I11", services::monitor_store),
+    runs("audit-forge-switch", "I11", services::audit_forge_switch),
     runs("gate-single-step", "I3", traps::single_step),
     runs("gate-nmi-rewrite", "I3", traps::nmi_rewrite),
     runs("gate-flags", "I4", flags::gate_flags),

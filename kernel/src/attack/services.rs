@@ -1,8 +1,9 @@
 //! Attacks on the write-mediation services (I11): redirect a system call,
 //! write a sealed region twice, rewrite an append-only region, rewrite,
-//! erase or forge audit records, and hide a process from the protected
-//! list. On the protected kernel the direct stores fault and the NK refuses
-//! the policy breaks; on `native` each lands, and the attacker also fixes up
+//! erase or forge audit records, hide a process from the protected list,
+//! and switch the monitor without a record or forge a switch record. On
+//! the protected kernel the direct stores fault and the NK refuses the
+//! policy breaks; on `native` each lands, and the attacker also fixes up
 //! the logs so the readers' checks pass: it succeeds undetected.
 #![allow(unsafe_code)] // these attacks write NK-protected memory on purpose
 
@@ -12,6 +13,7 @@ use alloc::format;
 use nk::services::{self as nks, AUDIT_LOG_LEN, WriteLogHead};
 use nk_model::chain::{AuditEntry, AuditHead, AuditRecord, WriteRecord};
 use nk_model::mediate::Policy;
+use nk_model::monitor::Monitor;
 
 pub(super) const VICTIM: u64 = 110; // getppid
 const MAGIC: u64 = 0x0bad_c0de;
@@ -220,5 +222,37 @@ pub fn proc_hide() -> Outcome {
         }
         Ok(f) => Blocked(format!("replay finds {} hidden, {} forged", f.hidden.len(), f.forged.len())),
         Err(e) => Blocked(format!("the replay shows it: {e}")),
+    }
+}
+
+/// Switches the security monitor with a store into the NK's state, so no
+/// switch record enters the audit chain: the way a compromised kernel would
+/// stop (or fake) auditing without a trace. Flips whichever way it is now.
+pub fn monitor_store() -> Outcome {
+    let before = audit::state();
+    let records = nks::audit_head().next_seq;
+    let flipped = Monitor { on: !before.on, locked: false };
+    let p = nks::log_addresses().monitor as *mut Monitor;
+    // SAFETY: deliberately writes the NK's monitor switch (faults on the
+    // protected kernel); put back below.
+    unsafe { p.write_volatile(flipped) };
+    let switched = audit::state() == flipped;
+    let unrecorded = nks::audit_head().next_seq == records;
+    // SAFETY: as above: the state as it was.
+    unsafe { p.write_volatile(before) };
+    match (switched, unrecorded) {
+        (true, true) => Succeeded(format!("monitor {} by a store, no record in the chain", audit::describe(flipped))),
+        (true, false) => Blocked("the store switched the monitor, but the chain recorded it".into()),
+        (false, _) => Blocked("the store did not change the monitor".into()),
+    }
+}
+
+/// Appends, through the legitimate call, a record that claims to be the
+/// NK's own switch record ("monitor on"), to cover a gap in auditing.
+pub fn audit_forge_switch() -> Outcome {
+    let fake = Monitor { on: true, locked: false }.record(0);
+    match nk::api::audit_append(&fake) {
+        Err(e) => Blocked(format!("the NK refused: {e}")),
+        Ok(()) => Succeeded("the chain took a switch record the NK never wrote".into()),
     }
 }

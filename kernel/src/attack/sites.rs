@@ -57,6 +57,11 @@ struct Regs {
     rax: u64,
     rcx: u64,
     rdx: u64,
+    /// The site's path ends in the gate's `popf; ret` without first
+    /// loading RSP from r10 (the timed re-arm does): start with RSP at the
+    /// RFLAGS frame, or `popf` takes a return address as the flags (TF, DF,
+    /// AC, whatever the address's low bits say, which moves with the link).
+    flags_frame: bool,
 }
 
 /// Jumps to `site` with `regs` and a stack of return addresses that all
@@ -79,12 +84,13 @@ fn jump_to_site(site: u64, regs: Regs) -> (u64, u64) {
             "push r11",
             "push 2",
             "mov r10, rsp",             // [r10]: RFLAGS, [r10 + 8]: a return address
-            "add rsp, 8",               // [rsp]: a return address
+            "add rsp, rsi",             // [rsp]: a return address, or the RFLAGS frame
             "xor r9d, r9d",             // no NMI latched for the gate's exit
             "jmp r8",
             "2:",
             "mov rsp, r12",
             in("r8") site,
+            inout("rsi") if regs.flags_frame { 0u64 } else { 8 } => _,
             inout("rdi") regs.rdi => _,
             inout("rax") regs.rax => rax,
             inout("rcx") regs.rcx => _,
@@ -141,11 +147,12 @@ pub fn cr0_rearms() -> Outcome {
             return native_clear_wp(cr0);
         }
         let mut left_clear = Vec::new();
-        for (name, site) in [
-            ("nk_site_measure_rearm", &raw const nk_site_measure_rearm),
-            ("nk_site_arm_cr0", &raw const nk_site_arm_cr0),
+        for (name, site, flags_frame) in [
+            ("nk_site_measure_rearm", &raw const nk_site_measure_rearm, true),
+            ("nk_site_arm_cr0", &raw const nk_site_arm_cr0, false),
         ] {
-            jump_to_site(site as u64, Regs { rax: cr0 & !WP, rcx: cr0 & !WP, ..Regs::default() });
+            let regs = Regs { rax: cr0 & !WP, rcx: cr0 & !WP, flags_frame, ..Regs::default() };
+            jump_to_site(site as u64, regs);
             if !Cr0::read().contains(Cr0Flags::WRITE_PROTECT) {
                 left_clear.push(name);
             }

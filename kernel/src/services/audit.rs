@@ -2,19 +2,39 @@
 //! arguments) and exit (result) goes into the NK's hash-chained,
 //! append-only audit log, in one NK crossing per call (the record is
 //! written at exit, with both halves). A call that never returns (`exit`)
-//! is recorded at entry.
+//! is recorded at entry. Whether to audit is the NK's to keep: outer
+//! code reads the switch in NK data and changes it only through
+//! `audit_switch`, which chains a record of the change (and refuses once
+//! the monitor is locked on).
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use nk::api::NkError;
 use nk_model::chain::{AuditEntry, AuditRecord, ChainError, verify as verify_chain};
+use nk_model::monitor::{Monitor, Request, SWITCH_NR};
 
-static ON: AtomicBool = AtomicBool::new(false);
-
-pub fn set(on: bool) {
-    ON.store(on, Ordering::Relaxed);
+/// Asks the NK to switch the monitor; says so on the console if refused.
+pub fn set(request: Request) -> Result<(), NkError> {
+    let r = nk::api::audit_switch(request).map(|_| ());
+    if let Err(e) = &r {
+        crate::println!("audit: the NK refused to switch the monitor: {}", e);
+    }
+    r
 }
 
 pub fn on() -> bool {
-    ON.load(Ordering::Relaxed)
+    nk::services::monitor().on
+}
+
+pub fn state() -> Monitor {
+    nk::services::monitor()
+}
+
+/// "on", "off" or "locked on".
+pub fn describe(m: Monitor) -> &'static str {
+    match (m.on, m.locked) {
+        (_, true) => "locked on",
+        (true, false) => "on",
+        (false, false) => "off",
+    }
 }
 
 /// Records one call. `result` is `None` for a call that does not return.
@@ -68,7 +88,7 @@ pub fn print_last(n: u64) {
     let head = nk::services::audit_head();
     crate::println!(
         "audit: monitor {}, {} records, {} dropped; last {}:",
-        super::on_off(on()),
+        describe(state()),
         head.next_seq,
         head.dropped,
         n.min(head.next_seq - head.first_seq())
@@ -76,6 +96,17 @@ pub fn print_last(n: u64) {
     for seq in head.next_seq.saturating_sub(n).max(head.first_seq())..head.next_seq {
         let Some(r) = nk::services::audit_record(seq) else { continue };
         let e = r.entry;
+        if e.nr == SWITCH_NR && e.flags & AuditEntry::SWITCH != 0 {
+            let now = describe(Monitor { on: e.args[0] != 0, locked: e.args[1] != 0 });
+            crate::println!(
+                "  #{:<6} monitor switched {} (by code at {:#x})  [{:016x}]",
+                r.seq,
+                now,
+                e.args[2],
+                r.hash
+            );
+            continue;
+        }
         let result = if e.flags & AuditEntry::NO_RETURN != 0 {
             alloc::string::String::from("(no return)")
         } else {

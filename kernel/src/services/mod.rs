@@ -2,7 +2,8 @@
 //! sealed system-call table, the write-logged process list and the
 //! system-call audit log (docs/services.md). Each can be switched off on
 //! the command line (`nk.systable=off`, `nk.proclist=off`, `nk.audit=on`)
-//! so its cost can be measured alone.
+//! so its cost can be measured alone; `nk.audit=locked` keeps the monitor
+//! on until the next boot.
 
 pub mod audit;
 mod ktests;
@@ -11,6 +12,7 @@ mod protected;
 pub mod systable;
 
 use core::sync::atomic::{AtomicBool, Ordering};
+use nk_model::monitor::Request;
 
 static SYSTABLE: AtomicBool = AtomicBool::new(true);
 static PROCLIST: AtomicBool = AtomicBool::new(true);
@@ -28,7 +30,18 @@ pub fn init(cmdline: &str) {
     };
     SYSTABLE.store(switch("nk.systable", true), Ordering::Relaxed);
     PROCLIST.store(switch("nk.proclist", true), Ordering::Relaxed);
-    audit::set(switch("nk.audit", false));
+    let monitor = match klib::cmdline::get(cmdline, "nk.audit") {
+        Some(Some("locked")) => Some(Request::Lock),
+        Some(Some("on")) => Some(Request::On),
+        None | Some(Some("off")) => None,
+        Some(v) => {
+            crate::println!("cmdline: nk.audit={} is not on, off or locked; the monitor stays off", v.unwrap_or(""));
+            None
+        }
+    };
+    if let Some(request) = monitor {
+        let _ = audit::set(request);
+    }
     proclist::init(PROCLIST.load(Ordering::Relaxed));
 }
 
@@ -47,7 +60,7 @@ pub fn show() {
         on_off(systable_on()),
         if systable::sealed() { "sealed" } else { "writable" },
         on_off(proclist::on()),
-        on_off(audit::on())
+        audit::describe(audit::state())
     );
     crate::println!("{:<20} {:>8} {:<13} {:<9} {:>6}", "region", "bytes", "policy", "backing", "used");
     for r in nk::services::regions() {

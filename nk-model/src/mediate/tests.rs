@@ -125,6 +125,9 @@ fn errors_cross_the_wire() {
         MediateError::TooLongToLog { len: 11 },
         MediateError::Kept { base: 12 },
         MediateError::NotRam { addr: 13 },
+        MediateError::MonitorLocked,
+        MediateError::BadSwitch { raw: 14 },
+        MediateError::ReservedFlags { flags: 15 },
     ];
     for e in all {
         let (code, detail) = e.to_wire();
