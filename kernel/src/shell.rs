@@ -41,9 +41,10 @@ const COMMANDS: &[Command] = &[
         run: nk_cmd,
     },
     Command { name: "ps", args: "", help: "the NK-protected process list", run: ps },
+    Command { name: "sys", args: "stat", help: "unimplemented system calls programs asked for", run: sys_cmd },
     Command {
         name: "audit",
-        args: "[N]|verify|on|off",
+        args: "[N]|verify|on|off|lock",
         help: "the last N system-call audit records (default 10), check the chain, switch the monitor",
         run: audit_cmd,
     },
@@ -77,6 +78,12 @@ pub fn run() -> ! {
             Event::Cancel => {
                 println!("^C");
                 print!("{}", PROMPT);
+            }
+            // The console's input ended (`cargo xtask run` sends Ctrl-D
+            // when its piped input does): nothing more will come.
+            Event::End => {
+                println!("^D");
+                execute("poweroff");
             }
             Event::Line => {
                 println!();
@@ -182,6 +189,13 @@ fn crash(args: &[&str]) {
             println!("crash: resumed after the breakpoint");
         }
         _ => println!("usage: crash page-fault|panic|breakpoint"),
+    }
+}
+
+fn sys_cmd(args: &[&str]) {
+    match args {
+        ["stat"] => crate::proc::missing::print(),
+        _ => println!("usage: sys stat"),
     }
 }
 

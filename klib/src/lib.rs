@@ -12,6 +12,7 @@ pub mod cmdline;
 pub mod cpio;
 pub mod elf;
 pub mod line;
+pub mod linux_nr;
 pub mod memmap;
 pub mod ramfs;
 pub mod user_ksh;

@@ -17,6 +17,8 @@ pub enum Event {
     Line,
     /// Ctrl-C: the line was abandoned.
     Cancel,
+    /// Ctrl-D on an empty line: the end of input.
+    End,
 }
 
 pub struct LineEditor<const N: usize> {
@@ -110,6 +112,8 @@ impl<const N: usize> LineEditor<N> {
                 self.clear();
                 Event::Cancel
             }
+            // As a terminal's EOF: only on an empty line (elsewhere ignored).
+            0x04 if self.len == 0 && self.dropped == 0 => Event::End,
             b'\t' | 0x20.. => {
                 let b = if b == b'\t' { b' ' } else { b };
                 if self.len < N {
@@ -128,6 +132,17 @@ impl<const N: usize> LineEditor<N> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ctrl_d_ends_input_only_on_an_empty_line() {
+        let mut ed = LineEditor::<8>::new();
+        assert_eq!(ed.feed(0x04), Event::End);
+        ed.feed(b'a');
+        assert_eq!(ed.feed(0x04), Event::None);
+        assert_eq!(ed.line(), "a");
+        ed.feed(0x7f);
+        assert_eq!(ed.feed(0x04), Event::End);
+    }
+
     use super::*;
 
     fn feed_all<const N: usize>(ed: &mut LineEditor<N>, input: &[u8]) -> usize {

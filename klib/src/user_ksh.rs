@@ -7,7 +7,7 @@
 //! protection it runs under, so from user space:
 //! - `off`: nothing.
 //! - `ro` (the default): commands that only report (`nk stat|audit|
-//!   services|verify ...|bench`, `ps`, `audit [N]|verify`), and `audit
+//!   services|verify ...|bench`, `ps`, `sys stat`, `audit [N]|verify`), and `audit
 //!   on` and `audit lock`, which only raise protection (a ratchet: `audit
 //!   off` is refused, so a process can switch the monitor on and never off).
 //! - `on` (a research boot that asks for it): also `audit off` and
@@ -43,6 +43,7 @@ pub fn allowed(mode: Mode, line: &str) -> bool {
     let reads = match (first, second) {
         (Some("nk"), Some("stat" | "audit" | "services" | "verify" | "bench")) => true,
         (Some("ps"), None) => true,
+        (Some("sys"), Some("stat")) => true,
         (Some("audit"), None | Some("verify" | "on" | "lock")) => true,
         (Some("audit"), Some(n)) => n.parse::<u64>().is_ok(),
         _ => false,
@@ -66,6 +67,7 @@ mod tests {
             "nk audit",
             "nk verify proc",
             "ps",
+            "sys stat",
             "audit",
             "audit 10",
             "audit verify",

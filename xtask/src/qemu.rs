@@ -145,8 +145,19 @@ pub fn boot_interactive(m: &Machine, gdb: bool, boot_time: bool, timeout: Option
     if boot_time {
         cmd.stdout(Stdio::piped());
     }
+    if matches!(console, Console::Stdio) {
+        cmd.stdin(Stdio::piped());
+    }
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    if let Some(mut guest) = child.stdin.take() {
+        // Piped input (a script): QEMU does not pass its end on, so we say
+        // it as a terminal would, with Ctrl-D on a fresh line, and ksh
+        // powers off. (A program reading the console takes it as its EOF.)
+        std::thread::spawn(move || {
+            let _ = io::copy(&mut io::stdin().lock(), &mut guest).and_then(|_| guest.write_all(b"\n\x04"));
+        });
+    }
     let deadline = timeout.map(|t| start + t);
     if let Some(stdout) = child.stdout.take() {
         let chunks = spawn_reader(stdout);

@@ -184,9 +184,25 @@ fn scenarios() -> Vec<Scenario> {
 fn user_scenario(name: &'static str) -> Scenario {
     Scenario::new(
         name,
-        "run /bin/hello\nrun /bin/init\nhello\nnk stat\nbogus\nexit 3\nrun /bin/missing\nrun\nrun /bin/utest\nnk audit\npoweroff\n",
+        "run /bin/hello\nrun /bin/init\nhello\nnk stat\nbogus\nexit 3\nrun /bin/missing\nrun\nrun /bin/utest\nsys stat\nnk audit\npoweroff\n",
         vec![
             ("utest", utest_passed),
+            // utest asks for 499 twice: said once, counted twice.
+            ("unimplemented-said-once", |s| {
+                let n = s
+                    .output
+                    .lines()
+                    .filter(|l| l.ends_with("unimplemented system call 499 (not a Linux call)"))
+                    .count();
+                if n == 1 { Ok(()) } else { Err(format!("{n} console lines for call 499, wanted 1")) }
+            }),
+            ("sys-stat", |s| {
+                let line = s.output.lines().find(|l| l.trim_start().starts_with("499 "));
+                match line.map(|l| l.split_whitespace().last() == Some("2")) {
+                    Some(true) => Ok(()),
+                    _ => Err(format!("sys stat's line for 499 is {line:?}, wanted a count of 2")),
+                }
+            }),
             ("hello", |s| contains(s, "hello from user space")),
             ("init", |s| contains(s, "init: running as pid")),
             ("sh-runs-programs", |s| {

@@ -83,6 +83,27 @@ pub fn ensure_qemu() -> Result<()> {
     }
 }
 
+/// Linux's x86-64 system-call numbers, which `klib::linux_nr`'s host test
+/// checks its table against.
+pub const LINUX_NR_HEADER: &str = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
+
+/// Makes sure Linux's `asm/unistd_64.h` is there, installing Debian's
+/// linux-libc-dev when we are root; the host test says what is missing
+/// otherwise.
+pub fn ensure_linux_header() -> Result<()> {
+    if Path::new(LINUX_NR_HEADER).is_file() {
+        return Ok(());
+    }
+    if effective_uid() != Some(0) {
+        return Err(format!("{LINUX_NR_HEADER} not found: install Debian's linux-libc-dev").into());
+    }
+    eprintln!("setup: {LINUX_NR_HEADER} not found; installing it: apt-get install linux-libc-dev");
+    run_setup(Command::new("apt-get").arg("update"))?;
+    run_setup(
+        Command::new("apt-get").args(["install", "-y", "linux-libc-dev"]).env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 /// Runs a set-up step with its stdout sent to our stderr.
 fn run_setup(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");

@@ -4,6 +4,7 @@
 
 pub mod elf;
 pub mod mem;
+pub mod missing;
 pub mod signal;
 pub mod syscall;
 
@@ -57,6 +58,8 @@ pub struct Process {
     /// Boxed: 4 KiB that would otherwise ride on kernel stacks in every
     /// move of a `Process`.
     pub sig: alloc::boxed::Box<signal::Signals>,
+    /// The unimplemented calls it has been said to lack (`missing`).
+    pub missing: klib::linux_nr::Seen,
 }
 
 impl Process {
@@ -186,6 +189,7 @@ impl Process {
             files: crate::fs::files::FdTable::new(),
             cwd: crate::fs::ROOT,
             sig: alloc::boxed::Box::default(),
+            missing: klib::linux_nr::Seen::default(),
         }
     }
 }
@@ -227,6 +231,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
         files,
         cwd,
         sig,
+        missing: klib::linux_nr::Seen::default(),
     };
     let root = child.mem.root();
     let mut regs = *frame;

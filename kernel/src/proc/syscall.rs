@@ -150,7 +150,10 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     let (nr, args) = (frame.rax, args(frame));
     let r = match crate::services::systable::lookup(nr) {
         Some(handler) => handler(frame),
-        None => Err(errno::ENOSYS),
+        None => {
+            super::missing::note(nr);
+            Err(errno::ENOSYS)
+        }
     };
     frame.rax = match r {
         Ok(v) => v,
