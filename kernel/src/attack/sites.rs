@@ -275,7 +275,7 @@ pub fn wrmsr_efer() -> Outcome {
     } else if ext.edx & (1 << 25) != 0 {
         (14, "FFXSR")
     } else {
-        return NotRun("the CPU has neither SVM nor FFXSR: no harmless EFER bit to set".into());
+        return NotRun("the CPU has neither SVM nor FFXSR: no harmless EFER bit here to set".into());
     };
     let old = rdmsr(MSR_EFER);
     let now = crate::arch::without_interrupts(|| {

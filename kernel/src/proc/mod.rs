@@ -144,7 +144,11 @@ impl Image {
         mem.adopt(pages);
         let stack = Region { end: STACK_TOP, prot: PROT_READ | PROT_WRITE, backing: Backing::Anon };
         mem.add_region(STACK_TOP - STACK_SIZE, STACK_TOP, stack).map_err(SpawnError::Vm)?;
-        mem.populate(STACK_TOP - STACK_READY, STACK_TOP).map_err(|_| SpawnError::OutOfMemory)?;
+        // The strings and their pointers sit at the top (up to ARG_MAX,
+        // 2 MiB), laid out before the process runs to fault pages in.
+        let strings: u64 = argv.iter().chain(envp).map(|s| s.len() as u64 + 1 + 8).sum();
+        let ready = (STACK_READY + strings.next_multiple_of(PAGE_SIZE)).min(STACK_SIZE);
+        mem.populate(STACK_TOP - ready, STACK_TOP).map_err(|_| SpawnError::OutOfMemory)?;
         let sp = syscall::lay_out_stack(mem.root(), STACK_TOP, argv, envp, &loaded).ok_or(SpawnError::Arguments)?;
         Ok(Image { mem, loaded, sp })
     }

@@ -346,38 +346,71 @@ fn clone(frame: &SyscallFrame) -> SysResult {
     super::fork(frame)
 }
 
-/// A NUL-terminated string of at most `max` bytes from user memory.
-fn user_string(root: u64, ptr: u64, max: usize) -> Result<String, i64> {
+/// Linux's limits on what `execve` copies in: one string with its NUL
+/// (`MAX_ARG_STRLEN`, 32 pages), and argv and envp together, strings and
+/// pointers (`ARG_MAX` as Linux sets it for the default 8 MiB stack: a
+/// quarter of it). Past either, E2BIG.
+const MAX_ARG_STRLEN: usize = 32 * PAGE_SIZE as usize;
+const ARG_MAX: usize = 2 << 20;
+/// A path with its NUL (`PATH_MAX`); past it, ENAMETOOLONG.
+const PATH_MAX: usize = 4096;
+const ENAMETOOLONG: i64 = 36;
+
+/// A NUL-terminated string from user memory, read a page at a time, of
+/// fewer than `max` bytes (`None` if it has no NUL by then).
+fn user_string(root: u64, ptr: u64, max: usize) -> Result<Option<String>, i64> {
     let mut out = Vec::new();
     let mut at = ptr;
     while out.len() < max {
-        let mut b = [0u8];
-        copy_from_user(root, &mut b, at).map_err(|_| errno::EFAULT)?;
-        if b[0] == 0 {
-            return String::from_utf8(out).map_err(|_| errno::EINVAL);
+        // Up to the end of the page, so a string that ends just before an
+        // unmapped page reads as it does on Linux.
+        let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(max - out.len());
+        let mut chunk = [0u8; PAGE_SIZE as usize];
+        copy_from_user(root, &mut chunk[..n], at).map_err(|_| errno::EFAULT)?;
+        let end = chunk[..n].iter().position(|&b| b == 0);
+        let take = end.unwrap_or(n);
+        if !crate::mm::heap::can_grow(take as u64) || out.try_reserve_exact(take).is_err() {
+            return Err(errno::ENOMEM);
         }
-        out.push(b[0]);
-        at += 1;
+        out.extend_from_slice(&chunk[..take]);
+        if end.is_some() {
+            return String::from_utf8(out).map(Some).map_err(|_| errno::EINVAL);
+        }
+        at = at.checked_add(n as u64).ok_or(errno::EFAULT)?;
     }
-    Err(errno::E2BIG)
+    Ok(None)
 }
 
-/// A NULL-terminated array of string pointers (argv, envp).
-fn user_strings(root: u64, ptr: u64) -> Result<Vec<String>, i64> {
+/// A path argument.
+fn user_path(root: u64, ptr: u64) -> Result<String, i64> {
+    user_string(root, ptr, PATH_MAX)?.ok_or(ENAMETOOLONG)
+}
+
+/// A NULL-terminated array of string pointers (argv, envp), charged to
+/// `budget` (what is left of `ARG_MAX`).
+fn user_strings(root: u64, ptr: u64, budget: &mut usize) -> Result<Vec<String>, i64> {
     let mut out = Vec::new();
     if ptr == 0 {
         return Ok(out);
     }
-    for i in 0..1024 {
+    for i in 0u64.. {
         let mut w = [0u8; 8];
-        copy_from_user(root, &mut w, ptr + i * 8).map_err(|_| errno::EFAULT)?;
+        let at = i.checked_mul(8).and_then(|o| ptr.checked_add(o)).ok_or(errno::EFAULT)?;
+        copy_from_user(root, &mut w, at).map_err(|_| errno::EFAULT)?;
         let p = u64::from_le_bytes(w);
         if p == 0 {
-            return Ok(out);
+            break;
         }
-        out.push(user_string(root, p, 4096)?);
+        *budget = budget.checked_sub(8).ok_or(errno::E2BIG)?;
+        let s = user_string(root, p, MAX_ARG_STRLEN.min(*budget))?.ok_or(errno::E2BIG)?;
+        *budget -= s.len() + 1;
+        let grown = (out.len() as u64 + 1) * core::mem::size_of::<String>() as u64;
+        if !crate::mm::heap::can_grow(grown) || out.try_reserve(1).is_err() {
+            return Err(errno::ENOMEM);
+        }
+        out.push(s);
     }
-    Err(errno::E2BIG)
+    Ok(out)
 }
 
 /// System call 1000: one kernel-shell line, if the boot's `ksh.user`
@@ -409,9 +442,16 @@ fn user_ksh_mode() -> klib::user_ksh::Mode {
 
 fn execve(path: u64, argv: u64, envp: u64) -> SysResult {
     let root = root()?;
-    let path = user_string(root, path, 4096)?;
-    let argv = user_strings(root, argv)?;
-    let envp = user_strings(root, envp)?;
+    let path = user_path(root, path)?;
+    let mut budget = ARG_MAX;
+    let argv = user_strings(root, argv, &mut budget)?;
+    let envp = user_strings(root, envp, &mut budget)?;
+    // The new stack is laid out through a copy of each string and two
+    // pointer vectors: room for them, or ENOMEM before anything changes.
+    let need = (argv.len() + envp.len()) as u64 * 16 + (ARG_MAX - budget) as u64;
+    if !crate::mm::heap::can_grow(need) {
+        return Err(errno::ENOMEM);
+    }
     match super::execve(&path, &argv, &envp)? {}
 }
 

@@ -11,6 +11,7 @@ pub const TESTS: &[Test] = tests![
     execve_runs_a_minimal_crafted_elf,
     execve_refuses_each_crafted_elf_with_linux_errno,
     execve_survives_mutated_elf_headers,
+    execve_limits_arguments_as_linux,
 ];
 
 /// Writes `bytes` to `/tmp/utest/NAME`, made executable (mode 0755 at
@@ -26,9 +27,16 @@ fn executable(name: &str, bytes: &[u8]) -> Result<String, String> {
 /// Runs `path` in a child; a failed execve exits with 100 + errno. Killed
 /// after two seconds (a mutated header may make anything run).
 fn exec_status(path: &str) -> Result<libc::c_int, String> {
+    exec_with(path, &[])
+}
+
+/// `exec_status` with `args` after argv[0].
+fn exec_with(path: &str, args: &[std::ffi::CString]) -> Result<libc::c_int, String> {
     let c = cstr(path);
     let pid = fork_child(|| {
-        let argv = [c.as_ptr(), std::ptr::null()];
+        let mut argv = vec![c.as_ptr()];
+        argv.extend(args.iter().map(|a| a.as_ptr()));
+        argv.push(std::ptr::null());
         let envp = [std::ptr::null()];
         // SAFETY: NULL-terminated argv and envp of valid strings.
         unsafe { libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
@@ -90,4 +98,19 @@ fn execve_survives_mutated_elf_headers() -> TestResult {
     }
     let _ = std::fs::remove_file(path);
     Ok(())
+}
+
+/// Linux's `MAX_ARG_STRLEN` (32 pages with the NUL), `ARG_MAX` (a quarter
+/// of the default 8 MiB stack) and `PATH_MAX`.
+fn execve_limits_arguments_as_linux() -> TestResult {
+    let path = executable("tiny-elf-args", &crafted::tiny())?;
+    let arg = |n: usize| cstr(&"a".repeat(n));
+    let longest = 32 * 4096 - 1;
+    exited(exec_with(&path, &[arg(longest)])?, 7).map_err(|e| format!("an argument of {longest} bytes: {e}"))?;
+    exited(exec_with(&path, &[arg(longest + 1)])?, 100 + libc::E2BIG)
+        .map_err(|e| format!("an argument of {} bytes: {e}", longest + 1))?;
+    let many: Vec<_> = (0..20).map(|_| arg(120_000)).collect();
+    exited(exec_with(&path, &many)?, 100 + libc::E2BIG).map_err(|e| format!("20 arguments of 120000 bytes: {e}"))?;
+    let long_path = format!("/{}", "p".repeat(4095));
+    exited(exec_status(&long_path)?, 100 + libc::ENAMETOOLONG).map_err(|e| format!("a path of 4096 bytes: {e}"))
 }
