@@ -66,6 +66,15 @@ mod nr {
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const EXIT_GROUP: u64 = 231;
+    pub const GETUID: u64 = 102;
+    pub const GETGID: u64 = 104;
+    pub const GETEUID: u64 = 107;
+    pub const GETEGID: u64 = 108;
+    pub const GETGROUPS: u64 = 115;
+    pub const GETRESUID: u64 = 118;
+    pub const GETRESGID: u64 = 120;
+    pub const SET_ROBUST_LIST: u64 = 273;
+    pub const GETRANDOM: u64 = 318;
     /// Not Linux: runs one kernel-shell line that the boot's `ksh.user`
     /// allows (`klib::user_ksh`), so the NK's reports stay reachable from
     /// user space and no process can switch its monitor off.
@@ -123,6 +132,18 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::EXIT_GROUP, |f| exit(f)),
         (nr::KSH, |f| ksh(f.rdi, f.rsi)),
         (nr::NK_CROSSINGS, |_| Ok(crate::bench::gate_crossings())),
+        // One user, root: every id is 0, and there are no extra groups.
+        (nr::GETUID, |_| Ok(0)),
+        (nr::GETGID, |_| Ok(0)),
+        (nr::GETEUID, |_| Ok(0)),
+        (nr::GETEGID, |_| Ok(0)),
+        (nr::GETRESUID, |f| three_ids(f.rdi, f.rsi, f.rdx)),
+        (nr::GETRESGID, |f| three_ids(f.rdi, f.rsi, f.rdx)),
+        (nr::GETGROUPS, |f| if (f.rdi as i32) < 0 { Err(errno::EINVAL) } else { Ok(0) }),
+        // No threads share an address space yet, so no robust futexes to
+        // clean up: accepted, as musl and glibc expect.
+        (nr::SET_ROBUST_LIST, |f| if f.rsi == 24 { Ok(0) } else { Err(errno::EINVAL) }),
+        (nr::GETRANDOM, |f| getrandom(f.rdi, f.rsi, f.rdx)),
     ];
     h.extend(FILE_CALLS.iter().map(|&n| (n, (|f| files_call(f)) as Handler)));
     h
@@ -721,6 +742,58 @@ fn sysinfo(buf: u64) -> SysResult {
     b[104..108].copy_from_slice(&1u32.to_le_bytes());
     copy_to_user(root()?, buf, &b).map_err(|_| errno::EFAULT)?;
     Ok(0)
+}
+
+/// `getresuid`/`getresgid`: real, effective and saved, all root's.
+fn three_ids(a: u64, b: u64, c: u64) -> SysResult {
+    let root = root()?;
+    for at in [a, b, c] {
+        copy_to_user(root, at, &0u32.to_le_bytes()).map_err(|_| errno::EFAULT)?;
+    }
+    Ok(0)
+}
+
+/// `getrandom`: RDRAND where the CPU has it; otherwise SplitMix64 over the
+/// TSC and a counter, which is unpredictable enough for hash seeds and
+/// stack canaries but not for keys (said in docs/architecture.md).
+fn getrandom(buf: u64, len: u64, flags: u64) -> SysResult {
+    const GRND_NONBLOCK: u64 = 1;
+    const GRND_RANDOM: u64 = 2;
+    const GRND_INSECURE: u64 = 4;
+    if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0
+        || flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE
+    {
+        return Err(errno::EINVAL);
+    }
+    // Linux's cap per call (`MAX_RW_COUNT` is larger; 32 MiB - 1 for
+    // getrandom's own loop), so one call cannot hold the CPU for long.
+    let len = len.min((32 << 20) - 1);
+    let root = root()?;
+    let rdrand = x86_64::instructions::random::RdRand::new();
+    let mut done = 0;
+    while done < len {
+        let mut chunk = [0u8; 256];
+        let n = (len - done).min(chunk.len() as u64) as usize;
+        for word in chunk[..n].chunks_mut(8) {
+            let r = rdrand.and_then(|r| r.get_u64()).unwrap_or_else(splitmix);
+            word.copy_from_slice(&r.to_le_bytes()[..word.len()]);
+        }
+        if copy_to_user(root, buf.wrapping_add(done), &chunk[..n]).is_err() {
+            // As Linux: what was copied counts; nothing copied is EFAULT.
+            return if done > 0 { Ok(done) } else { Err(errno::EFAULT) };
+        }
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+fn splitmix() -> u64 {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut z = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed) ^ crate::arch::rdtsc();
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn clock_gettime(clock: u64, ts: u64) -> SysResult {

@@ -15,6 +15,8 @@ pub const TESTS: &[Test] = tests![
     tcgets_on_stdout_answers_as_a_tty_would,
     tiocgwinsz_on_stdout_answers_as_a_tty_would,
     terminal_ioctls_on_other_files_are_enotty,
+    ids_agree_and_are_root_here,
+    getrandom_fills_and_refuses_bad_input,
 ];
 
 fn uname_says_linux() -> TestResult {
@@ -138,4 +140,54 @@ fn terminal_ioctls_on_other_files_are_enotty() -> TestResult {
         fails_with("TCGETS on a pipe", libc::ioctl(r.as_raw_fd(), libc::TCGETS, &mut t).into(), libc::ENOTTY)?;
         fails_with("TCGETS on an unused fd", libc::ioctl(UNUSED_FD, libc::TCGETS, &mut t).into(), libc::EBADF)
     }
+}
+
+fn ids_agree_and_are_root_here() -> TestResult {
+    // SAFETY: the id calls take no pointers.
+    let (uid, euid, gid, egid) = unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    let (mut r, mut e, mut s) = (7u32, 7u32, 7u32);
+    // SAFETY: three writable ids.
+    equals("getresuid", unsafe { libc::getresuid(&mut r, &mut e, &mut s) }.into(), 0)?;
+    check(r == uid && e == euid, || format!("getresuid {r} {e} {s}, getuid {uid}, geteuid {euid}"))?;
+    // SAFETY: three writable ids.
+    equals("getresgid", unsafe { libc::getresgid(&mut r, &mut e, &mut s) }.into(), 0)?;
+    check(r == gid && e == egid, || format!("getresgid {r} {e} {s}, getgid {gid}, getegid {egid}"))?;
+    // SAFETY: the kernel must refuse the pointer.
+    fails_with(
+        "getresuid to a bad pointer",
+        unsafe { libc::syscall(libc::SYS_getresuid, 0x10usize, 0x10usize, 0x10usize) },
+        libc::EFAULT,
+    )?;
+    // SAFETY: a negative size with no buffer.
+    fails_with("getgroups(-1)", unsafe { libc::syscall(libc::SYS_getgroups, -1i64, 0usize) }, libc::EINVAL)?;
+    // One user here: root, in no extra groups.
+    if on_our_kernel() {
+        check(uid == 0 && euid == 0 && gid == 0 && egid == 0, || format!("ids {uid} {euid} {gid} {egid}"))?;
+        // SAFETY: no buffer is written for a size of 0.
+        equals("getgroups(0)", unsafe { libc::getgroups(0, std::ptr::null_mut()) }.into(), 0)?;
+    }
+    Ok(())
+}
+
+fn getrandom_fills_and_refuses_bad_input() -> TestResult {
+    let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+    // SAFETY: writable buffers of the lengths given.
+    let n = unsafe { libc::syscall(libc::SYS_getrandom, a.as_mut_ptr(), a.len(), 0) };
+    equals("getrandom 64", n, 64)?;
+    // SAFETY: as above.
+    let n = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), libc::GRND_NONBLOCK) };
+    equals("getrandom 64 nonblock", n, 64)?;
+    check(a != b && a != [0; 64], || "two getrandom calls gave the same bytes".into())?;
+    // SAFETY: the kernel must refuse the pointer or the flags.
+    fails_with(
+        "getrandom to a bad pointer",
+        unsafe { libc::syscall(libc::SYS_getrandom, 0x10usize, 8usize, 0) },
+        libc::EFAULT,
+    )?;
+    // SAFETY: as above.
+    fails_with(
+        "getrandom with flag 0x80",
+        unsafe { libc::syscall(libc::SYS_getrandom, a.as_mut_ptr(), 8usize, 0x80) },
+        libc::EINVAL,
+    )
 }
