@@ -225,21 +225,19 @@ fn ps(_: &[&str]) {
 fn audit_cmd(args: &[&str]) {
     use crate::services::audit;
     use nk_model::monitor::Request;
+    let switch = |request| {
+        if audit::set(request).is_ok() {
+            println!("audit: monitor {}", audit::describe(audit::state()));
+        }
+    };
     match args.first().copied() {
         None => audit::print_last(10),
         Some("verify") => {
             audit::print_verify();
         }
-        Some(word @ ("on" | "off" | "lock")) => {
-            let request = match word {
-                "on" => Request::On,
-                "off" => Request::Off,
-                _ => Request::Lock,
-            };
-            if audit::set(request).is_ok() {
-                println!("audit: monitor {}", audit::describe(audit::state()));
-            }
-        }
+        Some("on") => switch(Request::On),
+        Some("off") => switch(Request::Off),
+        Some("lock") => switch(Request::Lock),
         Some(n) => match n.parse() {
             Ok(n) => audit::print_last(n),
             Err(_) => println!("usage: audit [N]|verify|on|off|lock"),

@@ -67,16 +67,7 @@ pub fn ensure_qemu() -> Result<()> {
     if find_on_path(QEMU).is_some() {
         return Ok(());
     }
-    if effective_uid() != Some(0) {
-        return Err(
-            format!("{QEMU} not found: install Debian's qemu-system-x86 (apt-get install qemu-system-x86)").into()
-        );
-    }
-    eprintln!("setup: {QEMU} not found; installing it: apt-get install qemu-system-x86");
-    run_setup(Command::new("apt-get").arg("update"))?;
-    run_setup(
-        Command::new("apt-get").args(["install", "-y", "qemu-system-x86"]).env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    apt_install(QEMU, "qemu-system-x86")?;
     match find_on_path(QEMU) {
         Some(_) => Ok(()),
         None => Err(format!("{QEMU} still not found after installing qemu-system-x86").into()),
@@ -94,14 +85,18 @@ pub fn ensure_linux_header() -> Result<()> {
     if Path::new(LINUX_NR_HEADER).is_file() {
         return Ok(());
     }
+    apt_install(LINUX_NR_HEADER, "linux-libc-dev")
+}
+
+/// Installs Debian's `package` for `missing` when we are root; otherwise
+/// says what to install.
+fn apt_install(missing: &str, package: &str) -> Result<()> {
     if effective_uid() != Some(0) {
-        return Err(format!("{LINUX_NR_HEADER} not found: install Debian's linux-libc-dev").into());
+        return Err(format!("{missing} not found: install Debian's {package} (apt-get install {package})").into());
     }
-    eprintln!("setup: {LINUX_NR_HEADER} not found; installing it: apt-get install linux-libc-dev");
+    eprintln!("setup: {missing} not found; installing it: apt-get install {package}");
     run_setup(Command::new("apt-get").arg("update"))?;
-    run_setup(
-        Command::new("apt-get").args(["install", "-y", "linux-libc-dev"]).env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    run_setup(Command::new("apt-get").args(["install", "-y", package]).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 /// Runs a set-up step with its stdout sent to our stderr.

@@ -467,10 +467,9 @@ fn execve(path: u64, argv: u64, envp: u64) -> SysResult {
     let mut budget = ARG_MAX;
     let argv = user_strings(root, argv, &mut budget)?;
     let envp = user_strings(root, envp, &mut budget)?;
-    // The new stack is laid out through a copy of each string and two
-    // pointer vectors: room for them, or ENOMEM before anything changes.
-    let need = (argv.len() + envp.len()) as u64 * 16 + (ARG_MAX - budget) as u64;
-    if !crate::mm::heap::can_grow(need) {
+    // The new stack is laid out through two vectors of pointers (and the
+    // words of the stack): room for them, or ENOMEM before anything changes.
+    if !crate::mm::heap::can_grow((argv.len() + envp.len()) as u64 * 16) {
         return Err(errno::ENOMEM);
     }
     match super::execve(&path, &argv, &envp)? {}
@@ -832,18 +831,10 @@ pub fn lay_out_stack(root: u64, top: u64, argv: &[String], envp: &[String], l: &
         copy_to_user(root, *sp, bytes).ok()?;
         Some(*sp)
     };
-    let mut arg_ptrs = Vec::new();
-    for a in argv {
-        let mut s = a.clone().into_bytes();
-        s.push(0);
-        arg_ptrs.push(push_bytes(&s, &mut sp)?);
-    }
-    let mut env_ptrs = Vec::new();
-    for e in envp {
-        let mut s = e.clone().into_bytes();
-        s.push(0);
-        env_ptrs.push(push_bytes(&s, &mut sp)?);
-    }
+    // The NUL first, then the bytes below it: no copy of the string.
+    let push_string = |s: &String, sp: &mut u64| push_bytes(&[0], sp).and_then(|_| push_bytes(s.as_bytes(), sp));
+    let arg_ptrs = argv.iter().map(|a| push_string(a, &mut sp)).collect::<Option<Vec<u64>>>()?;
+    let env_ptrs = envp.iter().map(|e| push_string(e, &mut sp)).collect::<Option<Vec<u64>>>()?;
     let seed = crate::arch::rdtsc().to_le_bytes();
     let random = push_bytes(&[seed, seed.map(|b| b.rotate_left(3))].concat(), &mut sp)?;
     let execfn = arg_ptrs.first().copied().unwrap_or(0);
