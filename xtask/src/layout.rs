@@ -94,24 +94,21 @@ pub fn section_at(sections: &[Section], addr: u64) -> Option<&Section> {
     i.checked_sub(1).map(|i| &sections[i])
 }
 
-/// The first fix to try for a hit at `addr..addr + len` in `sec`, from the
-/// bytes it is made of: decoded from the function's start, the hit's bytes
-/// overlap the relative displacement of a call, jump or RIP-relative
-/// operand (or none). Padding by 16 changes byte 0 of every displacement
-/// out of the function; 272 changes byte 1 too; a hit that only involves
-/// bytes 2 and 3, or no displacement at all (an absolute address), needs
-/// the function moved far.
-pub fn first_fix(image: &[u8], text: (u64, u64), sec: &Section, addr: u64, len: usize) -> Fix {
+/// The relative field (displacement of a call, jump or RIP-relative
+/// operand) that a hit at `addr..addr + len` in `sec` overlaps, decoded
+/// from the function's start: the lowest byte of the field the hit
+/// covers, and the address the field points at.
+fn hit_field(image: &[u8], text: (u64, u64), sec: &Section, addr: u64, len: usize) -> Option<(u64, u64)> {
     use iced_x86::{Decoder, DecoderOptions, OpKind};
     let (text_addr, text_off) = text;
     if sec.addr < text_addr || addr < sec.addr {
-        return Fix { pad: 0, moved: true };
+        return None;
     }
     let start = (sec.addr - text_addr + text_off) as usize;
     let end = (addr + len as u64 + 16 - text_addr + text_off) as usize;
-    let Some(bytes) = image.get(start..end.min(image.len())) else { return Fix { pad: 0, moved: true } };
+    let bytes = image.get(start..end.min(image.len()))?;
     let mut decoder = Decoder::with_ip(64, bytes, sec.addr, DecoderOptions::NONE);
-    let mut lowest: Option<u64> = None;
+    let mut found: Option<(u64, u64)> = None;
     while decoder.can_decode() {
         let insn = decoder.decode();
         let ip = insn.ip();
@@ -125,21 +122,31 @@ pub fn first_fix(image: &[u8], text: (u64, u64), sec: &Section, addr: u64, len: 
         let branch =
             (0..insn.op_count()).any(|i| matches!(insn.op_kind(i), OpKind::NearBranch64 | OpKind::NearBranch32));
         let field = if insn.is_ip_rel_memory_operand() && offsets.has_displacement() {
-            Some((offsets.displacement_offset(), offsets.displacement_size()))
+            Some((offsets.displacement_offset(), offsets.displacement_size(), insn.ip_rel_memory_address()))
         } else if branch && offsets.has_immediate() {
-            Some((offsets.immediate_offset(), offsets.immediate_size()))
+            Some((offsets.immediate_offset(), offsets.immediate_size(), insn.near_branch_target()))
         } else {
             None
         };
-        let Some((off, size)) = field else { continue };
+        let Some((off, size, target)) = field else { continue };
         for k in 0..size as u64 {
             let b = ip + off as u64 + k;
-            if b >= addr && b < addr + len as u64 {
-                lowest = Some(lowest.map_or(k, |l: u64| l.min(k)));
+            if b >= addr && b < addr + len as u64 && found.is_none_or(|(l, _)| k < l) {
+                found = Some((k, target));
             }
         }
     }
-    match lowest {
+    found
+}
+
+/// The first fix to try for a hit at `addr..addr + len` in `sec`, from the
+/// bytes it is made of: the hit's bytes overlap the relative displacement
+/// of a call, jump or RIP-relative operand (or none). Padding by 16
+/// changes byte 0 of every displacement out of the function; 272 changes
+/// byte 1 too; a hit that only involves bytes 2 and 3, or no displacement
+/// at all (an absolute address), needs the function moved far.
+pub fn first_fix(image: &[u8], text: (u64, u64), sec: &Section, addr: u64, len: usize) -> Fix {
+    match hit_field(image, text, sec, addr, len).map(|f| f.0) {
         Some(0) => Fix { pad: PADS[0], moved: false },
         Some(1) => Fix { pad: PADS[1], moved: false },
         _ => Fix { pad: 0, moved: true },
@@ -392,6 +399,9 @@ pub fn converge(
                 t.elapsed().as_secs_f64() - linked,
                 report.outer_hits().count()
             );
+            for h in report.outer_hits() {
+                eprintln!("layout:   hit at {:#x}: {:02x?}", h.addr, h.bytes);
+            }
         }
         let hits: Vec<u64> = report.outer_hits().map(|h| h.addr).collect();
         let first_hits = *first_hits.get_or_insert(hits.len());
@@ -416,11 +426,22 @@ pub fn converge(
                 continue;
             }
             let current = fixes.get(&sec.name);
-            let suggested = (current == Fix::default()).then(|| {
-                let len = report.hits.iter().find(|h| h.addr == addr).map_or(1, |h| h.bytes.len());
-                first_fix(&image, text, sec, addr, len)
-            });
-            let Some(next) = suggested.or_else(|| current.next()) else {
+            let len = report.hits.iter().find(|h| h.addr == addr).map_or(1, |h| h.bytes.len());
+            let suggested = (current == Fix::default()).then(|| first_fix(&image, text, sec, addr, len));
+            let next = suggested.or_else(|| current.next());
+            // A function too large to move (a pad only shifts which of its
+            // many calls to one target lands on the bad displacement) is
+            // left where it is, and the function its hit points at is
+            // fixed instead.
+            if next.is_none_or(|n| n.moved) && sec.size > WINDOW {
+                let target = hit_field(&image, text, sec, addr, len)
+                    .and_then(|(_, t)| section_at(&placed, t).filter(|c| t < c.addr + c.size && c.name != sec.name));
+                if let Some((callee, n)) = target.and_then(|c| fixes.get(&c.name).next().map(|n| (c, n))) {
+                    touched.entry(callee.name.clone()).or_insert(n);
+                    continue;
+                }
+            }
+            let Some(next) = next else {
                 eprint!("{}", report.render());
                 return Err(format!(
                     "layout: {} holds a protected instruction at {addr:#x} wherever it goes: the code itself \
@@ -432,6 +453,10 @@ pub fn converge(
             touched.insert(sec.name.clone(), next);
         }
         for (name, fix) in touched {
+            if trace {
+                let size = placed.iter().find(|s| s.name == name).map_or(0, |s| s.size);
+                eprintln!("layout: {name} ({size} bytes): {fix:?}");
+            }
             fixes.set(&name, fix);
             hits_fixed += 1;
         }
