@@ -229,7 +229,8 @@ fn user_scenario(name: &'static str) -> Scenario {
 /// A hostile program (`user/src/bin/hostile.rs`) tries each way a user
 /// once had to crash the kernel or switch its monitor off: crafted ELF
 /// files, a pipe flood, an open-file flood, a region flood, a fork bomb,
-/// a copy-on-write OOM, and the kernel shell's `audit off`. Each ends in
+/// a copy-on-write OOM, an OOM where the largest process is not the one
+/// that faulted, and the kernel shell's `audit off`. Each ends in
 /// an errno or the offender's death; the kernel goes on, the monitor stays
 /// on, `/bin/hello` still runs and the audit finds no violation.
 fn hostile_scenario(name: &'static str) -> Scenario {
@@ -274,6 +275,7 @@ fn hostile_scenario(name: &'static str) -> Scenario {
                 ("mmap-flood", |s| line_has(s, "hostile: mmap flood", "(os error 12)")),
                 ("fork-bomb", |s| line_has(s, "hostile: fork bomb", "then Resource temporarily unavailable")),
                 ("oom-sigkill", |s| line_has(s, "hostile: copy-on-write OOM", "killed by signal 9")),
+                ("oom-largest", |s| line_has(s, "hostile: OOM choice", "sleeper killed by signal 9, grower exited 3")),
                 ("hello-after", |s| {
                     let done = s.output.find("hostile: done").ok_or("no 'hostile: done'")?;
                     if s.output[done..].contains("hello from user space") {
@@ -402,9 +404,9 @@ fn fuzz_scenario(name: &'static str, seed: u64, calls: u64) -> Scenario {
 
 /// Every fuzzing process ended by itself, or was killed by the kernel as
 /// out of memory (SIGKILL with the kernel's `killed: out of memory` line):
-/// the processes' files and pipes can fill the kernel heap, and which
-/// process then faults depends on scheduling (docs/threat-model.md, the
-/// OOM bystander). Any other death fails.
+/// the processes' files and pipes can fill the kernel heap, and the
+/// process that gives back the most is then killed (docs/threat-model.md).
+/// Any other death fails.
 fn fuzz_processes_ended(s: &Seen) -> Result<(), String> {
     let ended: Vec<&str> = s.output.lines().filter(|l| l.starts_with("fuzz: process ")).collect();
     let oom = s.output.lines().filter(|l| l.contains("/bin/fuzz") && l.contains("killed: out of memory")).count();

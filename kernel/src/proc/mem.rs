@@ -389,6 +389,23 @@ impl Memory {
     pub fn resident(&self) -> usize {
         self.pages.0.len()
     }
+
+    /// What the end of this memory would give back, in pages, for the
+    /// out-of-memory choice: the frames no other process or file holds,
+    /// and the kernel heap its page entries take. (Linux's `oom_badness`
+    /// counts the resident set and the page tables; a page shared after
+    /// `fork` is not counted here, since killing one holder frees nothing.)
+    pub fn oom_score(&self) -> usize {
+        let alone = crate::arch::without_interrupts(|| {
+            let refs = REFS.lock();
+            self.pages
+                .0
+                .values()
+                .filter(|p| !matches!(p.hold, Hold::Shared(..)) && !refs.contains_key(&p.frame.number()))
+                .count()
+        });
+        alone + self.pages.0.len() * super::HEAP_PER_PAGE as usize / PAGE_SIZE as usize
+    }
 }
 
 impl Drop for Memory {

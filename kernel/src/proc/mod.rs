@@ -13,6 +13,7 @@ use crate::sched;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use mem::{Backing, Memory, PROT_READ, PROT_WRITE, Region};
 use nk_model::layout::PAGE_SIZE;
 use spin::Mutex;
@@ -350,6 +351,9 @@ fn finish(tid: sched::ThreadId, status: i32) {
     }
     // Its memory goes with it (the CPU left its address space above).
     drop(p);
+    // Killed for memory or not, what it held is back: the next shortage
+    // may choose again.
+    let _ = OOM_VICTIM.compare_exchange(tid, 0, Ordering::AcqRel, Ordering::Acquire);
 }
 
 /// Waits for the process on thread `tid` (one the kernel started); its
@@ -428,8 +432,9 @@ pub fn reap_killed(tid: sched::ThreadId) {
 /// Resolves a fault at user address `va` of the calling process, if its
 /// root is `root` (a user copy touching a page not mapped yet, or shared
 /// copy-on-write). False when the access is not allowed there.
-/// Out of memory, the copy fails (EFAULT) and the process is killed as
-/// below.
+/// Out of memory, the largest process is killed (see `out_of_memory`) and
+/// the copy fails (EFAULT): a copy may run with locks held that the
+/// victim's exit needs, so it cannot wait for the memory to come back.
 pub fn resolve_fault(root: u64, va: u64, write: bool) -> bool {
     match with_current(|p| if p.root() == root { p.mem.fault(va, write) } else { Err(mem::Fault::Access) }) {
         Some(Ok(())) => true,
@@ -443,32 +448,100 @@ pub fn resolve_fault(root: u64, va: u64, write: bool) -> bool {
 
 /// A page fault in user mode at `va`: resolved (the process goes on), or
 /// not (it gets SIGSEGV or SIGBUS). A fault that needs memory the kernel
-/// cannot find kills the faulting process with SIGKILL, as Linux's OOM
-/// killer would, and its memory comes back: the process that asked is the
-/// one that pays, never a bystander. (Linux picks the largest process;
-/// the one whose fault failed is the one we can name for sure.)
+/// cannot find is Linux's out-of-memory case: the process that would give
+/// back the most is killed with SIGKILL (`out_of_memory`). When that is
+/// another process, the faulting one waits for its memory to come back and
+/// then takes the fault again.
 pub fn user_page_fault(va: u64, write: bool, exec: bool) -> Result<(), mem::Fault> {
     match with_current(|p| p.mem.fault_access(va, write, exec)).unwrap_or(Err(mem::Fault::Access)) {
         Err(mem::Fault::OutOfMemory) => {
-            out_of_memory(va);
+            if out_of_memory(va) == Oom::Other {
+                wait_for_oom_victim();
+            }
             // Resolved in the sense that nothing more is to be done here:
-            // SIGKILL is pending and ends the process on the way out.
+            // either SIGKILL is pending and ends this process on the way
+            // out, or the instruction runs again and faults again.
             Ok(())
         }
         r => r,
     }
 }
 
-/// The calling process is out of memory: SIGKILL, delivered on its way
-/// back to user mode.
-fn out_of_memory(va: u64) {
+/// The process killed for memory whose exit has not finished yet (0:
+/// none). While it is set, no second victim is chosen: its memory is on
+/// the way back.
+static OOM_VICTIM: AtomicU64 = AtomicU64::new(0);
+
+/// Whom `out_of_memory` killed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Oom {
+    /// The calling process: SIGKILL is pending.
+    Me,
+    /// Another process (now or by an earlier call): its memory is coming
+    /// back.
+    Other,
+}
+
+/// Out of memory in the calling process: SIGKILL, as from Linux's OOM
+/// killer, to the process whose death gives back the most (frames it
+/// alone holds, and the heap its page map takes; `Memory::oom_score`),
+/// the caller on a tie. While an earlier victim is still exiting, nobody
+/// else is killed.
+fn out_of_memory(va: u64) -> Oom {
+    let me = sched::current();
+    let pending = OOM_VICTIM.load(Ordering::Acquire);
+    if pending == me {
+        return Oom::Me;
+    }
+    if pending != 0 && crate::arch::without_interrupts(|| PROCS.lock().contains_key(&pending)) {
+        return Oom::Other;
+    }
+    let (victim, score) = crate::arch::without_interrupts(|| {
+        let procs = PROCS.lock();
+        let mine = procs.get(&me).map_or(0, |p| p.mem.oom_score());
+        procs.iter().fold((me, mine), |best, (&tid, p)| {
+            let score = p.mem.oom_score();
+            if score > best.1 { (tid, score) } else { best }
+        })
+    });
+    OOM_VICTIM.store(victim, Ordering::Release);
+    let info = signal::Info { code: 0x80, addr: va, ..signal::Info::default() };
+    if victim == me {
+        crate::println!(
+            "process '{}' (pid {}) killed: out of memory (fault at {:#x}; it gives back the most, {} pages)",
+            sched::current_name(),
+            me,
+            va,
+            score
+        );
+        signal::force(signal::SIGKILL, info);
+        return Oom::Me;
+    }
     crate::println!(
-        "process '{}' (pid {}) killed: out of memory (fault at {:#x})",
-        sched::current_name(),
-        sched::current(),
+        "process '{}' (pid {}) killed: out of memory (it gives back the most, {} pages; pid {} faulted at {:#x})",
+        sched::name_of(victim),
+        victim,
+        score,
+        me,
         va
     );
-    signal::force(signal::SIGKILL, signal::Info { code: 0x80, addr: va, ..signal::Info::default() });
+    if signal::send(victim, signal::SIGKILL, info).is_err() {
+        // Gone by itself in the meantime: its memory is back anyway.
+        let _ = OOM_VICTIM.compare_exchange(victim, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+    Oom::Other
+}
+
+/// Waits (a bounded while) until the process killed for memory has
+/// finished exiting and its memory is back.
+fn wait_for_oom_victim() {
+    // A victim asleep where a signal does not wake it would hold the
+    // caller forever: after a second the fault is tried again anyway (and,
+    // still out of memory, ends up here again).
+    let until = crate::time::uptime_us() + 1_000_000;
+    while OOM_VICTIM.load(Ordering::Acquire) != 0 && crate::time::uptime_us() < until {
+        sched::yield_now();
+    }
 }
 
 /// The FS base (thread pointer) of the process on thread `tid`, if it

@@ -120,6 +120,11 @@ pub fn current_name() -> String {
     with(|s| s.threads.iter().find(|t| t.id == s.current).map(|t| t.name.clone()).unwrap_or_default())
 }
 
+/// The name of thread `id` (empty when there is none).
+pub fn name_of(id: ThreadId) -> String {
+    with(|s| s.threads.iter().find(|t| t.id == id).map(|t| t.name.clone()).unwrap_or_default())
+}
+
 /// Starts `f` in a new kernel thread.
 #[inline(never)]
 pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {

@@ -243,13 +243,7 @@ fn fork_bomb() {
 /// Fills 60% of free RAM, forks a sleeping bystander sharing it, then
 /// writes every page (copy-on-write): the writer runs out of memory.
 fn cow_oom() {
-    // SAFETY: a zeroed sysinfo is valid; `si` is writable.
-    let free = unsafe {
-        let mut si: libc::sysinfo = std::mem::zeroed();
-        libc::sysinfo(&mut si);
-        si.freeram as usize * si.mem_unit as usize
-    };
-    let size = (free / 10 * 6) & !4095;
+    let size = (free_ram() / 10 * 6) & !4095;
     let mut hold = [-1; 2];
     // SAFETY: room for two descriptors.
     unsafe { libc::pipe(hold.as_mut_ptr()) };
@@ -289,6 +283,98 @@ fn cow_oom() {
     report(&format!("copy-on-write OOM ({} MiB twice)", size >> 20), describe(wait(writer)));
 }
 
+/// Free RAM now, by `sysinfo`.
+fn free_ram() -> usize {
+    // SAFETY: a zeroed sysinfo is valid; `si` is writable.
+    unsafe {
+        let mut si: libc::sysinfo = std::mem::zeroed();
+        libc::sysinfo(&mut si);
+        si.freeram as usize * si.mem_unit as usize
+    }
+}
+
+/// Writes one byte to every page of a fresh private mapping of `size`
+/// bytes; the mapping stays.
+fn touch_new(size: usize) {
+    // SAFETY: a fresh private anonymous mapping, written inside only.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+        .cast::<u8>();
+        if p.cast() == libc::MAP_FAILED {
+            libc::_exit(4);
+        }
+        for off in (0..size).step_by(4096) {
+            p.add(off).write_volatile(1);
+        }
+    }
+}
+
+/// A large process holds 60% of free RAM and sleeps; a smaller one then
+/// asks for 80%. The sleeper is the one to kill (it gives back the most),
+/// not the smaller process whose fault found memory short: that one
+/// finishes.
+fn oom_largest() {
+    // The copy-on-write case's bystander exits in its own time: wait until
+    // its memory is back before measuring.
+    let mut free = free_ram();
+    for _ in 0..50 {
+        // SAFETY: plain sleep.
+        unsafe { libc::usleep(100_000) };
+        let now = free_ram();
+        if now.abs_diff(free) < 1 << 20 {
+            break;
+        }
+        free = now;
+    }
+    let (large, small) = ((free / 100 * 60) & !4095, (free / 100 * 80) & !4095);
+    let (mut ready, mut hold) = ([-1; 2], [-1; 2]);
+    // SAFETY: room for two descriptors each.
+    unsafe {
+        libc::pipe(ready.as_mut_ptr());
+        libc::pipe(hold.as_mut_ptr());
+    }
+    let sleeper = fork(|| {
+        touch_new(large);
+        let mut b = [0u8; 1];
+        // SAFETY: valid descriptors; the read blocks until the parent goes.
+        unsafe {
+            libc::close(hold[1]);
+            libc::write(ready[1], b.as_ptr().cast(), 1);
+            libc::read(hold[0], b.as_mut_ptr().cast(), 1);
+        }
+        0
+    });
+    let mut b = [0u8; 1];
+    // SAFETY: valid descriptors; the sleeper writes once it holds its share.
+    unsafe {
+        libc::close(ready[1]);
+        libc::read(ready[0], b.as_mut_ptr().cast(), 1);
+        libc::close(ready[0]);
+    }
+    let grower = fork(|| {
+        touch_new(small);
+        3
+    });
+    let grown = describe(wait(grower));
+    // SAFETY: descriptors this program opened; a live sleeper sees EOF.
+    unsafe {
+        libc::close(hold[0]);
+        libc::close(hold[1]);
+    }
+    let slept = describe(wait(sleeper));
+    report(
+        &format!("OOM choice ({} MiB asleep, {} MiB growing)", large >> 20, small >> 20),
+        format!("sleeper {slept}, grower {grown}"),
+    );
+}
+
 fn main() {
     // SAFETY: a valid path; EEXIST is fine.
     unsafe { libc::mkdir(c"/tmp".as_ptr(), 0o777) };
@@ -301,5 +387,6 @@ fn main() {
     mmap_flood();
     fork_bomb();
     cow_oom();
+    oom_largest();
     println!("hostile: done");
 }
