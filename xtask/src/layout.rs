@@ -519,6 +519,20 @@ ffffffff80104000         104000       10    16         /t/kernel-1.o:(.rodata.x)
     }
 
     #[test]
+    fn a_hit_in_a_call_names_its_byte_and_its_target() {
+        // nop; call rel32 0x00060f53 (its bytes 1 and 2 are clts, 0f 06);
+        // mov eax, 0x060f (the same bytes in an immediate, no target).
+        let mut image = vec![0x90, 0xe8, 0x53, 0x0f, 0x06, 0x00, 0xb8, 0x0f, 0x06, 0x00, 0x00];
+        image.resize(64, 0xcc);
+        let sec = Section { name: ".text.f".into(), addr: 0x1000, size: 0x20, align: 16 };
+        let text = (0x1000, 0);
+        assert_eq!(hit_field(&image, text, &sec, 0x1003, 2), Some((1, 0x1006 + 0x60f53)));
+        assert_eq!(first_fix(&image, text, &sec, 0x1003, 2), Fix { pad: 272, moved: false });
+        assert_eq!(hit_field(&image, text, &sec, 0x1007, 2), None);
+        assert_eq!(first_fix(&image, text, &sec, 0x1007, 2), Fix { pad: 0, moved: true });
+    }
+
+    #[test]
     fn fixes_escalate_then_give_up() {
         let mut f = Fix::default();
         let mut seen = Vec::new();
