@@ -496,13 +496,9 @@ fn out_of_memory(va: u64) -> Oom {
     if pending != 0 && crate::arch::without_interrupts(|| PROCS.lock().contains_key(&pending)) {
         return Oom::Other;
     }
-    let (victim, score) = crate::arch::without_interrupts(|| {
-        let procs = PROCS.lock();
-        let mine = procs.get(&me).map_or(0, |p| p.mem.oom_score());
-        procs.iter().fold((me, mine), |best, (&tid, p)| {
-            let score = p.mem.oom_score();
-            if score > best.1 { (tid, score) } else { best }
-        })
+    // The highest score; on a tie, the caller.
+    let (score, _, victim) = crate::arch::without_interrupts(|| {
+        PROCS.lock().iter().map(|(&tid, p)| (p.mem.oom_score(), tid == me, tid)).max().unwrap_or((0, true, me))
     });
     OOM_VICTIM.store(victim, Ordering::Release);
     let info = signal::Info { code: 0x80, addr: va, ..signal::Info::default() };

@@ -248,30 +248,18 @@ fn cow_oom() {
     // SAFETY: room for two descriptors.
     unsafe { libc::pipe(hold.as_mut_ptr()) };
     let writer = fork(|| {
-        // SAFETY: a fresh private anonymous mapping, written inside only.
-        unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-            .cast::<u8>();
-            for off in (0..size).step_by(4096) {
-                p.add(off).write_volatile(1);
-            }
-            fork(|| {
-                let mut b = [0u8; 1];
+        let p = touch_new(size);
+        fork(|| {
+            let mut b = [0u8; 1];
+            // SAFETY: valid descriptors; the read blocks until the parent goes.
+            unsafe {
                 libc::close(hold[1]);
                 libc::read(hold[0], b.as_mut_ptr().cast(), 1);
-                0
-            });
-            for off in (0..size).step_by(4096) {
-                p.add(off).write_volatile(2);
             }
-        }
+            0
+        });
+        // SAFETY: the `size` bytes `touch_new` mapped writable at `p`.
+        unsafe { write_pages(p, size, 2) };
         3
     });
     // SAFETY: descriptors this program opened; the bystander sees EOF
@@ -294,10 +282,10 @@ fn free_ram() -> usize {
 }
 
 /// Writes one byte to every page of a fresh private mapping of `size`
-/// bytes; the mapping stays.
-fn touch_new(size: usize) {
-    // SAFETY: a fresh private anonymous mapping, written inside only.
-    unsafe {
+/// bytes, which stays; its address. Exits 4 if there is none.
+fn touch_new(size: usize) -> *mut u8 {
+    // SAFETY: a fresh private anonymous mapping; exits if it failed.
+    let p = unsafe {
         let p = libc::mmap(
             std::ptr::null_mut(),
             size,
@@ -305,14 +293,25 @@ fn touch_new(size: usize) {
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
-        )
-        .cast::<u8>();
-        if p.cast() == libc::MAP_FAILED {
+        );
+        if p == libc::MAP_FAILED {
             libc::_exit(4);
         }
-        for off in (0..size).step_by(4096) {
-            p.add(off).write_volatile(1);
-        }
+        p.cast::<u8>()
+    };
+    // SAFETY: the mapping just made, `size` bytes, writable.
+    unsafe { write_pages(p, size, 1) };
+    p
+}
+
+/// Writes `byte` to the first byte of every page of `[p, p + size)`.
+///
+/// # Safety
+/// `p` must start `size` writable bytes this program owns.
+unsafe fn write_pages(p: *mut u8, size: usize, byte: u8) {
+    for off in (0..size).step_by(4096) {
+        // SAFETY: `off < size`, inside the range the caller vouches for.
+        unsafe { p.add(off).write_volatile(byte) };
     }
 }
 
@@ -341,7 +340,7 @@ fn oom_largest() {
         libc::pipe(hold.as_mut_ptr());
     }
     let sleeper = fork(|| {
-        touch_new(large);
+        let _ = touch_new(large);
         let mut b = [0u8; 1];
         // SAFETY: valid descriptors; the read blocks until the parent goes.
         unsafe {
