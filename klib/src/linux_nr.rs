@@ -375,6 +375,35 @@ pub fn name(nr: u64) -> Option<&'static str> {
     NAMES.binary_search_by_key(&nr, |&(n, _)| n).ok().map(|i| NAMES[i].1)
 }
 
+/// The number of the call Linux names `name`. Used in a `const`, a name
+/// Linux lacks fails the build, so the kernel's table cannot drift from
+/// this one (which the host test checks against Linux's header).
+pub const fn number(name: &str) -> u64 {
+    let mut i = 0;
+    while i < NAMES.len() {
+        let (n, other) = NAMES[i];
+        if same(other.as_bytes(), name.as_bytes()) {
+            return n as u64;
+        }
+        i += 1;
+    }
+    panic!("not the name of a Linux x86-64 system call");
+}
+
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// The numbers a process has already been told it lacks: one bit per
 /// number below `Seen::BITS`, one more for every number above, so that a
 /// program that tries a million different numbers costs 72 bytes and
@@ -441,6 +470,17 @@ mod tests {
         assert_eq!(name(302), Some("prlimit64"));
         assert_eq!(name(335), None);
         assert_eq!(name(1 << 40), None);
+    }
+
+    #[test]
+    fn numbers_by_name() {
+        const POLL: u64 = number("poll");
+        assert_eq!(POLL, 7);
+        assert_eq!(number("pselect6"), 270);
+        for &(n, name) in NAMES {
+            assert_eq!(number(name), u64::from(n));
+        }
+        assert!(std::panic::catch_unwind(|| number("no_such_call")).is_err());
     }
 
     #[test]

@@ -371,7 +371,8 @@ pub fn wait(tid: sched::ThreadId) -> Option<i32> {
 /// wait status; `Ok(None)` when `nohang` and none has ended yet.
 pub fn wait_child(pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, i64> {
     let me = sched::current();
-    let wanted = |tid: u64| pid == -1 || pid == tid as i64;
+    // No process groups yet: every child is in the caller's group (0).
+    let wanted = |tid: u64| pid == -1 || pid == 0 || pid == tid as i64;
     loop {
         let done = crate::arch::without_interrupts(|| {
             take_exit(&mut EXITS.lock(), |e| e.1 == me && wanted(e.0)).map(|(t, _, st)| (t, st))

@@ -29,52 +29,85 @@ pub mod errno {
     pub const ENOSYS: i64 = 38;
 }
 
+/// Numbers by Linux's names: a name Linux lacks fails the build.
 mod nr {
-    pub const READ: u64 = 0;
-    pub const WRITE: u64 = 1;
-    pub const POLL: u64 = 7;
-    pub const MMAP: u64 = 9;
-    pub const MPROTECT: u64 = 10;
-    pub const MUNMAP: u64 = 11;
-    pub const BRK: u64 = 12;
-    pub const RT_SIGACTION: u64 = 13;
-    pub const RT_SIGPROCMASK: u64 = 14;
-    pub const RT_SIGRETURN: u64 = 15;
-    pub const RT_SIGPENDING: u64 = 127;
-    pub const PAUSE: u64 = 34;
-    pub const NANOSLEEP: u64 = 35;
-    pub const KILL: u64 = 62;
-    pub const TKILL: u64 = 200;
-    pub const TGKILL: u64 = 234;
-    pub const CLOCK_NANOSLEEP: u64 = 230;
-    pub const IOCTL: u64 = 16;
-    pub const WRITEV: u64 = 20;
-    pub const SCHED_YIELD: u64 = 24;
-    pub const GETPID: u64 = 39;
-    pub const CLONE: u64 = 56;
-    pub const FORK: u64 = 57;
-    pub const VFORK: u64 = 58;
-    pub const EXECVE: u64 = 59;
-    pub const EXIT: u64 = 60;
-    pub const WAIT4: u64 = 61;
-    pub const UNAME: u64 = 63;
-    pub const SYSINFO: u64 = 99;
-    pub const GETPPID: u64 = 110;
-    pub const SIGALTSTACK: u64 = 131;
-    pub const ARCH_PRCTL: u64 = 158;
-    pub const GETTID: u64 = 186;
-    pub const SET_TID_ADDRESS: u64 = 218;
-    pub const CLOCK_GETTIME: u64 = 228;
-    pub const EXIT_GROUP: u64 = 231;
-    pub const GETUID: u64 = 102;
-    pub const GETGID: u64 = 104;
-    pub const GETEUID: u64 = 107;
-    pub const GETEGID: u64 = 108;
-    pub const GETGROUPS: u64 = 115;
-    pub const GETRESUID: u64 = 118;
-    pub const GETRESGID: u64 = 120;
-    pub const SET_ROBUST_LIST: u64 = 273;
-    pub const GETRANDOM: u64 = 318;
+    use klib::linux_nr::number;
+    pub const READ: u64 = number("read");
+    pub const WRITE: u64 = number("write");
+    pub const POLL: u64 = number("poll");
+    pub const MMAP: u64 = number("mmap");
+    pub const MPROTECT: u64 = number("mprotect");
+    pub const MUNMAP: u64 = number("munmap");
+    pub const BRK: u64 = number("brk");
+    pub const RT_SIGACTION: u64 = number("rt_sigaction");
+    pub const RT_SIGPROCMASK: u64 = number("rt_sigprocmask");
+    pub const RT_SIGRETURN: u64 = number("rt_sigreturn");
+    pub const RT_SIGPENDING: u64 = number("rt_sigpending");
+    pub const PAUSE: u64 = number("pause");
+    pub const NANOSLEEP: u64 = number("nanosleep");
+    pub const KILL: u64 = number("kill");
+    pub const TKILL: u64 = number("tkill");
+    pub const TGKILL: u64 = number("tgkill");
+    pub const CLOCK_NANOSLEEP: u64 = number("clock_nanosleep");
+    pub const IOCTL: u64 = number("ioctl");
+    pub const WRITEV: u64 = number("writev");
+    pub const SCHED_YIELD: u64 = number("sched_yield");
+    pub const GETPID: u64 = number("getpid");
+    pub const CLONE: u64 = number("clone");
+    pub const FORK: u64 = number("fork");
+    pub const VFORK: u64 = number("vfork");
+    pub const EXECVE: u64 = number("execve");
+    pub const EXIT: u64 = number("exit");
+    pub const WAIT4: u64 = number("wait4");
+    pub const UNAME: u64 = number("uname");
+    pub const SYSINFO: u64 = number("sysinfo");
+    pub const GETPPID: u64 = number("getppid");
+    pub const SIGALTSTACK: u64 = number("sigaltstack");
+    pub const ARCH_PRCTL: u64 = number("arch_prctl");
+    pub const GETTID: u64 = number("gettid");
+    pub const SET_TID_ADDRESS: u64 = number("set_tid_address");
+    pub const CLOCK_GETTIME: u64 = number("clock_gettime");
+    pub const EXIT_GROUP: u64 = number("exit_group");
+    pub const GETUID: u64 = number("getuid");
+    pub const GETGID: u64 = number("getgid");
+    pub const GETEUID: u64 = number("geteuid");
+    pub const GETEGID: u64 = number("getegid");
+    pub const GETGROUPS: u64 = number("getgroups");
+    pub const GETRESUID: u64 = number("getresuid");
+    pub const GETRESGID: u64 = number("getresgid");
+    pub const SET_ROBUST_LIST: u64 = number("set_robust_list");
+    pub const GETRANDOM: u64 = number("getrandom");
+    pub const OPEN: u64 = number("open");
+    pub const CLOSE: u64 = number("close");
+    pub const STAT: u64 = number("stat");
+    pub const FSTAT: u64 = number("fstat");
+    pub const LSTAT: u64 = number("lstat");
+    pub const LSEEK: u64 = number("lseek");
+    pub const PREAD64: u64 = number("pread64");
+    pub const PWRITE64: u64 = number("pwrite64");
+    pub const READV: u64 = number("readv");
+    pub const ACCESS: u64 = number("access");
+    pub const PIPE: u64 = number("pipe");
+    pub const DUP: u64 = number("dup");
+    pub const DUP2: u64 = number("dup2");
+    pub const FCNTL: u64 = number("fcntl");
+    pub const TRUNCATE: u64 = number("truncate");
+    pub const FTRUNCATE: u64 = number("ftruncate");
+    pub const GETCWD: u64 = number("getcwd");
+    pub const CHDIR: u64 = number("chdir");
+    pub const FCHDIR: u64 = number("fchdir");
+    pub const MKDIR: u64 = number("mkdir");
+    pub const RMDIR: u64 = number("rmdir");
+    pub const CREAT: u64 = number("creat");
+    pub const UNLINK: u64 = number("unlink");
+    pub const GETDENTS64: u64 = number("getdents64");
+    pub const OPENAT: u64 = number("openat");
+    pub const MKDIRAT: u64 = number("mkdirat");
+    pub const NEWFSTATAT: u64 = number("newfstatat");
+    pub const UNLINKAT: u64 = number("unlinkat");
+    pub const FACCESSAT: u64 = number("faccessat");
+    pub const DUP3: u64 = number("dup3");
+    pub const PIPE2: u64 = number("pipe2");
     /// Not Linux: runs one kernel-shell line that the boot's `ksh.user`
     /// allows (`klib::user_ksh`), so the NK's reports stay reachable from
     /// user space and no process can switch its monitor off.
@@ -99,18 +132,18 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::MUNMAP, |f| munmap(f.rdi, f.rsi)),
         (nr::MPROTECT, |f| mprotect(f.rdi, f.rsi, f.rdx)),
         (nr::BRK, |f| brk(f.rdi)),
-        (nr::RT_SIGACTION, |f| rt_sigaction(f.rdi, f.rsi, f.rdx, f.r10)),
-        (nr::RT_SIGPROCMASK, |f| rt_sigprocmask(f.rdi, f.rsi, f.rdx, f.r10)),
+        (nr::RT_SIGACTION, |f| rt_sigaction(int(f.rdi), f.rsi, f.rdx, f.r10)),
+        (nr::RT_SIGPROCMASK, |f| rt_sigprocmask(int(f.rdi), f.rsi, f.rdx, f.r10)),
         (nr::RT_SIGRETURN, |f| rt_sigreturn(f)),
         (nr::RT_SIGPENDING, |f| rt_sigpending(f.rdi, f.rsi)),
         // No alternate signal stacks yet: handlers run on the thread's stack.
         (nr::SIGALTSTACK, |_| Ok(0)),
-        (nr::KILL, |f| kill(f.rdi as i64, f.rsi)),
-        (nr::TKILL, |f| kill(f.rdi as i64, f.rsi)),
-        (nr::TGKILL, |f| kill(f.rsi as i64, f.rdx)),
+        (nr::KILL, |f| kill(int(f.rdi), int(f.rsi))),
+        (nr::TKILL, |f| kill(int(f.rdi), int(f.rsi))),
+        (nr::TGKILL, |f| kill(int(f.rsi), int(f.rdx))),
         (nr::PAUSE, |_| pause()),
         (nr::NANOSLEEP, |f| nanosleep(f.rdi, f.rsi)),
-        (nr::CLOCK_NANOSLEEP, |f| clock_nanosleep(f.rdi, f.rsi, f.rdx, f.r10)),
+        (nr::CLOCK_NANOSLEEP, |f| clock_nanosleep(int(f.rdi), int(f.rsi), f.rdx, f.r10)),
         (nr::SCHED_YIELD, |_| {
             crate::sched::yield_now();
             Ok(0)
@@ -123,11 +156,11 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::VFORK, |f| super::fork(f)),
         (nr::CLONE, |f| clone(f)),
         (nr::EXECVE, |f| execve(f.rdi, f.rsi, f.rdx)),
-        (nr::WAIT4, |f| wait4(f.rdi as i64, f.rsi, f.rdx)),
+        (nr::WAIT4, |f| wait4(int(f.rdi), f.rsi, int(f.rdx))),
         (nr::UNAME, |f| uname(f.rdi)),
         (nr::SYSINFO, |f| sysinfo(f.rdi)),
-        (nr::ARCH_PRCTL, |f| arch_prctl(f.rdi, f.rsi)),
-        (nr::CLOCK_GETTIME, |f| clock_gettime(f.rdi, f.rsi)),
+        (nr::ARCH_PRCTL, |f| arch_prctl(int(f.rdi), f.rsi)),
+        (nr::CLOCK_GETTIME, |f| clock_gettime(int(f.rdi), f.rsi)),
         (nr::EXIT, |f| exit(f)),
         (nr::EXIT_GROUP, |f| exit(f)),
         (nr::KSH, |f| ksh(f.rdi, f.rsi)),
@@ -139,11 +172,11 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::GETEGID, |_| Ok(0)),
         (nr::GETRESUID, |f| three_ids(f.rdi, f.rsi, f.rdx)),
         (nr::GETRESGID, |f| three_ids(f.rdi, f.rsi, f.rdx)),
-        (nr::GETGROUPS, |f| if (f.rdi as i32) < 0 { Err(errno::EINVAL) } else { Ok(0) }),
+        (nr::GETGROUPS, |f| if int(f.rdi) < 0 { Err(errno::EINVAL) } else { Ok(0) }),
         // No threads share an address space yet, so no robust futexes to
         // clean up: accepted, as musl and glibc expect.
         (nr::SET_ROBUST_LIST, |f| if f.rsi == 24 { Ok(0) } else { Err(errno::EINVAL) }),
-        (nr::GETRANDOM, |f| getrandom(f.rdi, f.rsi, f.rdx)),
+        (nr::GETRANDOM, |f| getrandom(f.rdi, f.rsi, uint(f.rdx))),
     ];
     h.extend(FILE_CALLS.iter().map(|&n| (n, (|f| files_call(f)) as Handler)));
     h
@@ -168,6 +201,9 @@ fn args(f: &SyscallFrame) -> [u64; 6] {
 /// result in `frame.rax`.
 pub fn dispatch(frame: &mut SyscallFrame) {
     crate::arch::enable_interrupts();
+    // Linux reads the number as an `int`: the upper half is ignored, and
+    // a negative number is no call at all.
+    frame.rax = u64::from(frame.rax as u32);
     let (nr, args) = (frame.rax, args(frame));
     let r = match crate::services::systable::lookup(nr) {
         Some(handler) => handler(frame),
@@ -184,14 +220,26 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     crate::arch::disable_interrupts();
 }
 
-fn signal_number(sig: u64) -> Result<u32, i64> {
-    if sig == 0 || sig > u64::from(signal::NSIG) {
-        return Err(errno::EINVAL);
-    }
-    Ok(sig as u32)
+/// An `int` argument (`pid_t`, `clockid_t`, a signal, flags): Linux
+/// reads the low half of the register, sign-extended, so `(int)-1` passed
+/// with a zero upper half is -1.
+fn int(a: u64) -> i32 {
+    a as i32
 }
 
-fn rt_sigaction(sig: u64, act: u64, old: u64, setsize: u64) -> SysResult {
+/// An `unsigned int` argument: the low half of the register.
+fn uint(a: u64) -> u32 {
+    a as u32
+}
+
+fn signal_number(sig: i32) -> Result<u32, i64> {
+    match u32::try_from(sig) {
+        Ok(s) if s != 0 && s <= signal::NSIG => Ok(s),
+        _ => Err(errno::EINVAL),
+    }
+}
+
+fn rt_sigaction(sig: i32, act: u64, old: u64, setsize: u64) -> SysResult {
     let sig = signal_number(sig)?;
     if setsize != 8 {
         return Err(errno::EINVAL);
@@ -223,10 +271,10 @@ fn rt_sigaction(sig: u64, act: u64, old: u64, setsize: u64) -> SysResult {
     Ok(0)
 }
 
-fn rt_sigprocmask(how: u64, set: u64, old: u64, setsize: u64) -> SysResult {
-    const SIG_BLOCK: u64 = 0;
-    const SIG_UNBLOCK: u64 = 1;
-    const SIG_SETMASK: u64 = 2;
+fn rt_sigprocmask(how: i32, set: u64, old: u64, setsize: u64) -> SysResult {
+    const SIG_BLOCK: i32 = 0;
+    const SIG_UNBLOCK: i32 = 1;
+    const SIG_SETMASK: i32 = 2;
     if setsize != 8 {
         return Err(errno::EINVAL);
     }
@@ -234,7 +282,7 @@ fn rt_sigprocmask(how: u64, set: u64, old: u64, setsize: u64) -> SysResult {
     let new = if set != 0 {
         let mut b = [0u8; 8];
         copy_from_user(root, &mut b, set).map_err(|_| errno::EFAULT)?;
-        if how > SIG_SETMASK {
+        if !(SIG_BLOCK..=SIG_SETMASK).contains(&how) {
             return Err(errno::EINVAL);
         }
         Some(u64::from_le_bytes(b))
@@ -280,7 +328,7 @@ fn rt_sigreturn(frame: &SyscallFrame) -> SysResult {
     }
 }
 
-fn kill(pid: i64, sig: u64) -> SysResult {
+fn kill(pid: i32, sig: i32) -> SysResult {
     let sig = if sig == 0 { 0 } else { signal_number(sig)? };
     let me = crate::sched::current();
     // No process groups yet: 0 (the caller's group) is the caller alone;
@@ -346,9 +394,9 @@ fn nanosleep(req: u64, rem: u64) -> SysResult {
     sleep_until(crate::time::uptime_us().saturating_add(us), rem)
 }
 
-fn clock_nanosleep(clock: u64, flags: u64, req: u64, rem: u64) -> SysResult {
-    const TIMER_ABSTIME: u64 = 1;
-    if clock > 1 && clock != 7 {
+fn clock_nanosleep(clock: i32, flags: i32, req: u64, rem: u64) -> SysResult {
+    const TIMER_ABSTIME: i32 = 1;
+    if !matches!(clock, 0 | 1 | 7) {
         return Err(errno::EINVAL);
     }
     let us = read_timespec(req)?;
@@ -475,9 +523,9 @@ fn execve(path: u64, argv: u64, envp: u64) -> SysResult {
     match super::execve(&path, &argv, &envp)? {}
 }
 
-fn wait4(pid: i64, status: u64, options: u64) -> SysResult {
-    const WNOHANG: u64 = 1;
-    match super::wait_child(pid, options & WNOHANG != 0)? {
+fn wait4(pid: i32, status: u64, options: i32) -> SysResult {
+    const WNOHANG: i32 = 1;
+    match super::wait_child(i64::from(pid), options & WNOHANG != 0)? {
         None => Ok(0),
         Some((child, st)) => {
             if status != 0 {
@@ -498,8 +546,37 @@ fn root() -> Result<u64, i64> {
 
 /// The file system calls (`crate::fs::files`), by number.
 const FILE_CALLS: &[u64] = &[
-    2, 3, 4, 5, 6, 8, 17, 18, 19, 21, 22, 32, 33, 72, 76, 77, 79, 80, 81, 83, 84, 85, 87, 217, 257, 258, 262, 263, 269,
-    292, 293,
+    nr::OPEN,
+    nr::CLOSE,
+    nr::STAT,
+    nr::FSTAT,
+    nr::LSTAT,
+    nr::LSEEK,
+    nr::PREAD64,
+    nr::PWRITE64,
+    nr::READV,
+    nr::ACCESS,
+    nr::PIPE,
+    nr::DUP,
+    nr::DUP2,
+    nr::FCNTL,
+    nr::TRUNCATE,
+    nr::FTRUNCATE,
+    nr::GETCWD,
+    nr::CHDIR,
+    nr::FCHDIR,
+    nr::MKDIR,
+    nr::RMDIR,
+    nr::CREAT,
+    nr::UNLINK,
+    nr::GETDENTS64,
+    nr::OPENAT,
+    nr::MKDIRAT,
+    nr::NEWFSTATAT,
+    nr::UNLINKAT,
+    nr::FACCESSAT,
+    nr::DUP3,
+    nr::PIPE2,
 ];
 
 /// Runs a file system call on the calling process's descriptors and
@@ -514,46 +591,46 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
     let files = &mut table;
     let mut new_cwd = None;
     let r = match nr {
-        0 => f::read(root, files, a0, a1, a2),
-        1 => f::write(root, files, a0, a1, a2),
-        2 => f::open(root, files, cwd, a0, a1, a2),
-        3 => f::close(files, a0),
-        4 | 6 => f::stat(root, cwd, a0, a1),
-        5 => f::fstat(root, files, a0, a1),
-        8 => f::lseek(files, a0, a1, a2),
-        16 => f::ioctl(root, files, a0, a1, a2),
-        17 => f::pread64(root, files, a0, a1, a2, a3),
-        18 => f::pwrite64(root, files, a0, a1, a2, a3),
-        19 => f::readv(root, files, a0, a1, a2),
-        20 => f::writev(root, files, a0, a1, a2),
-        21 => f::access(root, cwd, a0, a1),
-        22 => f::pipe2(root, files, a0, 0),
-        293 => f::pipe2(root, files, a0, a1),
-        32 => f::dup(files, a0),
-        33 => f::dup2(files, a0, a1),
-        72 => f::fcntl(files, a0, a1, a2),
-        76 => f::truncate(root, cwd, a0, a1),
-        77 => f::ftruncate(files, a0, a1),
-        79 => f::getcwd(root, cwd, a0, a1),
-        80 => f::chdir(root, cwd, a0).map(|ino| {
+        nr::READ => f::read(root, files, a0, a1, a2),
+        nr::WRITE => f::write(root, files, a0, a1, a2),
+        nr::OPEN => f::open(root, files, cwd, a0, a1, a2),
+        nr::CLOSE => f::close(files, a0),
+        nr::STAT | nr::LSTAT => f::stat(root, cwd, a0, a1),
+        nr::FSTAT => f::fstat(root, files, a0, a1),
+        nr::LSEEK => f::lseek(files, a0, a1, a2),
+        nr::IOCTL => f::ioctl(root, files, a0, a1, a2),
+        nr::PREAD64 => f::pread64(root, files, a0, a1, a2, a3),
+        nr::PWRITE64 => f::pwrite64(root, files, a0, a1, a2, a3),
+        nr::READV => f::readv(root, files, a0, a1, a2),
+        nr::WRITEV => f::writev(root, files, a0, a1, a2),
+        nr::ACCESS => f::access(root, cwd, a0, a1),
+        nr::PIPE => f::pipe2(root, files, a0, 0),
+        nr::PIPE2 => f::pipe2(root, files, a0, a1),
+        nr::DUP => f::dup(files, a0),
+        nr::DUP2 => f::dup2(files, a0, a1),
+        nr::FCNTL => f::fcntl(files, a0, a1, a2),
+        nr::TRUNCATE => f::truncate(root, cwd, a0, a1),
+        nr::FTRUNCATE => f::ftruncate(files, a0, a1),
+        nr::GETCWD => f::getcwd(root, cwd, a0, a1),
+        nr::CHDIR => f::chdir(root, cwd, a0).map(|ino| {
             new_cwd = Some(ino);
             0
         }),
-        81 => f::fchdir(files, a0).map(|ino| {
+        nr::FCHDIR => f::fchdir(files, a0).map(|ino| {
             new_cwd = Some(ino);
             0
         }),
-        83 => f::mkdir(root, cwd, a0, a1),
-        84 => f::rmdir(root, cwd, a0),
-        85 => f::creat(root, files, cwd, a0, a1),
-        87 => f::unlink(root, cwd, a0),
-        217 => f::getdents64(root, files, a0, a1, a2),
-        257 => f::openat(root, files, cwd, a0, a1, a2, a3),
-        258 => f::mkdirat(root, files, cwd, a0, a1, a2),
-        262 => f::newfstatat(root, files, cwd, a0, a1, a2, a3),
-        263 => f::unlinkat(root, files, cwd, a0, a1, a2),
-        269 => f::faccessat(root, files, cwd, a0, a1, a2),
-        292 => f::dup3(files, a0, a1, a2),
+        nr::MKDIR => f::mkdir(root, cwd, a0, a1),
+        nr::RMDIR => f::rmdir(root, cwd, a0),
+        nr::CREAT => f::creat(root, files, cwd, a0, a1),
+        nr::UNLINK => f::unlink(root, cwd, a0),
+        nr::GETDENTS64 => f::getdents64(root, files, a0, a1, a2),
+        nr::OPENAT => f::openat(root, files, cwd, a0, a1, a2, a3),
+        nr::MKDIRAT => f::mkdirat(root, files, cwd, a0, a1, a2),
+        nr::NEWFSTATAT => f::newfstatat(root, files, cwd, a0, a1, a2, a3),
+        nr::UNLINKAT => f::unlinkat(root, files, cwd, a0, a1, a2),
+        nr::FACCESSAT => f::faccessat(root, files, cwd, a0, a1, a2),
+        nr::DUP3 => f::dup3(files, a0, a1, a2),
         _ => Err(errno::ENOSYS),
     };
     current(|p| {
@@ -706,9 +783,9 @@ fn mprotect(addr: u64, len: u64, prot: u64) -> SysResult {
     }
 }
 
-const ARCH_SET_FS: u64 = 0x1002;
+const ARCH_SET_FS: i32 = 0x1002;
 
-fn arch_prctl(code: u64, addr: u64) -> SysResult {
+fn arch_prctl(code: i32, addr: u64) -> SysResult {
     if code != ARCH_SET_FS {
         return Err(errno::EINVAL);
     }
@@ -755,10 +832,10 @@ fn three_ids(a: u64, b: u64, c: u64) -> SysResult {
 /// `getrandom`: RDRAND where the CPU has it; otherwise SplitMix64 over the
 /// TSC and a counter, which is unpredictable enough for hash seeds and
 /// stack canaries but not for keys (said in docs/architecture.md).
-fn getrandom(buf: u64, len: u64, flags: u64) -> SysResult {
-    const GRND_NONBLOCK: u64 = 1;
-    const GRND_RANDOM: u64 = 2;
-    const GRND_INSECURE: u64 = 4;
+fn getrandom(buf: u64, len: u64, flags: u32) -> SysResult {
+    const GRND_NONBLOCK: u32 = 1;
+    const GRND_RANDOM: u32 = 2;
+    const GRND_INSECURE: u32 = 4;
     if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0
         || flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE
     {
@@ -795,11 +872,11 @@ fn splitmix() -> u64 {
     z ^ (z >> 31)
 }
 
-fn clock_gettime(clock: u64, ts: u64) -> SysResult {
+fn clock_gettime(clock: i32, ts: u64) -> SysResult {
     // REALTIME, MONOTONIC, PROCESS/THREAD_CPUTIME, MONOTONIC_RAW,
     // REALTIME/MONOTONIC_COARSE, BOOTTIME: all count from boot here (there
     // is no wall clock yet).
-    if clock > 7 {
+    if !(0..=7).contains(&clock) {
         return Err(errno::EINVAL);
     }
     copy_to_user(root()?, ts, &timespec(crate::time::uptime_us())).map_err(|_| errno::EFAULT)?;

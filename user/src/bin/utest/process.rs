@@ -9,6 +9,7 @@ pub const TESTS: &[Test] = tests![
     fork_and_wait_for_the_exit_status,
     fork_copies_memory,
     wait_without_children_is_echild,
+    int_arguments_ignore_the_upper_half,
     wait4_with_wnohang_returns_0_while_the_child_runs,
     wait4_never_loses_an_exiting_child,
     execve_runs_another_program,
@@ -61,6 +62,31 @@ fn wait_without_children_is_echild() -> TestResult {
     // SAFETY: a valid status pointer.
     let r = unsafe { libc::waitpid(-1, &mut status, 0) };
     check(r == -1 && errno() == libc::ECHILD, || format!("waitpid returned {r}, errno {}", errno()))
+}
+
+/// Linux reads an `int` argument, and the call number, from the low half
+/// of its register: glibc passes `(int)-1` with a zero upper half, and
+/// busybox's `wait4(-1)` must still mean "any child".
+fn int_arguments_ignore_the_upper_half() -> TestResult {
+    const HIGH: libc::c_long = 0x5a5a_0000_0000;
+    let child = fork_child(|| 7)?;
+    let mut status = 0;
+    // SAFETY: a valid status pointer; -1 as a zero-extended int, and an
+    // options word whose upper half is noise (WNOHANG is not set).
+    let r = unsafe { libc::syscall(libc::SYS_wait4, 0xffff_ffff_u32 as libc::c_long, &mut status, HIGH, 0) };
+    equals("wait4((int)-1, options with an upper half)", r, child.into())?;
+    exited(status, 7)?;
+    // SAFETY: no preconditions.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: signal 0 to ourselves only checks that we exist.
+    let r = unsafe { libc::syscall(libc::SYS_kill, HIGH | libc::c_long::from(me), HIGH) };
+    equals("kill(pid and signal 0 with upper halves)", r, 0)?;
+    // SAFETY: getpid has no arguments; the number has an upper half.
+    let r = unsafe { libc::syscall(HIGH | libc::SYS_getpid) };
+    equals("system call getpid with an upper half", r, me.into())?;
+    // SAFETY: (int)-1 is no call: ENOSYS, whatever the upper half says.
+    let r = unsafe { libc::syscall(0x0000_0000_ffff_ffff) };
+    fails_with("system call (int)-1", r, libc::ENOSYS)
 }
 
 fn wait4_with_wnohang_returns_0_while_the_child_runs() -> TestResult {
