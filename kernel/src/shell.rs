@@ -62,7 +62,7 @@ pub fn run() -> ! {
     let mut editor = LineEditor::<LINE_MAX>::new();
     print!("{}", PROMPT);
     loop {
-        let Some(b) = console::try_read() else {
+        let Some(b) = crate::tty::kernel_byte() else {
             arch::wait_for_interrupt();
             continue;
         };

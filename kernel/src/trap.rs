@@ -29,6 +29,7 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
             crate::time::tick();
             lapic::end_of_interrupt();
             crate::sched::wake(crate::sched::TICK);
+            crate::fs::poll::notify();
             crate::sched::preempt();
         }
         lapic::SPURIOUS_VECTOR => {}

@@ -1,57 +1,85 @@
-//! The console as a terminal for processes: canonical input (a line at a
-//! time, echoed, with backspace and Ctrl-D), read by `read(0, ...)`.
+//! The console as a terminal for processes: its input goes through the
+//! line discipline (`klib::ldisc`: canonical lines or raw bytes, echo, the
+//! termios that TCGETS and TCSETS move), is read by `read(0, ...)` and is
+//! watched by `poll`. The UART raises no interrupt here, so input moves
+//! into the discipline whenever a reader or a poller looks, and a waiting
+//! one looks again at each timer tick.
 
-use alloc::collections::VecDeque;
+use klib::ldisc::{Ldisc, Read, Termios};
 use spin::Mutex;
 
-/// Bytes of completed lines not yet read.
-static PENDING: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
+static TTY: Mutex<Option<Ldisc>> = Mutex::new(None);
 
-const MAX_LINE: usize = 4096;
-
-/// Reads up to `buf.len()` bytes of input, waiting for a whole line when
-/// none is pending. Returns 0 at end of input (Ctrl-D on an empty line).
-pub fn read(buf: &mut [u8]) -> usize {
-    if buf.is_empty() {
-        return 0;
-    }
-    if crate::arch::without_interrupts(|| PENDING.lock().is_empty()) {
-        let line = read_line();
-        crate::arch::without_interrupts(|| PENDING.lock().extend(line));
-    }
-    crate::arch::without_interrupts(|| {
-        let mut pending = PENDING.lock();
-        let n = buf.len().min(pending.len());
-        for (slot, b) in buf.iter_mut().zip(pending.drain(..n)) {
-            *slot = b;
-        }
-        n
-    })
+/// The lock is taken with interrupts off: never held across a switch.
+fn with<R>(f: impl FnOnce(&mut Ldisc) -> R) -> R {
+    crate::arch::without_interrupts(|| f(TTY.lock().get_or_insert_with(Ldisc::default)))
 }
 
-/// One edited line from the console, with its newline; empty on Ctrl-D at
-/// the start of a line.
-fn read_line() -> alloc::vec::Vec<u8> {
-    let mut line = alloc::vec::Vec::new();
+/// Moves what has arrived on the console through the discipline, echoing
+/// as it says. A signal character flushes the input; there is no job
+/// control yet to send its signal to a foreground group.
+fn pump() {
+    with(|l| {
+        while let Some(b) = crate::console::try_read() {
+            let _ = l.feed(b, &mut |echo: &[u8]| crate::console::write_bytes(echo));
+        }
+    });
+}
+
+/// Why a console read returned without input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Nothing to read, and the description is non-blocking (EAGAIN).
+    WouldBlock,
+    /// A signal came while it waited (EINTR).
+    Interrupted,
+}
+
+/// Reads input into `buf` as the termios says: a line at most in
+/// canonical mode, what has arrived in raw mode; `Ok(0)` at end of input
+/// (^D on an empty line).
+pub fn read(buf: &mut [u8], nonblock: bool) -> Result<usize, Stop> {
     loop {
-        let Some(b) = crate::console::try_read() else {
-            crate::sched::yield_now();
-            crate::arch::wait_for_interrupt();
-            continue;
-        };
-        match b {
-            b'\r' | b'\n' => {
-                crate::console::write_bytes(b"\n");
-                line.push(b'\n');
-                return line;
-            }
-            0x04 if line.is_empty() => return line,
-            0x7f | 0x08 if line.pop().is_some() => crate::console::write_bytes(b"\x08 \x08"),
-            0x20..=0x7e if line.len() < MAX_LINE => {
-                crate::console::write_bytes(&[b]);
-                line.push(b);
-            }
-            _ => {}
+        pump();
+        match with(|l| l.read(buf)) {
+            Read::Bytes(n) => return Ok(n),
+            Read::End => return Ok(0),
+            Read::Empty if nonblock => return Err(Stop::WouldBlock),
+            Read::Empty => {}
+        }
+        let mut interrupted = false;
+        crate::sched::wait_until(crate::sched::TICK, || {
+            interrupted = crate::proc::signal::pending_current();
+            interrupted || readable()
+        });
+        if interrupted {
+            return Err(Stop::Interrupted);
         }
     }
+}
+
+/// Whether a read would return now (POLLIN).
+pub fn readable() -> bool {
+    pump();
+    with(|l| l.readable())
+}
+
+pub fn termios() -> Termios {
+    with(|l| l.termios)
+}
+
+/// TCSETS; with `flush` (TCSETSF) the input not yet read is dropped first.
+pub fn set_termios(t: Termios, flush: bool) {
+    with(|l| {
+        if flush {
+            l.flush();
+        }
+        l.set_termios(t);
+    });
+}
+
+/// A byte for the kernel's own shell: input a program left unread comes
+/// first, so nothing typed ahead of the shell's prompt is lost.
+pub fn kernel_byte() -> Option<u8> {
+    with(|l| l.take_byte()).or_else(crate::console::try_read)
 }

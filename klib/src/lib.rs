@@ -11,6 +11,7 @@ pub mod bitmap;
 pub mod cmdline;
 pub mod cpio;
 pub mod elf;
+pub mod ldisc;
 pub mod line;
 pub mod linux_nr;
 pub mod memmap;

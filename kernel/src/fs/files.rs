@@ -230,6 +230,14 @@ impl FdTable {
         self.slot(fd).map(|s| s.file.clone())
     }
 
+    /// What `fd` refers to, for poll and select: `None` if it is not
+    /// open, or open with O_PATH (which Linux's poll treats as not open).
+    pub fn watched(&self, fd: u64) -> Option<Object> {
+        let file = self.get(fd).ok()?;
+        let f = file.lock();
+        (f.flags & O_PATH == 0).then(|| f.object.clone())
+    }
+
     fn slot(&self, fd: u64) -> Result<&Slot, i64> {
         self.slots.get(fd as u32 as usize).and_then(Option::as_ref).ok_or(EBADF)
     }
@@ -502,10 +510,13 @@ fn write_console(root: u64, buf: u64, len: u64) -> SysResult {
     Ok(done as u64)
 }
 
-/// Reads a line's worth of console input (`crate::tty`), waiting for one.
-fn read_console(root: u64, buf: u64, len: u64) -> SysResult {
-    let mut bytes = vec![0u8; len.min(4096) as usize];
-    let n = crate::tty::read(&mut bytes);
+/// Reads console input (`crate::tty`), waiting for some unless `nonblock`.
+fn read_console(root: u64, buf: u64, len: u64, nonblock: bool) -> SysResult {
+    let mut bytes = vec![0u8; len.min(klib::ldisc::MAX_INPUT as u64) as usize];
+    let n = crate::tty::read(&mut bytes, nonblock).map_err(|s| match s {
+        crate::tty::Stop::WouldBlock => EAGAIN,
+        crate::tty::Stop::Interrupted => EINTR,
+    })?;
     copy_to_user(root, buf, &bytes[..n]).map_err(|_| EFAULT)?;
     Ok(n as u64)
 }
@@ -520,8 +531,9 @@ pub fn read_ref(root: u64, file: &FileRef, buf: u64, len: u64) -> SysResult {
     }
     match f.object {
         Object::Console => {
+            let nonblock = f.flags & O_NONBLOCK != 0;
             drop(f);
-            read_console(root, buf, len)
+            read_console(root, buf, len, nonblock)
         }
         Object::Pipe(ref end) => {
             let (end, nonblock) = (end.clone(), f.flags & O_NONBLOCK != 0);
@@ -1113,44 +1125,8 @@ pub fn unlinkat(root: u64, files: &FdTable, cwd: Ino, dirfd: u64, path: u64, fla
 
 // ---- ioctl ----
 
-/// The console's `struct termios` (the kernel's, 36 bytes): a cooked
-/// terminal at 38400 baud, 8 bits, echoing, with the usual control keys.
-fn termios() -> [u8; 36] {
-    const ICRNL: u32 = 0o400;
-    const IXON: u32 = 0o2000;
-    const OPOST: u32 = 0o1;
-    const ONLCR: u32 = 0o4;
-    const B38400: u32 = 0o17;
-    const CS8: u32 = 0o60;
-    const CREAD: u32 = 0o200;
-    const HUPCL: u32 = 0o2000;
-    const ISIG: u32 = 0o1;
-    const ICANON: u32 = 0o2;
-    const ECHO: u32 = 0o10;
-    const ECHOE: u32 = 0o20;
-    const ECHOK: u32 = 0o40;
-    const ECHOCTL: u32 = 0o1000;
-    const ECHOKE: u32 = 0o4000;
-    const IEXTEN: u32 = 0o100000;
-    let flags = [
-        ICRNL | IXON,
-        OPOST | ONLCR,
-        B38400 | CS8 | CREAD | HUPCL,
-        ISIG | ICANON | ECHO | ECHOE | ECHOK | ECHOCTL | ECHOKE | IEXTEN,
-    ];
-    let mut t = [0u8; 36];
-    for (i, f) in flags.iter().enumerate() {
-        t[i * 4..i * 4 + 4].copy_from_slice(&f.to_le_bytes());
-    }
-    // c_line 0, then c_cc: ^C ^\ DEL ^U ^D, VTIME 0, VMIN 1, VSWTC 0,
-    // ^Q ^S ^Z, VEOL 0, ^R ^O ^W ^V, VEOL2 0.
-    let cc = [3, 0x1c, 0x7f, 0x15, 4, 0, 1, 0, 0x11, 0x13, 0x1a, 0, 0x12, 0x0f, 0x17, 0x16, 0];
-    t[17..17 + cc.len()].copy_from_slice(&cc);
-    t
-}
-
-/// ioctl(2): the terminal requests on the console (TCGETS and TIOCGWINSZ
-/// answer, so `isatty` is true; setting is accepted and changes nothing),
+/// ioctl(2): the terminal requests on the console (TCGETS and TCSETS move
+/// the line discipline's termios; TIOCGWINSZ answers 80x24),
 /// FIOCLEX, FIONCLEX and FIONBIO on any descriptor; ENOTTY otherwise.
 pub fn ioctl(root: u64, files: &mut FdTable, fd: u64, request: u64, arg: u64) -> SysResult {
     let file = files.get(fd)?;
@@ -1176,10 +1152,12 @@ pub fn ioctl(root: u64, files: &mut FdTable, fd: u64, request: u64, arg: u64) ->
         return Err(ENOTTY);
     }
     match request as u32 as u64 {
-        TCGETS => copy_to_user(root, arg, &termios()).map(|()| 0).map_err(|_| EFAULT),
+        TCGETS => copy_to_user(root, arg, &crate::tty::termios().to_bytes()).map(|()| 0).map_err(|_| EFAULT),
         TCSETS | TCSETSW | TCSETSF => {
-            let mut t = [0u8; 36];
-            copy_from_user(root, &mut t, arg).map(|()| 0).map_err(|_| EFAULT)
+            let mut t = [0u8; klib::ldisc::TERMIOS_LEN];
+            copy_from_user(root, &mut t, arg).map_err(|_| EFAULT)?;
+            crate::tty::set_termios(klib::ldisc::Termios::from_bytes(&t), request as u32 as u64 == TCSETSF);
+            Ok(0)
         }
         TIOCGWINSZ => {
             // 24 rows of 80 columns; no pixel sizes.

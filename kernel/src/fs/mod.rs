@@ -8,6 +8,7 @@
 
 pub mod files;
 pub mod pipe;
+pub mod poll;
 
 pub use klib::ramfs::{FsError, Ino, Kind, ROOT, Stat};
 

@@ -104,7 +104,7 @@ impl End {
 impl Drop for End {
     fn drop(&mut self) {
         self.pipe.with(|s| if self.write { s.writers -= 1 } else { s.readers -= 1 });
-        crate::sched::wake(self.pipe.channel());
+        changed(&self.pipe);
     }
 }
 
@@ -132,6 +132,40 @@ impl Pipe {
     fn channel(&self) -> u64 {
         self as *const Pipe as u64
     }
+}
+
+/// Wakes whoever waits on the pipe: its readers and writers, and callers
+/// of poll and select.
+fn changed(pipe: &Pipe) {
+    crate::sched::wake(pipe.channel());
+    super::poll::notify();
+}
+
+/// The poll events of `end` now: readable while bytes are held, hung up
+/// once no writer is left; writable while a `PIPE_BUF` write fits, in
+/// error once no reader is left.
+pub fn poll(end: &End) -> u16 {
+    use super::poll::*;
+    let pipe = &end.pipe;
+    pipe.with(|s| {
+        let mut events = 0;
+        if end.write {
+            if pipe.capacity - s.bytes.len() >= PIPE_BUF.min(pipe.capacity) {
+                events |= POLLOUT | POLLWRNORM;
+            }
+            if s.readers == 0 {
+                events |= POLLERR;
+            }
+        } else {
+            if !s.bytes.is_empty() {
+                events |= POLLIN | POLLRDNORM;
+            }
+            if s.writers == 0 {
+                events |= POLLHUP;
+            }
+        }
+        events
+    })
 }
 
 /// How a pipe call ends when it cannot go on.
@@ -190,7 +224,7 @@ pub fn read(end: &End, root: u64, buf: u64, len: u64, nonblock: bool) -> Result<
                     pipe.with(|s| bytes.iter().rev().for_each(|&b| s.bytes.push_front(b)));
                     return Err(Stop::Fault);
                 }
-                crate::sched::wake(pipe.channel());
+                changed(pipe);
                 return Ok(bytes.len() as u64);
             }
             None if nonblock => return Err(Stop::WouldBlock),
@@ -242,7 +276,7 @@ pub fn write(end: &End, root: u64, buf: u64, len: u64, nonblock: bool) -> Result
         match put {
             Err(stop) => return partial(done, stop),
             Ok(Some(n)) => {
-                crate::sched::wake(pipe.channel());
+                changed(pipe);
                 done += n;
                 if done >= len {
                     return Ok(done as u64);

@@ -69,18 +69,23 @@ pub struct Signals {
     pub mask: u64,
     pending: u64,
     info: [Info; NSIG as usize],
+    /// The mask to go back to after a call that waits under another
+    /// (`rt_sigsuspend`, `ppoll`, `pselect6`): a handler the wait let in
+    /// runs with the call's mask and returns to this one (Linux's
+    /// `saved_sigmask`); with no handler it comes back on the way out.
+    saved_mask: Option<u64>,
 }
 
 impl Default for Signals {
     fn default() -> Self {
-        Signals { actions: [Action::default(); 64], mask: 0, pending: 0, info: [Info::default(); 64] }
+        Signals { actions: [Action::default(); 64], mask: 0, pending: 0, info: [Info::default(); 64], saved_mask: None }
     }
 }
 
 impl Signals {
     /// A forked child's: the same actions and mask, nothing pending.
     pub fn for_child(&self) -> Signals {
-        Signals { pending: 0, info: [Info::default(); 64], ..self.clone() }
+        Signals { pending: 0, info: [Info::default(); 64], saved_mask: None, ..self.clone() }
     }
 
     /// After `execve`: handlers are gone (the code they pointed at is);
@@ -107,6 +112,13 @@ impl Signals {
 
     pub fn set_mask(&mut self, mask: u64) {
         self.mask = mask & !UNBLOCKABLE;
+    }
+
+    /// Waits under `mask` for one call: the present mask comes back when
+    /// the call returns to user mode (`deliver`).
+    pub fn mask_for_call(&mut self, mask: u64) {
+        self.saved_mask.get_or_insert(self.mask);
+        self.set_mask(mask);
     }
 
     /// Marks `sig` pending (a second one before delivery merges, as for
@@ -310,10 +322,17 @@ const RED_ZONE: u64 = 128;
 pub fn deliver(regs: &mut UserRegs) -> bool {
     loop {
         let Some((sig, info, action, old_mask, root)) = with_current(|p| {
-            let (sig, info) = p.sig.take()?;
+            let Some((sig, info)) = p.sig.take() else {
+                if let Some(m) = p.sig.saved_mask.take() {
+                    p.sig.set_mask(m);
+                }
+                return None;
+            };
             let action = p.sig.action(sig);
-            let old = p.sig.mask;
+            let mut old = p.sig.mask;
             if action.handler > SIG_IGN {
+                // The handler's return (sigreturn) restores the saved mask.
+                old = p.sig.saved_mask.take().unwrap_or(old);
                 let mut mask = p.sig.mask | action.mask;
                 if action.flags & SA_NODEFER == 0 {
                     mask |= bit(sig);

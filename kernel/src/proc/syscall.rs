@@ -77,6 +77,10 @@ mod nr {
     pub const GETRESGID: u64 = number("getresgid");
     pub const SET_ROBUST_LIST: u64 = number("set_robust_list");
     pub const GETRANDOM: u64 = number("getrandom");
+    pub const PPOLL: u64 = number("ppoll");
+    pub const SELECT: u64 = number("select");
+    pub const PSELECT6: u64 = number("pselect6");
+    pub const RT_SIGSUSPEND: u64 = number("rt_sigsuspend");
     pub const OPEN: u64 = number("open");
     pub const CLOSE: u64 = number("close");
     pub const STAT: u64 = number("stat");
@@ -127,7 +131,11 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::WRITE, |f| files_call(f)),
         (nr::WRITEV, |f| files_call(f)),
         (nr::IOCTL, |f| files_call(f)),
-        (nr::POLL, |_| Ok(0)),
+        (nr::POLL, |f| poll(f.rdi, uint(f.rsi), int(f.rdx))),
+        (nr::PPOLL, |f| ppoll(f.rdi, uint(f.rsi), f.rdx, f.r10, f.r8)),
+        (nr::SELECT, |f| select(int(f.rdi), [f.rsi, f.rdx, f.r10], f.r8)),
+        (nr::PSELECT6, |f| pselect6(int(f.rdi), [f.rsi, f.rdx, f.r10], f.r8, f.r9)),
+        (nr::RT_SIGSUSPEND, |f| rt_sigsuspend(f.rdi, f.rsi)),
         (nr::MMAP, |f| mmap(f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9)),
         (nr::MUNMAP, |f| munmap(f.rdi, f.rsi)),
         (nr::MPROTECT, |f| mprotect(f.rdi, f.rsi, f.rdx)),
@@ -341,6 +349,102 @@ fn kill(pid: i32, sig: i32) -> SysResult {
     let info = signal::Info { code: signal::SI_USER, pid: me, addr: 0, status: 0 };
     signal::send(target, sig, info).map_err(|()| errno::ESRCH)?;
     Ok(0)
+}
+
+/// Reads a signal set for a call that waits under it (`sigsetsize` must
+/// be 8) and makes it the mask until the call returns; no set, no change.
+fn mask_for_call(set: u64, setsize: u64) -> Result<(), i64> {
+    if set == 0 {
+        return Ok(());
+    }
+    if setsize != 8 {
+        return Err(errno::EINVAL);
+    }
+    let mut b = [0u8; 8];
+    copy_from_user(root()?, &mut b, set).map_err(|_| errno::EFAULT)?;
+    current(|p| p.sig.mask_for_call(u64::from_le_bytes(b)))
+}
+
+/// `rt_sigsuspend`: waits under `set` until a signal comes; always EINTR.
+fn rt_sigsuspend(set: u64, setsize: u64) -> SysResult {
+    if set == 0 {
+        return Err(errno::EFAULT);
+    }
+    mask_for_call(set, setsize)?;
+    pause()
+}
+
+/// The deadline of a call that waits `us` from now.
+fn deadline_in(us: u64) -> crate::fs::poll::Deadline {
+    Some(crate::time::uptime_us().saturating_add(us))
+}
+
+/// The time left before `deadline`, written back as Linux's ppoll,
+/// select and pselect6 do; a pointer that cannot be written is ignored,
+/// as on Linux, since the call itself succeeded.
+fn write_time_left(at: u64, deadline: crate::fs::poll::Deadline, timeval: bool) {
+    let (Some(d), Ok(root)) = (deadline, root()) else { return };
+    let left = d.saturating_sub(crate::time::uptime_us());
+    let mut b = timespec(left);
+    if timeval {
+        b[8..].copy_from_slice(&(left % 1_000_000).to_le_bytes());
+    }
+    let _ = copy_to_user(root, at, &b);
+}
+
+/// A `struct timeval` as microseconds. As Linux's select, whole seconds
+/// in `tv_usec` carry over; a negative time is EINVAL.
+fn read_timeval(at: u64) -> Result<u64, i64> {
+    let mut b = [0u8; 16];
+    copy_from_user(root()?, &mut b, at).map_err(|_| errno::EFAULT)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+    let usec = i64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+    let sec = sec.checked_add(usec / 1_000_000).ok_or(errno::EINVAL)?;
+    if sec < 0 || usec < 0 {
+        return Err(errno::EINVAL);
+    }
+    Ok((sec as u64).saturating_mul(1_000_000).saturating_add((usec % 1_000_000) as u64))
+}
+
+/// poll(2): a negative timeout waits for ever.
+fn poll(fds: u64, nfds: u32, timeout_ms: i32) -> SysResult {
+    let deadline = u64::try_from(timeout_ms).ok().and_then(|ms| deadline_in(ms * 1000));
+    with_files(|root, files| crate::fs::poll::poll(root, files, fds, nfds, deadline))?
+}
+
+fn ppoll(fds: u64, nfds: u32, tsp: u64, set: u64, setsize: u64) -> SysResult {
+    let deadline = if tsp == 0 { None } else { deadline_in(read_timespec(tsp)?) };
+    mask_for_call(set, setsize)?;
+    let r = with_files(|root, files| crate::fs::poll::poll(root, files, fds, nfds, deadline))?;
+    if tsp != 0 {
+        write_time_left(tsp, deadline, false);
+    }
+    r
+}
+
+fn select(n: i32, sets: [u64; 3], tvp: u64) -> SysResult {
+    let deadline = if tvp == 0 { None } else { deadline_in(read_timeval(tvp)?) };
+    let r = with_files(|root, files| crate::fs::poll::select(root, files, n, sets, deadline))?;
+    if tvp != 0 {
+        write_time_left(tvp, deadline, true);
+    }
+    r
+}
+
+/// pselect6: the sixth argument points at `{ sigset_t *set; size_t size }`.
+fn pselect6(n: i32, sets: [u64; 3], tsp: u64, sig: u64) -> SysResult {
+    let deadline = if tsp == 0 { None } else { deadline_in(read_timespec(tsp)?) };
+    if sig != 0 {
+        let mut b = [0u8; 16];
+        copy_from_user(root()?, &mut b, sig).map_err(|_| errno::EFAULT)?;
+        let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        mask_for_call(word(0), word(1))?;
+    }
+    let r = with_files(|root, files| crate::fs::poll::select(root, files, n, sets, deadline))?;
+    if tsp != 0 {
+        write_time_left(tsp, deadline, false);
+    }
+    r
 }
 
 /// Sleeps until a signal comes; always EINTR.
@@ -579,18 +683,41 @@ const FILE_CALLS: &[u64] = &[
     nr::PIPE2,
 ];
 
-/// Runs a file system call on the calling process's descriptors and
-/// working directory. The table is taken out of the process for the call,
-/// so no lock is held while a call waits (a console read waits for a line);
-/// only this process's thread uses it meanwhile.
+/// Runs a file system call on the calling process's descriptors
+/// (`with_files`) and working directory.
 fn files_call(frame: &SyscallFrame) -> SysResult {
-    use crate::fs::files as f;
     let (a0, a1, a2, a3) = (frame.rdi, frame.rsi, frame.rdx, frame.r10);
     let nr = frame.rax;
-    let (root, cwd, mut table) = current(|p| (p.root(), p.cwd, core::mem::replace(&mut p.files, f::FdTable::empty())))?;
-    let files = &mut table;
+    let cwd = current(|p| p.cwd)?;
     let mut new_cwd = None;
-    let r = match nr {
+    let r = with_files(|root, files| files_call_on(nr, [a0, a1, a2, a3], root, cwd, files, &mut new_cwd))?;
+    if let Some(ino) = new_cwd {
+        current(|p| p.cwd = ino)?;
+    }
+    r
+}
+
+/// Runs `f` on the calling process's descriptor table, taken out of the
+/// process for the call, so no lock is held while a call waits (a console
+/// read waits for input); only this process's thread uses it meanwhile.
+fn with_files<R>(f: impl FnOnce(u64, &mut crate::fs::files::FdTable) -> R) -> Result<R, i64> {
+    use crate::fs::files::FdTable;
+    let (root, mut table) = current(|p| (p.root(), core::mem::replace(&mut p.files, FdTable::empty())))?;
+    let r = f(root, &mut table);
+    current(|p| p.files = table)?;
+    Ok(r)
+}
+
+fn files_call_on(
+    nr: u64,
+    [a0, a1, a2, a3]: [u64; 4],
+    root: u64,
+    cwd: crate::fs::Ino,
+    files: &mut crate::fs::files::FdTable,
+    new_cwd: &mut Option<crate::fs::Ino>,
+) -> SysResult {
+    use crate::fs::files as f;
+    match nr {
         nr::READ => f::read(root, files, a0, a1, a2),
         nr::WRITE => f::write(root, files, a0, a1, a2),
         nr::OPEN => f::open(root, files, cwd, a0, a1, a2),
@@ -613,11 +740,11 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
         nr::FTRUNCATE => f::ftruncate(files, a0, a1),
         nr::GETCWD => f::getcwd(root, cwd, a0, a1),
         nr::CHDIR => f::chdir(root, cwd, a0).map(|ino| {
-            new_cwd = Some(ino);
+            *new_cwd = Some(ino);
             0
         }),
         nr::FCHDIR => f::fchdir(files, a0).map(|ino| {
-            new_cwd = Some(ino);
+            *new_cwd = Some(ino);
             0
         }),
         nr::MKDIR => f::mkdir(root, cwd, a0, a1),
@@ -632,14 +759,7 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
         nr::FACCESSAT => f::faccessat(root, files, cwd, a0, a1, a2),
         nr::DUP3 => f::dup3(files, a0, a1, a2),
         _ => Err(errno::ENOSYS),
-    };
-    current(|p| {
-        p.files = table;
-        if let Some(ino) = new_cwd {
-            p.cwd = ino;
-        }
-    })?;
-    r
+    }
 }
 
 fn brk(addr: u64) -> SysResult {

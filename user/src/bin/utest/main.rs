@@ -17,6 +17,7 @@ mod process;
 mod signals;
 mod support;
 mod system;
+mod waiting;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         files::TESTS,
         system::TESTS,
         pipes::TESTS,
+        waiting::TESTS,
         signals::TESTS,
         memory::TESTS,
         process::TESTS,
