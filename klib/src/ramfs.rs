@@ -1,5 +1,6 @@
 //! A RAM file system: a tree of inodes (directories mapping names to inodes,
-//! regular files holding bytes) with Linux's path rules and error numbers.
+//! regular files holding bytes, symbolic links, character devices) with
+//! Linux's path rules and error numbers.
 //!
 //! Pure and host-tested; the kernel keeps one behind a lock and puts its
 //! system calls on top. Names and paths are bytes, as on Linux: any byte
@@ -7,8 +8,13 @@
 //! stale number (a removed working directory) is `NotFound`, never another
 //! file.
 //!
-//! Files unpacked from an archive borrow its bytes (`'a`) until first
-//! written: the initrd stays in memory anyway, and the kernel heap is small.
+//! Files and links unpacked from an archive borrow its bytes (`'a`) until
+//! first written: the initrd stays in memory anyway, and the kernel heap is
+//! small.
+//!
+//! Times come from the caller's clock (`set_clock`), since nothing here may
+//! read hardware. Reads do not set the access time, as with `noatime`: a
+//! read is `&self`, so many may run under a shared lock.
 
 use crate::cpio;
 use alloc::borrow::Cow;
@@ -25,12 +31,18 @@ pub const ROOT: Ino = 1;
 /// The longest name a directory holds (Linux's NAME_MAX).
 pub const NAME_MAX: usize = 255;
 /// A path must be shorter than this, counting its NUL (Linux's PATH_MAX).
+/// A symbolic link's target too.
 pub const PATH_MAX: usize = 4096;
 /// The largest file: far beyond the heap, but small enough that offsets
 /// never overflow an `i64` (`off_t`) or a `usize`.
 pub const MAX_FILE_SIZE: u64 = 1 << 40;
+/// Symbolic links one lookup may follow before it is ELOOP (Linux's
+/// MAXSYMLINKS).
+pub const MAXSYMLINKS: usize = 40;
 
-pub use cpio::{S_IFDIR, S_IFMT, S_IFREG};
+pub use cpio::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+/// File-type bits of a character device.
+pub const S_IFCHR: u32 = 0o020000;
 /// Permission bits, with set-user-ID, set-group-ID and sticky.
 pub const S_IALLUGO: u32 = 0o7777;
 
@@ -59,16 +71,24 @@ pub enum FsError {
     NoSpace,
     /// EFBIG: past MAX_FILE_SIZE.
     FileTooBig,
-    /// EBUSY: removing the root.
+    /// EBUSY: removing or renaming the root, `.` or `..`.
     Busy,
     /// EACCES: no execute bit for `access(X_OK)` and the like.
     Access,
+    /// ELOOP: more than MAXSYMLINKS links in one lookup, or a symbolic link
+    /// where `O_NOFOLLOW` forbids one.
+    Loop,
+    /// EPERM: a hard link to a directory.
+    Perm,
+    /// EOPNOTSUPP: changing a symbolic link's mode.
+    NotSupported,
 }
 
 impl FsError {
     /// The Linux error number (positive).
     pub fn errno(&self) -> i64 {
         match self {
+            FsError::Perm => 1,
             FsError::NotFound => 2,
             FsError::Access => 13,
             FsError::Busy => 16,
@@ -80,6 +100,8 @@ impl FsError {
             FsError::NoSpace => 28,
             FsError::NameTooLong => 36,
             FsError::NotEmpty => 39,
+            FsError::Loop => 40,
+            FsError::NotSupported => 95,
         }
     }
 }
@@ -87,6 +109,7 @@ impl FsError {
 impl fmt::Display for FsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            FsError::Perm => "operation not permitted",
             FsError::NotFound => "no such file or directory",
             FsError::Access => "permission denied",
             FsError::Busy => "busy",
@@ -98,6 +121,8 @@ impl fmt::Display for FsError {
             FsError::NoSpace => "no space left",
             FsError::NameTooLong => "file name too long",
             FsError::NotEmpty => "directory not empty",
+            FsError::Loop => "too many levels of symbolic links",
+            FsError::NotSupported => "operation not supported",
         })
     }
 }
@@ -126,16 +151,36 @@ impl fmt::Display for LoadError<'_> {
 pub enum Kind {
     File,
     Dir,
+    Symlink,
+    /// A character device: the tree keeps its number (`rdev`), the kernel
+    /// decides what reading and writing it do.
+    CharDev,
 }
 
 impl Kind {
-    /// The `d_type` of a directory entry (DT_REG, DT_DIR).
+    /// The `d_type` of a directory entry (DT_REG, DT_DIR, DT_LNK, DT_CHR).
     pub fn dt(self) -> u8 {
         match self {
             Kind::File => 8,
             Kind::Dir => 4,
+            Kind::Symlink => 10,
+            Kind::CharDev => 2,
         }
     }
+}
+
+/// A point in time, as `struct timespec`: seconds and nanoseconds since
+/// the epoch of whatever clock the kernel gives (`set_clock`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
+pub struct Time {
+    pub sec: i64,
+    /// Below 1_000_000_000.
+    pub nsec: u32,
+}
+
+impl Time {
+    /// The epoch: every time while no clock is set.
+    pub const ZERO: Time = Time { sec: 0, nsec: 0 };
 }
 
 /// What `stat` tells.
@@ -144,10 +189,22 @@ pub struct Stat {
     pub ino: Ino,
     /// Type and permission bits, as `st_mode`.
     pub mode: u32,
-    /// Bytes in a file; for a directory, a number that grows with its entries.
+    /// Bytes in a file or a link's target; for a directory, a number that
+    /// grows with its entries; 0 for a device.
     pub size: u64,
     pub nlink: u32,
     pub kind: Kind,
+    /// Owner and group: always root (0), the only user.
+    pub uid: u32,
+    pub gid: u32,
+    /// A character device's number (`makedev(major, minor)`), else 0.
+    pub rdev: u64,
+    /// Last read (set only by `utimens`: reads do not, as with `noatime`).
+    pub atime: Time,
+    /// Last change of the contents.
+    pub mtime: Time,
+    /// Last change of the contents or the inode (mode, links, names).
+    pub ctime: Time,
 }
 
 /// One directory entry, `.` and `..` included.
@@ -161,9 +218,11 @@ pub struct DirEntry<'n> {
 /// How `open` treats the path (the `O_*` flags that concern the tree).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct OpenOptions {
-    /// O_CREAT: make a regular file with `mode` if there is none.
+    /// O_CREAT: make a regular file with `mode` if there is none. Through a
+    /// dangling symbolic link, the file it names is made.
     pub create: bool,
-    /// O_EXCL (with `create`): fail with EEXIST if there is one.
+    /// O_EXCL (with `create`): fail with EEXIST if there is one, a link
+    /// included, which is then not followed.
     pub exclusive: bool,
     /// O_TRUNC: empty a regular file.
     pub truncate: bool,
@@ -171,8 +230,36 @@ pub struct OpenOptions {
     pub directory: bool,
     /// Opened for writing (O_WRONLY, O_RDWR): a directory is EISDIR.
     pub write: bool,
+    /// O_NOFOLLOW: a symbolic link as the last component is ELOOP.
+    pub nofollow: bool,
     /// Permission bits for a new file.
     pub mode: u32,
+}
+
+/// What `rename_at` does with the target (renameat2's flags).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum RenameMode {
+    /// No flag: an existing target is replaced.
+    #[default]
+    Replace,
+    /// RENAME_NOREPLACE: an existing target is EEXIST.
+    NoReplace,
+    /// RENAME_EXCHANGE: both names must exist; they swap inodes.
+    Exchange,
+}
+
+impl RenameMode {
+    /// The mode renameat2's `flags` ask for: EINVAL for both
+    /// RENAME_NOREPLACE (1) and RENAME_EXCHANGE (2), for RENAME_WHITEOUT (4,
+    /// which this file system does not do) and for unknown bits.
+    pub fn from_flags(flags: u32) -> Result<Self, FsError> {
+        match flags {
+            0 => Ok(RenameMode::Replace),
+            1 => Ok(RenameMode::NoReplace),
+            2 => Ok(RenameMode::Exchange),
+            _ => Err(FsError::Invalid),
+        }
+    }
 }
 
 enum Body<'a> {
@@ -181,6 +268,11 @@ enum Body<'a> {
         /// The directory this one is in (itself, for the root).
         parent: Ino,
         entries: BTreeMap<Vec<u8>, Ino>,
+    },
+    /// The target, never empty, shorter than PATH_MAX, without NUL.
+    Symlink(Cow<'a, [u8]>),
+    CharDev {
+        rdev: u64,
     },
 }
 
@@ -192,15 +284,22 @@ struct Inode<'a> {
     nlink: u32,
     /// Open descriptions (`hold`): a removed inode lives until they close.
     opens: u32,
+    atime: Time,
+    mtime: Time,
+    ctime: Time,
     body: Body<'a>,
 }
 
 impl Body<'_> {
-    /// Heap bytes a file's contents hold (its length once off the archive).
+    /// Heap bytes a file's contents or a link's target hold (their length
+    /// once off the archive).
     fn heap_len(&self) -> u64 {
         match self {
-            Body::File(Cow::Owned(v)) => v.len() as u64,
-            Body::File(Cow::Borrowed(_)) | Body::Dir { .. } => 0,
+            Body::File(Cow::Owned(v)) | Body::Symlink(Cow::Owned(v)) => v.len() as u64,
+            Body::File(Cow::Borrowed(_))
+            | Body::Symlink(Cow::Borrowed(_))
+            | Body::Dir { .. }
+            | Body::CharDev { .. } => 0,
         }
     }
 }
@@ -210,6 +309,8 @@ impl Inode<'_> {
         match self.body {
             Body::File(_) => Kind::File,
             Body::Dir { .. } => Kind::Dir,
+            Body::Symlink(_) => Kind::Symlink,
+            Body::CharDev { .. } => Kind::CharDev,
         }
     }
 }
@@ -232,13 +333,36 @@ struct Parent<'p> {
     trailing_slash: bool,
 }
 
+/// What `open` found: the inode, or where O_CREAT makes one.
+enum OpenTarget {
+    Existing(Ino),
+    Create { dir: Ino, name: Vec<u8> },
+}
+
+/// The first component of `path` and what follows it; `None` when only
+/// slashes are left.
+fn next_component(path: &[u8]) -> Option<(&[u8], &[u8])> {
+    let start = path.iter().position(|&b| b != b'/')?;
+    let rest = &path[start..];
+    let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    Some((&rest[..end], &rest[end..]))
+}
+
+/// The clock while the kernel has set none.
+fn no_clock() -> Time {
+    Time::ZERO
+}
+
 /// The file system.
 pub struct RamFs<'a> {
     inodes: Inodes<'a>,
-    /// File bytes held on the heap (borrowed archive bytes not counted).
+    /// File bytes and link targets held on the heap (borrowed archive bytes
+    /// not counted).
     used: u64,
     /// Heap bytes files may hold in all: past it writes fail with ENOSPC.
     limit: u64,
+    /// Where times come from.
+    clock: fn() -> Time,
 }
 
 impl Default for RamFs<'_> {
@@ -255,23 +379,27 @@ impl fmt::Debug for RamFs<'_> {
 
 impl<'a> RamFs<'a> {
     /// An empty tree: the root directory alone (mode 0755), no size limit
-    /// beyond what the heap gives.
+    /// beyond what the heap gives, every time 0 until `set_clock`.
     pub fn new() -> Self {
         let root = Inode {
             mode: S_IFDIR | 0o755,
             nlink: 2,
             opens: 0,
+            atime: Time::ZERO,
+            mtime: Time::ZERO,
+            ctime: Time::ZERO,
             body: Body::Dir { parent: ROOT, entries: BTreeMap::new() },
         };
         let mut inodes = Inodes { slots: Vec::new(), free: Vec::new(), live: 0 };
         inodes.insert(root);
-        RamFs { inodes, used: 0, limit: u64::MAX }
+        RamFs { inodes, used: 0, limit: u64::MAX, clock: no_clock }
     }
 
-    /// The tree a cpio newc archive unpacks to: its regular files and
-    /// directories with their permission bits, missing parents made (0755).
-    /// Other entries (links, devices) are skipped. A name given twice takes
-    /// the last one, as unpacking does. Files borrow the archive's bytes.
+    /// The tree a cpio newc archive unpacks to: its regular files,
+    /// directories and symbolic links with their permission bits, missing
+    /// parents made (0755). Other entries (devices, pipes) are skipped. A
+    /// name given twice takes the last one, as unpacking does. Files and
+    /// link targets borrow the archive's bytes.
     pub fn from_cpio(archive: &'a [u8]) -> Result<Self, LoadError<'a>> {
         let mut fs = RamFs::new();
         for entry in cpio::entries(archive) {
@@ -279,6 +407,7 @@ impl<'a> RamFs<'a> {
             let kind = match entry.mode & S_IFMT {
                 S_IFREG => Kind::File,
                 S_IFDIR => Kind::Dir,
+                S_IFLNK => Kind::Symlink,
                 _ => continue,
             };
             fs.unpack(entry.name, kind, entry.mode & S_IALLUGO, entry.data)
@@ -292,11 +421,16 @@ impl<'a> RamFs<'a> {
         let mut parts = name.split('/').filter(|c| !c.is_empty() && *c != ".").peekable();
         if parts.peek().is_none() {
             // `.`: the root itself, a directory.
-            if kind == Kind::File {
-                return Err(FsError::IsDir);
-            }
-            self.node_mut(ROOT)?.mode = S_IFDIR | perm;
-            return Ok(());
+            return match kind {
+                Kind::Dir => {
+                    self.node_mut(ROOT)?.mode = S_IFDIR | perm;
+                    Ok(())
+                }
+                _ => Err(FsError::IsDir),
+            };
+        }
+        if kind == Kind::Symlink {
+            check_target(data)?;
         }
         while let Some(part) = parts.next() {
             if part == ".." {
@@ -306,6 +440,12 @@ impl<'a> RamFs<'a> {
             let existing = self.dir_entries(dir)?.get(part.as_bytes()).copied();
             match (existing, last) {
                 (Some(ino), false) => {
+                    // Through a link to a directory (`bin -> usr/bin`), as
+                    // unpacking with path lookups does.
+                    let ino = match self.node(ino)?.body {
+                        Body::Symlink(_) => self.walk(dir, part.as_bytes(), true, &mut 0)?,
+                        _ => ino,
+                    };
                     if self.node(ino)?.kind() != Kind::Dir {
                         return Err(FsError::NotDir);
                     }
@@ -321,9 +461,16 @@ impl<'a> RamFs<'a> {
                             node.mode = S_IFREG | perm;
                             self.used -= old;
                         }
+                        (Body::Symlink(_), Kind::Symlink) => {
+                            let old = node.body.heap_len();
+                            node.body = Body::Symlink(Cow::Borrowed(data));
+                            self.used -= old;
+                        }
                         (Body::Dir { .. }, Kind::Dir) => node.mode = S_IFDIR | perm,
                         (Body::Dir { .. }, Kind::File) => return Err(FsError::IsDir),
                         (Body::File(_), Kind::Dir) => return Err(FsError::NotDir),
+                        // A link where another kind was, or the reverse.
+                        _ => return Err(FsError::Exists),
                     }
                 }
                 (None, true) => match kind {
@@ -334,6 +481,12 @@ impl<'a> RamFs<'a> {
                         let ino = self.create(dir, part, perm)?;
                         self.node_mut(ino)?.body = Body::File(Cow::Borrowed(data));
                     }
+                    Kind::Symlink => {
+                        self.check_new_name(dir, part.as_bytes())?;
+                        self.insert_symlink(dir, part.as_bytes(), Cow::Borrowed(data))?;
+                    }
+                    // `from_cpio` passes no other kind.
+                    Kind::CharDev => return Err(FsError::Invalid),
                 },
             }
         }
@@ -345,15 +498,26 @@ impl<'a> RamFs<'a> {
         self.limit = bytes;
     }
 
+    /// Where times come from from now on: the kernel's wall clock. It is
+    /// called with the file system borrowed, so it must not use it.
+    pub fn set_clock(&mut self, clock: fn() -> Time) {
+        self.clock = clock;
+    }
+
+    fn now(&self) -> Time {
+        (self.clock)()
+    }
+
     /// File bytes on the heap now (archive bytes not yet written are not).
     pub fn used_bytes(&self) -> u64 {
         self.used
     }
 
-    /// (regular files, directories) in the tree, removed-but-open ones too.
+    /// (regular files, directories) in the tree, removed-but-open ones too;
+    /// links and devices are in neither.
     pub fn counts(&self) -> (usize, usize) {
-        let dirs = self.inodes.values().filter(|i| i.kind() == Kind::Dir).count();
-        (self.inodes.len() - dirs, dirs)
+        let count = |kind| self.inodes.values().filter(|i| i.kind() == kind).count();
+        (count(Kind::File), count(Kind::Dir))
     }
 
     fn node(&self, ino: Ino) -> Result<&Inode<'a>, FsError> {
@@ -364,13 +528,34 @@ impl<'a> RamFs<'a> {
         self.inodes.get_mut(ino).ok_or(FsError::NotFound)
     }
 
-    /// A live directory's entries: ENOTDIR for a file, ENOENT once removed.
+    fn kind(&self, ino: Ino) -> Result<Kind, FsError> {
+        Ok(self.node(ino)?.kind())
+    }
+
+    /// Sets the change time of `ino` to `now` (a link, a name, the mode).
+    fn touch_ctime(&mut self, ino: Ino, now: Time) {
+        if let Some(node) = self.inodes.get_mut(ino) {
+            node.ctime = now;
+        }
+    }
+
+    /// Sets the modification and change times of `ino` to `now` (its
+    /// contents or, for a directory, its entries changed).
+    fn touch_mtime(&mut self, ino: Ino, now: Time) {
+        if let Some(node) = self.inodes.get_mut(ino) {
+            node.mtime = now;
+            node.ctime = now;
+        }
+    }
+
+    /// A live directory's entries: ENOTDIR for a non-directory, ENOENT once
+    /// removed.
     fn dir_entries(&self, dir: Ino) -> Result<&BTreeMap<Vec<u8>, Ino>, FsError> {
         let node = self.node(dir)?;
         match &node.body {
             Body::Dir { .. } if node.nlink == 0 => Err(FsError::NotFound),
             Body::Dir { entries, .. } => Ok(entries),
-            Body::File(_) => Err(FsError::NotDir),
+            _ => Err(FsError::NotDir),
         }
     }
 
@@ -380,17 +565,17 @@ impl<'a> RamFs<'a> {
         match self.node(dir)?.body {
             Body::Dir { parent, .. } if self.inodes.get(parent).is_some() => Ok(parent),
             Body::Dir { .. } => Ok(ROOT),
-            Body::File(_) => Err(FsError::NotDir),
+            _ => Err(FsError::NotDir),
         }
     }
 
-    /// One step of a walk: `name` in directory `dir`.
+    /// One step of a walk: `name` in directory `dir`, not followed if a link.
     fn step(&self, dir: Ino, name: &[u8]) -> Result<Ino, FsError> {
         match name {
             b"." => self.dir_entries(dir).map(|_| dir),
             b".." => {
                 // Even a removed directory has a way out, as on Linux.
-                if self.node(dir)?.kind() != Kind::Dir {
+                if self.kind(dir)? != Kind::Dir {
                     return Err(FsError::NotDir);
                 }
                 self.parent_of(dir)
@@ -404,9 +589,9 @@ impl<'a> RamFs<'a> {
         }
     }
 
-    /// Where a walk of `path` starts, and its components (empty ones, from
-    /// repeated slashes, dropped).
-    fn start<'p>(&self, cwd: Ino, path: &'p [u8]) -> Result<(Ino, impl Iterator<Item = &'p [u8]>), FsError> {
+    /// Where a walk of `path` starts: the root for an absolute path, else
+    /// `cwd`, which must still be there.
+    fn start(&self, cwd: Ino, path: &[u8]) -> Result<Ino, FsError> {
         if path.len() >= PATH_MAX {
             return Err(FsError::NameTooLong);
         }
@@ -416,43 +601,95 @@ impl<'a> RamFs<'a> {
         let start = if path[0] == b'/' { ROOT } else { cwd };
         // A relative walk from a stale directory (removed and freed) finds nothing.
         self.node(start)?;
-        Ok((start, path.split(|&b| b == b'/').filter(|c| !c.is_empty())))
+        Ok(start)
     }
 
-    /// The inode `path` names, from `cwd` when relative. `.`, `..` and
-    /// repeated slashes as on Linux; a trailing `/` needs a directory.
-    pub fn lookup(&self, cwd: Ino, path: impl AsRef<[u8]>) -> Result<Ino, FsError> {
-        let path = path.as_ref();
-        let (mut at, parts) = self.start(cwd, path)?;
-        for part in parts {
-            at = self.step(at, part)?;
+    /// Walks `path` from `start`, following every symbolic link but the
+    /// last component's unless `follow` (or a trailing `/`) asks; `links`
+    /// counts the links followed, shared by all the walks of one lookup.
+    ///
+    /// Linux's rules: an absolute target restarts at the root, a relative
+    /// one at the directory holding the link, and `..` is the parent of the
+    /// directory reached, not a step back along the text. A trailing `/`,
+    /// in the path or in the target of a link followed as its last
+    /// component, asks for a directory.
+    ///
+    /// Iterative, with the texts still to walk on a fixed stack (one per
+    /// link being followed), so a chain of links costs no recursion and no
+    /// allocation.
+    fn walk(&self, start: Ino, path: &[u8], follow: bool, links: &mut usize) -> Result<Ino, FsError> {
+        let mut must_dir = path.ends_with(b"/");
+        let follow_last = follow || must_dir;
+        let mut pending: [&[u8]; MAXSYMLINKS + 1] = [&[]; MAXSYMLINKS + 1];
+        pending[0] = path;
+        let mut depth: usize = 1;
+        let mut at = start;
+        while let Some(top) = depth.checked_sub(1) {
+            let Some((name, rest)) = next_component(pending[top]) else {
+                depth = top;
+                continue;
+            };
+            pending[top] = rest;
+            let dir = at;
+            at = self.step(dir, name)?;
+            let Body::Symlink(target) = &self.node(at)?.body else { continue };
+            let last = pending[..depth].iter().all(|p| next_component(p).is_none());
+            if last && !follow_last {
+                break;
+            }
+            *links += 1;
+            if *links > MAXSYMLINKS {
+                return Err(FsError::Loop);
+            }
+            if last && target.ends_with(b"/") {
+                must_dir = true;
+            }
+            at = if target.first() == Some(&b'/') { ROOT } else { dir };
+            *pending.get_mut(depth).ok_or(FsError::Loop)? = target;
+            depth += 1;
         }
-        if path.ends_with(b"/") && self.node(at)?.kind() != Kind::Dir {
+        if must_dir && self.kind(at)? != Kind::Dir {
             return Err(FsError::NotDir);
         }
         Ok(at)
     }
 
-    /// Walks all but the last component of `path`, which must lead to a
-    /// directory.
-    fn parent<'p>(&self, cwd: Ino, path: &'p [u8]) -> Result<Parent<'p>, FsError> {
-        let (mut dir, parts) = self.start(cwd, path)?;
-        let mut last = Last::Root;
-        for part in parts {
-            // The component before this one was not the last: walk it.
-            dir = match last {
-                Last::Root => dir,
-                Last::Dot => self.step(dir, b".")?,
-                Last::DotDot => self.step(dir, b"..")?,
-                Last::Name(name) => self.step(dir, name)?,
-            };
-            last = match part {
-                b"." => Last::Dot,
-                b".." => Last::DotDot,
-                name => Last::Name(name),
-            };
-        }
-        if self.node(dir)?.kind() != Kind::Dir {
+    fn resolve(&self, cwd: Ino, path: &[u8], follow: bool) -> Result<Ino, FsError> {
+        let start = self.start(cwd, path)?;
+        self.walk(start, path, follow, &mut 0)
+    }
+
+    /// The inode `path` names, from `cwd` when relative, following
+    /// symbolic links (as `stat`). `.`, `..` and repeated slashes as on
+    /// Linux; a trailing `/` needs a directory.
+    pub fn lookup(&self, cwd: Ino, path: impl AsRef<[u8]>) -> Result<Ino, FsError> {
+        self.resolve(cwd, path.as_ref(), true)
+    }
+
+    /// As `lookup`, but a symbolic link as the last component is the
+    /// answer itself (as `lstat`, or `AT_SYMLINK_NOFOLLOW`). A trailing `/`
+    /// still follows it.
+    pub fn lookup_nofollow(&self, cwd: Ino, path: impl AsRef<[u8]>) -> Result<Ino, FsError> {
+        self.resolve(cwd, path.as_ref(), false)
+    }
+
+    /// Walks all but the last component of `path` (following links in
+    /// them), which must lead to a directory. The last component is left
+    /// as written: the calls that create or remove it never follow it.
+    fn parent<'p>(&self, cwd: Ino, path: &'p [u8], links: &mut usize) -> Result<Parent<'p>, FsError> {
+        let start = self.start(cwd, path)?;
+        let end = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+        let trimmed = &path[..end];
+        let split = trimmed.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+        let (prefix, name) = trimmed.split_at(split);
+        let last = match name {
+            b"" => Last::Root,
+            b"." => Last::Dot,
+            b".." => Last::DotDot,
+            name => Last::Name(name),
+        };
+        let dir = if next_component(prefix).is_some() { self.walk(start, prefix, true, links)? } else { start };
+        if self.kind(dir)? != Kind::Dir {
             return Err(FsError::NotDir);
         }
         if let Last::Name(name) = last
@@ -461,6 +698,19 @@ impl<'a> RamFs<'a> {
             return Err(FsError::NameTooLong);
         }
         Ok(Parent { dir, last, trailing_slash: path.ends_with(b"/") })
+    }
+
+    /// The directory and name a call that makes `path` works on (EEXIST
+    /// for `/`, `.`, `..` or a name taken, ENOENT for a trailing `/`,
+    /// which only `mkdir` takes).
+    fn new_entry<'p>(&self, cwd: Ino, path: &'p [u8]) -> Result<(Ino, &'p [u8]), FsError> {
+        let p = self.parent(cwd, path, &mut 0)?;
+        let Last::Name(name) = p.last else { return Err(FsError::Exists) };
+        self.check_new_name(p.dir, name)?;
+        if p.trailing_slash {
+            return Err(FsError::NotFound);
+        }
+        Ok((p.dir, name))
     }
 
     fn check_new_name(&self, dir: Ino, name: &[u8]) -> Result<(), FsError> {
@@ -477,8 +727,15 @@ impl<'a> RamFs<'a> {
         Ok(())
     }
 
+    /// A new inode with `mode` and `body`, its three times now.
+    fn new_inode(&self, mode: u32, nlink: u32, body: Body<'a>) -> Inode<'a> {
+        let now = self.now();
+        Inode { mode, nlink, opens: 0, atime: now, mtime: now, ctime: now, body }
+    }
+
     fn insert(&mut self, dir: Ino, name: &[u8], inode: Inode<'a>) -> Result<Ino, FsError> {
         let is_dir = inode.kind() == Kind::Dir;
+        let now = inode.ctime;
         // Checked before the inode goes in, so a failure leaves nothing behind.
         self.node(dir)?;
         let ino = self.inodes.insert(inode).ok_or(FsError::NoSpace)?;
@@ -489,6 +746,8 @@ impl<'a> RamFs<'a> {
         if is_dir {
             parent.nlink += 1;
         }
+        parent.mtime = now;
+        parent.ctime = now;
         Ok(ino)
     }
 
@@ -496,8 +755,7 @@ impl<'a> RamFs<'a> {
     pub fn create(&mut self, dir: Ino, name: impl AsRef<[u8]>, mode: u32) -> Result<Ino, FsError> {
         let name = name.as_ref();
         self.check_new_name(dir, name)?;
-        let inode =
-            Inode { mode: S_IFREG | (mode & S_IALLUGO), nlink: 1, opens: 0, body: Body::File(Cow::Borrowed(&[])) };
+        let inode = self.new_inode(S_IFREG | (mode & S_IALLUGO), 1, Body::File(Cow::Borrowed(&[])));
         self.insert(dir, name, inode)
     }
 
@@ -505,29 +763,119 @@ impl<'a> RamFs<'a> {
     pub fn mkdir(&mut self, dir: Ino, name: impl AsRef<[u8]>, mode: u32) -> Result<Ino, FsError> {
         let name = name.as_ref();
         self.check_new_name(dir, name)?;
-        let inode = Inode {
-            mode: S_IFDIR | (mode & S_IALLUGO),
-            nlink: 2,
-            opens: 0,
-            body: Body::Dir { parent: dir, entries: BTreeMap::new() },
-        };
+        let body = Body::Dir { parent: dir, entries: BTreeMap::new() };
+        let inode = self.new_inode(S_IFDIR | (mode & S_IALLUGO), 2, body);
         self.insert(dir, name, inode)
     }
 
-    /// Removes the regular file `name` from `dir` (EISDIR for a directory).
-    /// Its bytes go when the last open description does (`release`).
+    /// A new character device `name` in `dir` with permission bits `mode`
+    /// and number `rdev` (`makedev(major, minor)`: /dev/null is 1, 3).
+    pub fn mknod_chr(&mut self, dir: Ino, name: impl AsRef<[u8]>, mode: u32, rdev: u64) -> Result<Ino, FsError> {
+        let name = name.as_ref();
+        self.check_new_name(dir, name)?;
+        let inode = self.new_inode(S_IFCHR | (mode & S_IALLUGO), 1, Body::CharDev { rdev });
+        self.insert(dir, name, inode)
+    }
+
+    /// `symlink(2)`: a new symbolic link at `linkpath` holding `target`,
+    /// which is stored as given and resolved only when followed (so it may
+    /// dangle). ENOENT for an empty target, ENAMETOOLONG for one of
+    /// PATH_MAX bytes or more, EEXIST if `linkpath` names anything (a
+    /// dangling link too).
+    pub fn symlink(&mut self, cwd: Ino, target: impl AsRef<[u8]>, linkpath: impl AsRef<[u8]>) -> Result<Ino, FsError> {
+        let target = target.as_ref();
+        check_target(target)?;
+        let (dir, name) = self.new_entry(cwd, linkpath.as_ref())?;
+        if self.used.saturating_add(target.len() as u64) > self.limit {
+            return Err(FsError::NoSpace);
+        }
+        let mut owned = Vec::new();
+        owned.try_reserve_exact(target.len()).map_err(|_| FsError::NoSpace)?;
+        owned.extend_from_slice(target);
+        self.insert_symlink(dir, name, Cow::Owned(owned))
+    }
+
+    /// Puts a link with a checked `target` in `dir` (the name checked too).
+    fn insert_symlink(&mut self, dir: Ino, name: &[u8], target: Cow<'a, [u8]>) -> Result<Ino, FsError> {
+        let inode = self.new_inode(S_IFLNK | 0o777, 1, Body::Symlink(target));
+        let heap = inode.body.heap_len();
+        let ino = self.insert(dir, name, inode)?;
+        self.used += heap;
+        Ok(ino)
+    }
+
+    /// `readlink(2)`: the target of the symbolic link at `path`, which is
+    /// not followed (EINVAL if it is not a link).
+    pub fn readlink(&self, cwd: Ino, path: impl AsRef<[u8]>) -> Result<&[u8], FsError> {
+        self.link_target(self.lookup_nofollow(cwd, path)?)
+    }
+
+    /// The target of symbolic link `ino` (EINVAL if it is not one).
+    pub fn link_target(&self, ino: Ino) -> Result<&[u8], FsError> {
+        match &self.node(ino)?.body {
+            Body::Symlink(target) => Ok(target),
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    /// `link(2)`: a new name `new` for the inode at `old`, a symbolic link
+    /// itself rather than what it names (`linkat` without
+    /// AT_SYMLINK_FOLLOW).
+    pub fn link(&mut self, cwd: Ino, old: impl AsRef<[u8]>, new: impl AsRef<[u8]>) -> Result<(), FsError> {
+        self.link_at(cwd, old, cwd, new, false)
+    }
+
+    /// `linkat(2)`: `old` from `old_dir`, `new` from `new_dir` when
+    /// relative; `follow` is AT_SYMLINK_FOLLOW. EEXIST if `new` names
+    /// anything, then EPERM if `old` is a directory.
+    pub fn link_at(
+        &mut self,
+        old_dir: Ino,
+        old: impl AsRef<[u8]>,
+        new_dir: Ino,
+        new: impl AsRef<[u8]>,
+        follow: bool,
+    ) -> Result<(), FsError> {
+        let ino = self.resolve(old_dir, old.as_ref(), follow)?;
+        let (dir, name) = self.new_entry(new_dir, new.as_ref())?;
+        let node = self.node(ino)?;
+        if node.kind() == Kind::Dir {
+            return Err(FsError::Perm);
+        }
+        // A removed inode has no name to be reached by (unless open, and
+        // Linux refuses those too).
+        let nlink = node.nlink.checked_add(1).filter(|_| node.nlink != 0).ok_or(FsError::NotFound)?;
+        let name = name.to_vec();
+        let now = self.now();
+        if let Some(Inode { body: Body::Dir { entries, .. }, .. }) = self.inodes.get_mut(dir) {
+            entries.insert(name, ino);
+        }
+        self.touch_mtime(dir, now);
+        let node = self.node_mut(ino)?;
+        node.nlink = nlink;
+        node.ctime = now;
+        Ok(())
+    }
+
+    /// Removes the non-directory `name` from `dir` (EISDIR for a
+    /// directory); a link is removed, not what it names. The inode's bytes
+    /// go with its last name, or if it is open when the last open
+    /// description does (`release`).
     pub fn unlink(&mut self, dir: Ino, name: impl AsRef<[u8]>) -> Result<(), FsError> {
         let name = name.as_ref();
         if matches!(name, b"." | b"..") {
             return Err(FsError::IsDir);
         }
         let ino = self.step(dir, name)?;
-        if self.node(ino)?.kind() == Kind::Dir {
+        if self.kind(ino)? == Kind::Dir {
             return Err(FsError::IsDir);
         }
+        let now = self.now();
         self.remove_entry(dir, name);
+        self.touch_mtime(dir, now);
         let node = self.node_mut(ino)?;
-        node.nlink -= 1;
+        node.nlink = node.nlink.saturating_sub(1);
+        node.ctime = now;
         self.free_if_unused(ino);
         Ok(())
     }
@@ -544,8 +892,10 @@ impl<'a> RamFs<'a> {
         if !self.dir_entries(ino)?.is_empty() {
             return Err(FsError::NotEmpty);
         }
+        let now = self.now();
         self.remove_entry(dir, name);
         self.node_mut(dir)?.nlink -= 1;
+        self.touch_mtime(dir, now);
         // Dead: no entries, no new ones, lookups in it fail (see `dir_entries`).
         self.node_mut(ino)?.nlink = 0;
         self.free_if_unused(ino);
@@ -565,6 +915,184 @@ impl<'a> RamFs<'a> {
         }
     }
 
+    /// `rename(2)`: `rename_at` with both paths from `cwd`, replacing.
+    pub fn rename(&mut self, cwd: Ino, old: impl AsRef<[u8]>, new: impl AsRef<[u8]>) -> Result<(), FsError> {
+        self.rename_at(cwd, old, cwd, new, RenameMode::Replace)
+    }
+
+    /// `renameat2(2)`: gives the inode `old` names (from `old_dir`) the
+    /// name `new` (from `new_dir`). Neither last component is followed: a
+    /// link is renamed, not what it names. Linux's checks, in its order:
+    /// EBUSY if either last component is `/`, `.` or `..`; ENOENT without
+    /// `old`; EEXIST for an existing `new` under NoReplace, ENOENT without
+    /// one under Exchange; ENOTDIR for a trailing `/` on a non-directory;
+    /// EINVAL for moving a directory into itself, ENOTEMPTY (EINVAL under
+    /// Exchange) for `new` an ancestor of `old`; then nothing at all if
+    /// both names are one inode (hard links); else, replacing, ENOTDIR for
+    /// a directory onto a non-directory, EISDIR for the reverse, ENOTEMPTY
+    /// for a directory with entries. A replaced inode loses a name and is
+    /// freed as `unlink` frees.
+    pub fn rename_at(
+        &mut self,
+        old_dir: Ino,
+        old: impl AsRef<[u8]>,
+        new_dir: Ino,
+        new: impl AsRef<[u8]>,
+        mode: RenameMode,
+    ) -> Result<(), FsError> {
+        let (old, new) = (old.as_ref(), new.as_ref());
+        let op = self.parent(old_dir, old, &mut 0)?;
+        let np = self.parent(new_dir, new, &mut 0)?;
+        let (Last::Name(old_name), Last::Name(new_name)) = (op.last, np.last) else { return Err(FsError::Busy) };
+        let src = self.dir_entries(op.dir)?.get(old_name).copied().ok_or(FsError::NotFound)?;
+        let dst = self.dir_entries(np.dir)?.get(new_name).copied();
+        let src_dir = self.kind(src)? == Kind::Dir;
+        let dst_dir = match dst {
+            Some(d) => Some(self.kind(d)? == Kind::Dir),
+            None => None,
+        };
+        match (mode, dst_dir) {
+            (RenameMode::NoReplace, Some(_)) => return Err(FsError::Exists),
+            (RenameMode::Exchange, None) => return Err(FsError::NotFound),
+            (RenameMode::Exchange, Some(false)) if np.trailing_slash => return Err(FsError::NotDir),
+            _ => {}
+        }
+        if !src_dir && (op.trailing_slash || (mode != RenameMode::Exchange && np.trailing_slash)) {
+            return Err(FsError::NotDir);
+        }
+        if op.dir != np.dir {
+            if self.is_ancestor(src, np.dir) {
+                return Err(FsError::Invalid);
+            }
+            if let Some(dst) = dst
+                && self.is_ancestor(dst, op.dir)
+            {
+                return Err(if mode == RenameMode::Exchange { FsError::Invalid } else { FsError::NotEmpty });
+            }
+        }
+        let Some(dst) = dst else {
+            self.check_new_name(np.dir, new_name)?;
+            self.move_entry(&op, old_name, &np, new_name, src, src_dir);
+            return Ok(());
+        };
+        if src == dst {
+            return Ok(());
+        }
+        let dst_dir = dst_dir == Some(true);
+        if mode == RenameMode::Exchange {
+            self.exchange(&op, old_name, &np, new_name, (src, src_dir), (dst, dst_dir));
+            return Ok(());
+        }
+        match (src_dir, dst_dir) {
+            (true, false) => return Err(FsError::NotDir),
+            (false, true) => return Err(FsError::IsDir),
+            (true, true) if !self.dir_entries(dst)?.is_empty() => return Err(FsError::NotEmpty),
+            _ => {}
+        }
+        // Nothing below fails: the replaced inode goes, then the move.
+        let now = self.now();
+        self.remove_entry(np.dir, new_name);
+        if let Some(node) = self.inodes.get_mut(dst) {
+            node.nlink = if dst_dir { 0 } else { node.nlink.saturating_sub(1) };
+            node.ctime = now;
+        }
+        if dst_dir && let Some(parent) = self.inodes.get_mut(np.dir) {
+            parent.nlink = parent.nlink.saturating_sub(1);
+        }
+        self.move_entry(&op, old_name, &np, new_name, src, src_dir);
+        self.free_if_unused(dst);
+        Ok(())
+    }
+
+    /// Whether directory `dir` is `ancestor` or below it.
+    fn is_ancestor(&self, ancestor: Ino, dir: Ino) -> bool {
+        let mut at = dir;
+        // Bounded by the tree's height, which is below the inode count.
+        for _ in 0..=self.inodes.len() {
+            if at == ancestor {
+                return true;
+            }
+            match self.parent_of(at) {
+                Ok(up) if up != at => at = up,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// The last step of a rename: `old_name` leaves `op.dir`, `new_name`
+    /// (free by now) in `np.dir` names `src`.
+    fn move_entry(
+        &mut self,
+        op: &Parent<'_>,
+        old_name: &[u8],
+        np: &Parent<'_>,
+        new_name: &[u8],
+        src: Ino,
+        src_dir: bool,
+    ) {
+        let name = new_name.to_vec();
+        let now = self.now();
+        self.remove_entry(op.dir, old_name);
+        if let Some(Inode { body: Body::Dir { entries, .. }, .. }) = self.inodes.get_mut(np.dir) {
+            entries.insert(name, src);
+        }
+        if src_dir && op.dir != np.dir {
+            self.reparent(src, op.dir, np.dir);
+        }
+        self.touch_mtime(op.dir, now);
+        self.touch_mtime(np.dir, now);
+        self.touch_ctime(src, now);
+    }
+
+    /// Directory `ino` moves from `from` to `to`: its `..` and both link
+    /// counts follow.
+    fn reparent(&mut self, ino: Ino, from: Ino, to: Ino) {
+        if let Some(Inode { body: Body::Dir { parent, .. }, .. }) = self.inodes.get_mut(ino) {
+            *parent = to;
+        }
+        if let Some(node) = self.inodes.get_mut(from) {
+            node.nlink = node.nlink.saturating_sub(1);
+        }
+        if let Some(node) = self.inodes.get_mut(to) {
+            node.nlink += 1;
+        }
+    }
+
+    /// RENAME_EXCHANGE once checked: the two names swap inodes.
+    fn exchange(
+        &mut self,
+        op: &Parent<'_>,
+        old_name: &[u8],
+        np: &Parent<'_>,
+        new_name: &[u8],
+        (src, src_dir): (Ino, bool),
+        (dst, dst_dir): (Ino, bool),
+    ) {
+        let now = self.now();
+        let mut set = |dir: Ino, name: &[u8], ino: Ino| {
+            if let Some(Inode { body: Body::Dir { entries, .. }, .. }) = self.inodes.get_mut(dir)
+                && let Some(slot) = entries.get_mut(name)
+            {
+                *slot = ino;
+            }
+        };
+        set(op.dir, old_name, dst);
+        set(np.dir, new_name, src);
+        if op.dir != np.dir {
+            if src_dir {
+                self.reparent(src, op.dir, np.dir);
+            }
+            if dst_dir {
+                self.reparent(dst, np.dir, op.dir);
+            }
+        }
+        self.touch_mtime(op.dir, now);
+        self.touch_mtime(np.dir, now);
+        self.touch_ctime(src, now);
+        self.touch_ctime(dst, now);
+    }
+
     /// Counts an open description of `ino`: it outlives its last name.
     pub fn hold(&mut self, ino: Ino) -> Result<(), FsError> {
         let node = self.node_mut(ino)?;
@@ -580,20 +1108,69 @@ impl<'a> RamFs<'a> {
         }
     }
 
+    /// What `stat` (or, for a link's own inode, `lstat`) tells of `ino`.
     pub fn stat(&self, ino: Ino) -> Result<Stat, FsError> {
         let node = self.node(ino)?;
-        let size = match &node.body {
-            Body::File(bytes) => bytes.len() as u64,
-            Body::Dir { entries, .. } => (entries.len() as u64 + 2) * DIRENT_SIZE,
+        let (size, rdev) = match &node.body {
+            Body::File(bytes) | Body::Symlink(bytes) => (bytes.len() as u64, 0),
+            Body::Dir { entries, .. } => ((entries.len() as u64 + 2) * DIRENT_SIZE, 0),
+            Body::CharDev { rdev } => (0, *rdev),
         };
-        Ok(Stat { ino, mode: node.mode, size, nlink: node.nlink, kind: node.kind() })
+        Ok(Stat {
+            ino,
+            mode: node.mode,
+            size,
+            nlink: node.nlink,
+            kind: node.kind(),
+            uid: 0,
+            gid: 0,
+            rdev,
+            atime: node.atime,
+            mtime: node.mtime,
+            ctime: node.ctime,
+        })
     }
 
-    /// The file's bytes, for reading in place (EISDIR for a directory).
+    /// `chmod(2)` on the inode: sets the permission bits (S_IALLUGO) of
+    /// `mode`, keeps the type. A symbolic link's mode is always 0777:
+    /// EOPNOTSUPP, as Linux's `fchmodat(AT_SYMLINK_NOFOLLOW)`.
+    pub fn chmod(&mut self, ino: Ino, mode: u32) -> Result<(), FsError> {
+        let now = self.now();
+        let node = self.node_mut(ino)?;
+        if node.kind() == Kind::Symlink {
+            return Err(FsError::NotSupported);
+        }
+        node.mode = (node.mode & S_IFMT) | (mode & S_IALLUGO);
+        node.ctime = now;
+        Ok(())
+    }
+
+    /// `utimensat(2)` on the inode: sets the access and modification times
+    /// given (`None` is UTIME_OMIT; the caller turns UTIME_NOW into its
+    /// clock's time) and, if either is, the change time to now.
+    pub fn utimens(&mut self, ino: Ino, atime: Option<Time>, mtime: Option<Time>) -> Result<(), FsError> {
+        let now = self.now();
+        let node = self.node_mut(ino)?;
+        if atime.is_none() && mtime.is_none() {
+            return Ok(());
+        }
+        if let Some(t) = atime {
+            node.atime = t;
+        }
+        if let Some(t) = mtime {
+            node.mtime = t;
+        }
+        node.ctime = now;
+        Ok(())
+    }
+
+    /// The file's bytes, for reading in place (EISDIR for a directory,
+    /// EINVAL for a link or a device).
     pub fn data(&self, ino: Ino) -> Result<&[u8], FsError> {
         match &self.node(ino)?.body {
             Body::File(bytes) => Ok(bytes),
             Body::Dir { .. } => Err(FsError::IsDir),
+            Body::Symlink(_) | Body::CharDev { .. } => Err(FsError::Invalid),
         }
     }
 
@@ -609,7 +1186,8 @@ impl<'a> RamFs<'a> {
 
     /// Writes `data` at `offset`, growing the file and filling a hole with
     /// zeros. Near the size limit as much as fits is written (the count
-    /// says how much); ENOSPC when nothing fits.
+    /// says how much); ENOSPC when nothing fits. Sets the modification and
+    /// change times unless nothing is written.
     pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<usize, FsError> {
         if data.is_empty() {
             // Linux neither grows the file nor checks the offset then.
@@ -619,6 +1197,7 @@ impl<'a> RamFs<'a> {
         if offset >= MAX_FILE_SIZE {
             return Err(FsError::FileTooBig);
         }
+        let now = self.now();
         let want = offset + (data.len() as u64).min(MAX_FILE_SIZE - offset);
         let (bytes, max) = self.owned(ino)?;
         let old = bytes.len();
@@ -640,18 +1219,29 @@ impl<'a> RamFs<'a> {
         bytes[start..end].copy_from_slice(&data[..end - start]);
         let new = bytes.len();
         self.used = self.used + new as u64 - old as u64;
+        self.touch_mtime(ino, now);
         Ok(end - start)
     }
 
-    /// Sets the file's size, cutting it or padding it with zeros.
+    /// Sets the file's size, cutting it or padding it with zeros, and its
+    /// modification and change times, even at the same size (as
+    /// `ftruncate` and O_TRUNC do). EISDIR for a directory, EINVAL for a
+    /// link or a device.
     pub fn truncate(&mut self, ino: Ino, size: u64) -> Result<(), FsError> {
         if size > MAX_FILE_SIZE {
             return Err(FsError::FileTooBig);
         }
-        if size == 0 && matches!(self.node(ino)?.body, Body::File(Cow::Borrowed(_))) {
-            // Emptying an archive file needs no copy of it first.
-            self.node_mut(ino)?.body = Body::File(Cow::Borrowed(&[]));
-            return Ok(());
+        let now = self.now();
+        match self.node(ino)?.body {
+            Body::File(Cow::Borrowed(_)) if size == 0 => {
+                // Emptying an archive file needs no copy of it first.
+                self.node_mut(ino)?.body = Body::File(Cow::Borrowed(&[]));
+                self.touch_mtime(ino, now);
+                return Ok(());
+            }
+            Body::File(_) => {}
+            Body::Dir { .. } => return Err(FsError::IsDir),
+            Body::Symlink(_) | Body::CharDev { .. } => return Err(FsError::Invalid),
         }
         let (bytes, max) = self.owned(ino)?;
         let old = bytes.len();
@@ -669,6 +1259,7 @@ impl<'a> RamFs<'a> {
             }
         }
         self.used = self.used + size as u64 - old as u64;
+        self.touch_mtime(ino, now);
         Ok(())
     }
 
@@ -678,7 +1269,11 @@ impl<'a> RamFs<'a> {
     fn owned(&mut self, ino: Ino) -> Result<(&mut Vec<u8>, u64), FsError> {
         let Self { inodes, used, limit, .. } = self;
         let node = inodes.get_mut(ino).ok_or(FsError::NotFound)?;
-        let Body::File(bytes) = &mut node.body else { return Err(FsError::IsDir) };
+        let bytes = match &mut node.body {
+            Body::File(bytes) => bytes,
+            Body::Dir { .. } => return Err(FsError::IsDir),
+            Body::Symlink(_) | Body::CharDev { .. } => return Err(FsError::Invalid),
+        };
         if let Cow::Borrowed(b) = *bytes {
             let mut v = Vec::new();
             let n = b.len() as u64;
@@ -753,86 +1348,127 @@ impl<'a> RamFs<'a> {
 
     /// `open(2)`'s path work: finds (or with `create` makes) the inode
     /// `path` names and applies `truncate`. The caller counts the open
-    /// description (`hold`).
+    /// description (`hold`). A link as the last component is followed
+    /// unless `nofollow` (then ELOOP); a device opens like a file, the
+    /// caller tells them apart by `Stat::kind`.
     pub fn open(&mut self, cwd: Ino, path: impl AsRef<[u8]>, how: &OpenOptions) -> Result<Ino, FsError> {
-        let path = path.as_ref();
-        let ino = if how.create {
-            let p = self.parent(cwd, path)?;
-            match p.last {
-                // O_CREAT on `/`, `.`, `..`: directories.
-                Last::Root | Last::Dot | Last::DotDot => return Err(FsError::IsDir),
-                // A trailing `/` asks for a directory, which O_CREAT never makes.
-                Last::Name(_) if p.trailing_slash => return Err(FsError::IsDir),
-                Last::Name(name) => match self.step(p.dir, name) {
-                    Ok(_) if how.exclusive => return Err(FsError::Exists),
-                    Ok(ino) => {
-                        if self.node(ino)?.kind() == Kind::Dir {
-                            return Err(FsError::IsDir);
-                        }
-                        ino
-                    }
-                    Err(FsError::NotFound) => {
-                        // In a removed directory there is nothing to create in.
-                        self.dir_entries(p.dir)?;
-                        self.create(p.dir, name, how.mode)?
-                    }
-                    Err(e) => return Err(e),
-                },
-            }
-        } else {
-            self.lookup(cwd, path)?
+        let ino = match self.open_target(cwd, path.as_ref(), how)? {
+            OpenTarget::Existing(ino) => ino,
+            OpenTarget::Create { dir, name } => self.create(dir, name, how.mode)?,
         };
-        let kind = self.node(ino)?.kind();
+        // Linux's order: O_DIRECTORY, then the kind (may_open).
+        let kind = self.kind(ino)?;
         if how.directory && kind != Kind::Dir {
             return Err(FsError::NotDir);
         }
-        if kind == Kind::Dir && (how.write || how.truncate) {
-            return Err(FsError::IsDir);
-        }
-        if how.truncate {
-            self.truncate(ino, 0)?;
+        match kind {
+            Kind::Symlink => return Err(FsError::Loop),
+            Kind::Dir if how.write || how.truncate => return Err(FsError::IsDir),
+            Kind::File if how.truncate => self.truncate(ino, 0)?,
+            _ => {}
         }
         Ok(ino)
     }
 
+    /// The inode `open` opens, or where it makes one.
+    fn open_target(&self, cwd: Ino, path: &[u8], how: &OpenOptions) -> Result<OpenTarget, FsError> {
+        if !how.create {
+            return Ok(OpenTarget::Existing(self.resolve(cwd, path, !how.nofollow)?));
+        }
+        let (mut base, mut path) = (cwd, path);
+        let mut links = 0;
+        loop {
+            let p = self.parent(base, path, &mut links)?;
+            let name = match p.last {
+                // O_CREAT on `/`, `.`, `..`: directories.
+                Last::Root | Last::Dot | Last::DotDot => return Err(FsError::IsDir),
+                // A trailing `/` asks for a directory, which O_CREAT never makes.
+                Last::Name(_) if p.trailing_slash => return Err(FsError::IsDir),
+                Last::Name(name) => name,
+            };
+            let ino = match self.step(p.dir, name) {
+                Ok(ino) => ino,
+                Err(FsError::NotFound) => {
+                    // In a removed directory there is nothing to create in.
+                    self.dir_entries(p.dir)?;
+                    return Ok(OpenTarget::Create { dir: p.dir, name: name.to_vec() });
+                }
+                Err(e) => return Err(e),
+            };
+            if how.exclusive {
+                return Err(FsError::Exists);
+            }
+            match &self.node(ino)?.body {
+                Body::Dir { .. } => return Err(FsError::IsDir),
+                // Followed, the link may name nothing yet: then its
+                // target is what gets made.
+                Body::Symlink(target) if !how.nofollow => {
+                    links += 1;
+                    if links > MAXSYMLINKS {
+                        return Err(FsError::Loop);
+                    }
+                    (base, path) = (p.dir, target);
+                }
+                _ => return Ok(OpenTarget::Existing(ino)),
+            }
+        }
+    }
+
     /// `mkdir(2)`: a new directory at `path` (a trailing `/` is fine).
     pub fn mkdir_path(&mut self, cwd: Ino, path: impl AsRef<[u8]>, mode: u32) -> Result<Ino, FsError> {
-        let p = self.parent(cwd, path.as_ref())?;
+        let p = self.parent(cwd, path.as_ref(), &mut 0)?;
         match p.last {
             Last::Root | Last::Dot | Last::DotDot => Err(FsError::Exists),
             Last::Name(name) => self.mkdir(p.dir, name, mode),
         }
     }
 
-    /// `unlink(2)`: removes the file at `path`.
+    /// `unlink(2)`: removes the file, link or device at `path`.
     pub fn unlink_path(&mut self, cwd: Ino, path: impl AsRef<[u8]>) -> Result<(), FsError> {
-        let p = self.parent(cwd, path.as_ref())?;
+        let p = self.parent(cwd, path.as_ref(), &mut 0)?;
         let Last::Name(name) = p.last else { return Err(FsError::IsDir) };
         if p.trailing_slash {
-            // `file/` names no file; `dir/` is still a directory.
-            return match self.node(self.step(p.dir, name)?)?.kind() {
+            // `file/` names no file; `dir/` is still a directory; `link/`
+            // is not looked through.
+            return match self.kind(self.step(p.dir, name)?)? {
                 Kind::Dir => Err(FsError::IsDir),
-                Kind::File => Err(FsError::NotDir),
+                _ => Err(FsError::NotDir),
             };
         }
         self.unlink(p.dir, name)
     }
 
-    /// `rmdir(2)`: removes the empty directory at `path`.
+    /// `rmdir(2)`: removes the empty directory at `path` (a link to one is
+    /// ENOTDIR).
     pub fn rmdir_path(&mut self, cwd: Ino, path: impl AsRef<[u8]>) -> Result<(), FsError> {
-        let p = self.parent(cwd, path.as_ref())?;
+        let p = self.parent(cwd, path.as_ref(), &mut 0)?;
         match p.last {
             Last::Root => Err(FsError::Busy),
             Last::Dot => Err(FsError::Invalid),
             Last::DotDot => Err(FsError::NotEmpty),
             Last::Name(name) => {
-                if self.node(self.step(p.dir, name)?)?.kind() != Kind::Dir {
+                if self.kind(self.step(p.dir, name)?)? != Kind::Dir {
                     return Err(FsError::NotDir);
                 }
                 self.rmdir(p.dir, name)
             }
         }
     }
+}
+
+/// A link target `symlink(2)` takes: not empty (ENOENT), shorter than
+/// PATH_MAX (ENAMETOOLONG), and without NUL, which no C string holds.
+fn check_target(target: &[u8]) -> Result<(), FsError> {
+    if target.is_empty() {
+        return Err(FsError::NotFound);
+    }
+    if target.len() >= PATH_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if target.contains(&0) {
+        return Err(FsError::Invalid);
+    }
+    Ok(())
 }
 
 /// The inode table: slots reused through a free list, each with a
@@ -998,10 +1634,14 @@ impl RamFs<'_> {
         }
         for (ino, node) in self.inodes.iter() {
             let names = named.get(&ino).copied().unwrap_or(0);
-            match node.body {
+            match &node.body {
                 _ if ino == ROOT => assert_eq!(names, 0),
-                Body::File(_) => assert_eq!(node.nlink, names, "link count of file {ino}"),
                 Body::Dir { .. } => assert_eq!(u32::from(node.nlink != 0), names, "names of directory {ino}"),
+                _ => assert_eq!(node.nlink, names, "link count of {ino}"),
+            }
+            if let Body::Symlink(target) = &node.body {
+                assert_eq!(node.mode, S_IFLNK | 0o777, "mode of link {ino}");
+                assert!(check_target(target).is_ok(), "target of link {ino}");
             }
             if names == 0 && ino != ROOT {
                 assert!(node.opens > 0, "inode {ino} is neither named nor open: leaked");
@@ -1395,6 +2035,7 @@ mod tests {
             truncate,
             directory,
             write,
+            nofollow: false,
             mode: 0o600,
         };
         assert_eq!(fs.open(ROOT, "etc/motd", &o(false, false, false, false, false)), Ok(motd));
@@ -1442,7 +2083,7 @@ mod tests {
         .unwrap();
         let mut fs = RamFs::from_cpio(&archive).unwrap();
         fs.check();
-        assert_eq!(names(&fs, ROOT), [".", "..", "a", "bin", "etc", "x"]);
+        assert_eq!(names(&fs, ROOT), [".", "..", "a", "bin", "etc", "sh", "x"]);
         assert_eq!(fs.stat(ROOT).unwrap().mode, S_IFDIR | 0o711);
         let init = fs.lookup(ROOT, "/bin/init").unwrap();
         assert_eq!(fs.data(init).unwrap(), b"\x7fELF init");
@@ -1451,7 +2092,11 @@ mod tests {
         assert_eq!(fs.stat(fs.lookup(ROOT, "a/b").unwrap()).unwrap().mode, S_IFDIR | 0o755);
         assert_eq!(fs.stat(fs.lookup(ROOT, "a/b/c").unwrap()).unwrap().mode, DIR);
         assert_eq!(fs.data(fs.lookup(ROOT, "x/y").unwrap()).unwrap(), b"y");
-        assert_eq!(fs.lookup(ROOT, "sh"), ENOENT);
+        // The link borrows its target from the archive too.
+        assert_eq!(fs.readlink(ROOT, "sh"), Ok(&b"bin/init"[..]));
+        assert_eq!(fs.lookup(ROOT, "sh"), Ok(init));
+        // Devices are left to the kernel.
+        assert_eq!(fs.lookup(ROOT, "dev"), ENOENT);
         // The archive's bytes are borrowed until written.
         assert_eq!(fs.used_bytes(), 0);
         let motd = fs.lookup(ROOT, "etc/motd").unwrap();
