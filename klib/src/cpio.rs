@@ -47,6 +47,11 @@ impl Entry<'_> {
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
     }
+
+    /// A symbolic link: `data` is its target.
+    pub fn is_symlink(&self) -> bool {
+        self.mode & S_IFMT == S_IFLNK
+    }
 }
 
 /// Why an archive does not parse. `offset` is where the entry's header starts.
@@ -276,6 +281,14 @@ pub fn write_newc(entries: &[(&str, u32, &[u8])]) -> Result<alloc::vec::Vec<u8>,
     Ok(out)
 }
 
+/// The `write_newc` entry of a symbolic link `name` to `target`: mode
+/// `S_IFLNK | 0777` and the target as the data, as `cpio -H newc` and the
+/// Linux initramfs unpacker have it.
+#[cfg(any(test, feature = "std"))]
+pub fn symlink_entry<'a>(name: &'a str, target: &'a str) -> (&'a str, u32, &'a [u8]) {
+    (name, S_IFLNK | 0o777, target.as_bytes())
+}
+
 #[cfg(any(test, feature = "std"))]
 fn push_entry(out: &mut alloc::vec::Vec<u8>, ino: u32, mode: u32, name: &str, data: &[u8], size: u32) -> Option<()> {
     use core::fmt::Write;
@@ -410,6 +423,36 @@ mod tests {
         assert_eq!(find(&a, TRAILER), None);
         let link = write_newc(&[("sh", S_IFLNK | 0o777, b"bin/hello")]).unwrap();
         assert_eq!(find(&link, "sh"), None);
+    }
+
+    #[test]
+    fn symlinks_round_trip() {
+        let a = write_newc(&[("bin", DIR, b""), symlink_entry("bin/sh", "busybox"), symlink_entry("init", "/bin/sh")])
+            .unwrap();
+        let e = all(&a).unwrap();
+        assert_eq!(e[1], Entry { name: "bin/sh", mode: S_IFLNK | 0o777, data: b"busybox" });
+        assert!(e[1].is_symlink() && !e[1].is_file() && !e[1].is_dir());
+        assert_eq!((e[2].name, e[2].data), ("init", &b"/bin/sh"[..]));
+        assert!(!e[0].is_symlink());
+        // One link count and the target's length in c_filesize, as GNU cpio.
+        let one = write_newc(&[symlink_entry("l", "abc")]).unwrap();
+        assert_eq!(&one[14..22], b"0000A1FF");
+        assert_eq!(&one[38..46], b"00000001");
+        assert_eq!(&one[54..62], b"00000003");
+        assert_eq!(&one[112..116], b"abc\0");
+        // Links are not files to `find`.
+        assert_eq!(find(&a, "bin/sh"), None);
+    }
+
+    #[test]
+    fn reads_a_link_as_gnu_cpio_writes_it() {
+        // `ln -s busybox sh; echo sh | cpio -o -H newc`: lower-case hex.
+        let mut a = header("070701", S_IFLNK | 0o777, 7, 3, 0).into_bytes();
+        a.extend_from_slice(b"sh\0\0\0\0busybox\0"); // 113 padded to 116, 123 to 124
+        a.extend_from_slice(header("070701", 0, 0, 11, 0).as_bytes());
+        a.extend_from_slice(b"TRAILER!!!\0");
+        let e = all(&a).unwrap();
+        assert_eq!(e, [Entry { name: "sh", mode: S_IFLNK | 0o777, data: b"busybox" }]);
     }
 
     #[test]
