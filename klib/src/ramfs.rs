@@ -1700,6 +1700,9 @@ mod tests {
             (FsError::NoSpace, 28),
             (FsError::NameTooLong, 36),
             (FsError::NotEmpty, 39),
+            (FsError::Perm, 1),
+            (FsError::Loop, 40),
+            (FsError::NotSupported, 95),
         ];
         for (e, n) in want {
             assert_eq!(e.errno(), n, "{e:?}");
@@ -2062,6 +2065,719 @@ mod tests {
         assert_eq!(fs.open(ROOT, "etc/motd", &o(false, false, true, false, false)), Ok(motd));
         assert_eq!(read_all(&fs, motd), b"");
         fs.check();
+    }
+
+    // ---- Symbolic links, hard links, rename, modes, times, devices. ----
+
+    std::thread_local! {
+        /// The test clock's seconds, per test thread.
+        static NOW: core::cell::Cell<i64> = const { core::cell::Cell::new(0) };
+    }
+
+    fn test_clock() -> Time {
+        Time { sec: NOW.with(|n| n.get()), nsec: 7 }
+    }
+
+    fn at(sec: i64) -> Time {
+        Time { sec, nsec: 7 }
+    }
+
+    fn set_now(sec: i64) {
+        NOW.with(|n| n.set(sec));
+    }
+
+    /// /d (dir) with /d/sub (dir) and /d/g (file), /f ("data"), and links
+    /// ldir -> d, lf -> f, ldang -> nowhere, ldang2 -> nodir/x.
+    fn linked() -> RamFs<'static> {
+        let mut fs = RamFs::new();
+        let d = fs.mkdir(ROOT, "d", 0o755).unwrap();
+        fs.mkdir(d, "sub", 0o755).unwrap();
+        fs.create(d, "g", 0o644).unwrap();
+        let f = fs.create(ROOT, "f", 0o644).unwrap();
+        fs.write(f, 0, b"data").unwrap();
+        for (target, link) in [("d", "ldir"), ("f", "lf"), ("nowhere", "ldang"), ("nodir/x", "ldang2")] {
+            fs.symlink(ROOT, target, link).unwrap();
+        }
+        fs.check();
+        fs
+    }
+
+    fn opts(create: bool, exclusive: bool, nofollow: bool) -> OpenOptions {
+        OpenOptions { create, exclusive, nofollow, mode: 0o644, ..Default::default() }
+    }
+
+    #[test]
+    fn a_symlink_stats_as_linux_says() {
+        let fs = linked();
+        let lf = fs.lookup_nofollow(ROOT, "lf").unwrap();
+        let st = fs.stat(lf).unwrap();
+        assert_eq!((st.mode, st.size, st.nlink, st.kind), (S_IFLNK | 0o777, 1, 1, Kind::Symlink));
+        assert_eq!((st.uid, st.gid, st.rdev), (0, 0, 0));
+        assert_eq!(Kind::Symlink.dt(), 10);
+        assert_eq!(fs.lookup(ROOT, "lf"), fs.lookup(ROOT, "f"));
+        let kinds: Vec<_> = fs.readdir(ROOT).unwrap().skip(2).map(|e| (e.name, e.kind)).collect();
+        assert!(kinds.contains(&(&b"lf"[..], Kind::Symlink)));
+        assert_eq!(fs.link_target(lf), Ok(&b"f"[..]));
+        assert_eq!(fs.data(lf), Err(FsError::Invalid));
+        assert_eq!(fs.readlink(ROOT, "ldang"), Ok(&b"nowhere"[..]));
+    }
+
+    #[test]
+    fn symlink_and_readlink_refuse_what_linux_refuses() {
+        let mut fs = linked();
+        assert_eq!(fs.symlink(ROOT, "", "l"), ENOENT);
+        assert_eq!(fs.symlink(ROOT, "a".repeat(PATH_MAX), "l"), Err(FsError::NameTooLong));
+        assert!(fs.symlink(ROOT, "a".repeat(PATH_MAX - 1), "long").is_ok());
+        assert_eq!(fs.symlink(ROOT, b"a\0b", "l"), Err(FsError::Invalid));
+        assert_eq!(fs.symlink(ROOT, "f", "f"), Err(FsError::Exists));
+        assert_eq!(fs.symlink(ROOT, "f", "ldang"), Err(FsError::Exists));
+        assert_eq!(fs.symlink(ROOT, "f", "nolink/"), ENOENT);
+        assert_eq!(fs.symlink(ROOT, "f", "f/"), Err(FsError::Exists));
+        assert_eq!(fs.symlink(ROOT, "f", "."), Err(FsError::Exists));
+        assert_eq!(fs.symlink(ROOT, "f", "d/.."), Err(FsError::Exists));
+        assert_eq!(fs.symlink(ROOT, "f", "nodir/l"), ENOENT);
+        assert_eq!(fs.symlink(ROOT, "f", "f/l"), Err(FsError::NotDir));
+        assert_eq!(fs.readlink(ROOT, "f"), Err(FsError::Invalid));
+        // A trailing `/` follows the link.
+        assert_eq!(fs.readlink(ROOT, "ldir/"), Err(FsError::Invalid));
+        assert_eq!(fs.readlink(ROOT, "lf/"), Err(FsError::NotDir));
+        assert_eq!(fs.readlink(ROOT, "ldang/"), Err(FsError::NotFound));
+        // A link made through a linked directory lands in the directory.
+        let l = fs.symlink(ROOT, "../f", "ldir/up").unwrap();
+        assert_eq!(fs.lookup_nofollow(ROOT, "d/up"), Ok(l));
+        assert_eq!(fs.lookup(ROOT, "d/up"), fs.lookup(ROOT, "f"));
+        fs.check();
+    }
+
+    #[test]
+    fn lookup_follows_links_in_every_component() {
+        let mut fs = linked();
+        let d = fs.lookup(ROOT, "d").unwrap();
+        let sub = fs.lookup(ROOT, "d/sub").unwrap();
+        let f = fs.lookup(ROOT, "f").unwrap();
+        assert_eq!(fs.lookup(ROOT, "ldir"), Ok(d));
+        assert_eq!(fs.lookup(ROOT, "ldir/sub"), Ok(sub));
+        assert_eq!(fs.lookup(ROOT, "ldir/"), Ok(d));
+        assert_eq!(fs.lookup_nofollow(ROOT, "ldir/"), Ok(d));
+        assert_eq!(fs.lookup(ROOT, "ldir/."), Ok(d));
+        // `..` is the parent of where the link led, not a step back.
+        assert_eq!(fs.lookup(sub, "../../ldir/sub/.."), Ok(d));
+        // A relative target starts at the link's directory, an absolute one at the root.
+        fs.symlink(sub, "../g", "rel").unwrap();
+        fs.symlink(sub, "/f", "abs").unwrap();
+        fs.symlink(sub, "../../ldir/sub/abs", "chain").unwrap();
+        assert_eq!(fs.lookup(ROOT, "d/sub/rel"), fs.lookup(ROOT, "d/g"));
+        assert_eq!(fs.lookup(ROOT, "ldir/sub/abs"), Ok(f));
+        assert_eq!(fs.lookup(sub, "chain"), Ok(f));
+        assert_eq!(fs.lookup(d, "sub/chain"), Ok(f));
+        // Not followed last, followed in the middle.
+        let lf = fs.lookup_nofollow(ROOT, "lf").unwrap();
+        assert_ne!(lf, f);
+        assert_eq!(fs.lookup_nofollow(ROOT, "ldir/sub"), Ok(sub));
+        // Where a link leads nowhere or to a file.
+        assert_eq!(fs.lookup(ROOT, "ldang"), ENOENT);
+        assert_eq!(fs.lookup(ROOT, "ldang2"), ENOENT);
+        assert!(fs.lookup_nofollow(ROOT, "ldang").is_ok());
+        assert_eq!(fs.lookup_nofollow(ROOT, "ldang/"), ENOENT);
+        assert_eq!(fs.lookup(ROOT, "lf/"), Err(FsError::NotDir));
+        assert_eq!(fs.lookup_nofollow(ROOT, "lf/"), Err(FsError::NotDir));
+        assert_eq!(fs.lookup(ROOT, "lf/x"), Err(FsError::NotDir));
+        // A trailing `/` in the target asks for a directory too.
+        fs.symlink(ROOT, "f/", "lfslash").unwrap();
+        fs.symlink(ROOT, "d//", "ldslash").unwrap();
+        assert_eq!(fs.lookup(ROOT, "lfslash"), Err(FsError::NotDir));
+        assert_eq!(fs.lookup(ROOT, "ldslash"), Ok(d));
+        fs.symlink(ROOT, "lfslash", "via").unwrap();
+        assert_eq!(fs.lookup(ROOT, "via"), Err(FsError::NotDir));
+        fs.check();
+    }
+
+    #[test]
+    fn a_cycle_is_eloop() {
+        let mut fs = linked();
+        fs.symlink(ROOT, "loopb", "loopa").unwrap();
+        fs.symlink(ROOT, "loopa", "loopb").unwrap();
+        fs.symlink(ROOT, "self", "self").unwrap();
+        assert_eq!(FsError::Loop.errno(), 40);
+        assert_eq!(fs.lookup(ROOT, "loopa"), Err(FsError::Loop));
+        assert_eq!(fs.lookup(ROOT, "self"), Err(FsError::Loop));
+        assert_eq!(fs.lookup(ROOT, "loopa/x"), Err(FsError::Loop));
+        assert_eq!(fs.lookup_nofollow(ROOT, "loopa/"), Err(FsError::Loop));
+        assert!(fs.lookup_nofollow(ROOT, "loopa").is_ok());
+        assert_eq!(fs.open(ROOT, "loopa", &opts(true, false, false)), Err(FsError::Loop));
+        assert_eq!(fs.open(ROOT, "loopa", &opts(false, false, false)), Err(FsError::Loop));
+        assert_eq!(fs.mkdir_path(ROOT, "loopa/x", 0o755), Err(FsError::Loop));
+        assert_eq!(fs.readlink(ROOT, "loopa"), Ok(&b"loopb"[..]));
+        fs.unlink_path(ROOT, "loopa").unwrap();
+        assert_eq!(fs.lookup(ROOT, "loopb"), ENOENT);
+        fs.check();
+    }
+
+    #[test]
+    fn forty_links_resolve_and_forty_one_are_eloop() {
+        let mut fs = RamFs::new();
+        let ch = fs.mkdir(ROOT, "ch", 0o755).unwrap();
+        let target = fs.create(ch, "target", 0o644).unwrap();
+        for i in 0..45 {
+            let to = if i == 0 { "target".to_string() } else { std::format!("l{}", i - 1) };
+            fs.symlink(ch, to, std::format!("l{i}")).unwrap();
+        }
+        // l{n} is n + 1 links from the target, as on Linux 6.18 (tested on tmpfs).
+        assert_eq!(fs.lookup(ch, "l38"), Ok(target));
+        assert_eq!(fs.lookup(ch, "l39"), Ok(target));
+        assert_eq!(fs.lookup(ch, "l40"), Err(FsError::Loop));
+        assert_eq!(fs.lookup(ch, "l44"), Err(FsError::Loop));
+        // The count is per lookup, across components: a directory reached
+        // through 39 links, then one more.
+        fs.symlink(ch, ".", "dot0").unwrap();
+        for i in 1..40 {
+            fs.symlink(ch, std::format!("dot{}", i - 1), std::format!("dot{i}")).unwrap();
+        }
+        assert_eq!(fs.lookup(ch, "dot38/target"), Ok(target));
+        assert_eq!(fs.lookup(ch, "dot38/l0"), Ok(target));
+        assert_eq!(fs.lookup(ch, "dot38/l1"), Err(FsError::Loop));
+        assert_eq!(fs.lookup_nofollow(ch, "dot38/l1").map(|i| fs.stat(i).unwrap().kind), Ok(Kind::Symlink));
+        assert_eq!(fs.lookup(ch, "dot39/target"), Ok(target));
+        assert_eq!(fs.lookup(ch, "dot39/l0"), Err(FsError::Loop));
+        fs.check();
+    }
+
+    #[test]
+    fn open_through_links_as_linux() {
+        let mut fs = linked();
+        let f = fs.lookup(ROOT, "f").unwrap();
+        let d = fs.lookup(ROOT, "d").unwrap();
+        assert_eq!(fs.open(ROOT, "lf", &opts(false, false, false)), Ok(f));
+        assert_eq!(fs.open(ROOT, "lf", &opts(false, false, true)), Err(FsError::Loop));
+        let nofollow_dir = OpenOptions { directory: true, nofollow: true, ..Default::default() };
+        assert_eq!(fs.open(ROOT, "lf", &nofollow_dir), Err(FsError::NotDir));
+        assert_eq!(fs.open(ROOT, "ldir", &nofollow_dir), Err(FsError::NotDir));
+        assert_eq!(fs.open(ROOT, "ldir/", &nofollow_dir), Ok(d));
+        assert_eq!(fs.open(ROOT, "lf/", &opts(false, false, true)), Err(FsError::NotDir));
+        assert_eq!(fs.open(ROOT, "lf", &opts(true, false, true)), Err(FsError::Loop));
+        assert_eq!(fs.open(ROOT, "lf", &opts(true, true, true)), Err(FsError::Exists));
+        assert_eq!(fs.open(ROOT, "lf", &opts(true, false, false)), Ok(f));
+        assert_eq!(fs.open(ROOT, "ldir", &opts(true, false, false)), Err(FsError::IsDir));
+        assert_eq!(fs.open(ROOT, "ldang2", &opts(true, false, false)), ENOENT);
+        // O_CREAT through a dangling link makes its target, unless O_EXCL.
+        assert_eq!(fs.open(ROOT, "ldang", &opts(true, true, false)), Err(FsError::Exists));
+        assert_eq!(fs.lookup(ROOT, "nowhere"), ENOENT);
+        let made = fs.open(ROOT, "ldang", &opts(true, false, false)).unwrap();
+        assert_eq!(fs.lookup(ROOT, "nowhere"), Ok(made));
+        assert_eq!(fs.lookup(ROOT, "ldang"), Ok(made));
+        // Through a chain, relative to each link's directory, and absolute.
+        fs.symlink(ROOT, "ldir/hop", "start").unwrap();
+        fs.symlink(d, "sub/end", "hop").unwrap();
+        let end = fs.open(ROOT, "start", &opts(true, false, false)).unwrap();
+        assert_eq!(fs.lookup(ROOT, "d/sub/end"), Ok(end));
+        fs.symlink(d, "/top", "abs").unwrap();
+        let top = fs.open(ROOT, "d/abs", &opts(true, false, false)).unwrap();
+        assert_eq!(fs.lookup(ROOT, "top"), Ok(top));
+        // A target asking for a directory cannot be created.
+        fs.symlink(ROOT, "dnew/", "ldslash").unwrap();
+        assert_eq!(fs.open(ROOT, "ldslash", &opts(true, false, false)), Err(FsError::IsDir));
+        let mut o = opts(true, false, false);
+        o.truncate = true;
+        assert_eq!(fs.open(ROOT, "lf", &o), Ok(f));
+        assert_eq!(fs.data(f).unwrap(), b"");
+        fs.check();
+    }
+
+    #[test]
+    fn calls_on_a_name_do_not_follow_it() {
+        let mut fs = linked();
+        let d = fs.lookup(ROOT, "d").unwrap();
+        let f = fs.lookup(ROOT, "f").unwrap();
+        assert_eq!(fs.mkdir_path(ROOT, "ldang", 0o755), Err(FsError::Exists));
+        assert_eq!(fs.mkdir_path(ROOT, "ldang2/", 0o755), Err(FsError::Exists));
+        assert_eq!(fs.unlink_path(ROOT, "ldir/"), Err(FsError::NotDir));
+        assert_eq!(fs.rmdir_path(ROOT, "ldir/"), Err(FsError::NotDir));
+        assert_eq!(fs.rmdir_path(ROOT, "ldir"), Err(FsError::NotDir));
+        assert_eq!(fs.rename(ROOT, "ldir/", "x"), Err(FsError::NotDir));
+        // Renaming and removing a link leave what it names alone.
+        fs.rename(ROOT, "lf", "lf2").unwrap();
+        assert_eq!(fs.readlink(ROOT, "lf2"), Ok(&b"f"[..]));
+        assert_eq!(fs.lookup(ROOT, "lf2"), Ok(f));
+        fs.unlink_path(ROOT, "lf2").unwrap();
+        fs.unlink_path(ROOT, "ldir").unwrap();
+        assert_eq!(fs.lookup(ROOT, "f"), Ok(f));
+        assert_eq!(fs.lookup(ROOT, "d"), Ok(d));
+        assert_eq!(fs.data(f).unwrap(), b"data");
+        // Link targets count as heap bytes and go with the link.
+        assert_eq!(fs.used_bytes(), 4 + "nowhere".len() as u64 + "nodir/x".len() as u64);
+        fs.unlink(ROOT, "ldang").unwrap();
+        fs.unlink(ROOT, "ldang2").unwrap();
+        assert_eq!(fs.used_bytes(), 4);
+        fs.check();
+    }
+
+    #[test]
+    fn a_link_target_counts_against_the_limit() {
+        let mut fs = RamFs::new();
+        fs.set_limit(10);
+        fs.symlink(ROOT, "0123456789", "a").unwrap();
+        assert_eq!(fs.symlink(ROOT, "x", "b"), Err(FsError::NoSpace));
+        fs.check();
+    }
+
+    #[test]
+    fn hard_links_share_an_inode_and_count_names() {
+        let mut fs = linked();
+        let f = fs.lookup(ROOT, "f").unwrap();
+        fs.link(ROOT, "f", "d/f2").unwrap();
+        fs.link(ROOT, "d/f2", "f3").unwrap();
+        assert_eq!(fs.lookup(ROOT, "d/f2"), Ok(f));
+        assert_eq!(fs.stat(f).unwrap().nlink, 3);
+        let f2 = fs.lookup(ROOT, "f3").unwrap();
+        fs.write(f2, 4, b"!").unwrap();
+        assert_eq!(fs.data(f).unwrap(), b"data!");
+        fs.check();
+        fs.unlink_path(ROOT, "f").unwrap();
+        assert_eq!(fs.stat(f).unwrap().nlink, 2);
+        fs.unlink_path(ROOT, "d/f2").unwrap();
+        assert_eq!(fs.stat(f).unwrap().nlink, 1);
+        fs.hold(f).unwrap();
+        fs.unlink_path(ROOT, "f3").unwrap();
+        assert_eq!(fs.stat(f).unwrap().nlink, 0);
+        assert_eq!(fs.used_bytes(), 5 + 16, "the file and the link targets");
+        fs.check();
+        fs.release(f);
+        assert_eq!(fs.stat(f), Err(FsError::NotFound));
+        assert_eq!(fs.used_bytes(), 16);
+        fs.check();
+    }
+
+    #[test]
+    fn link_refuses_what_linux_refuses() {
+        let mut fs = linked();
+        assert_eq!(FsError::Perm.errno(), 1);
+        assert_eq!(fs.link(ROOT, "d", "dlink"), Err(FsError::Perm));
+        assert_eq!(fs.link(ROOT, "/", "rootlink"), Err(FsError::Perm));
+        assert_eq!(fs.link(ROOT, "d", "f"), Err(FsError::Exists));
+        assert_eq!(fs.link(ROOT, "f", "f"), Err(FsError::Exists));
+        assert_eq!(fs.link(ROOT, "f", "newlink/"), Err(FsError::NotFound));
+        assert_eq!(fs.link(ROOT, "f", "d/g/"), Err(FsError::Exists));
+        assert_eq!(fs.link(ROOT, "f/", "x"), Err(FsError::NotDir));
+        assert_eq!(fs.link(ROOT, "f", "."), Err(FsError::Exists));
+        assert_eq!(fs.link(ROOT, "nope", "x"), Err(FsError::NotFound));
+        assert_eq!(fs.link(ROOT, "f", "nodir/x"), Err(FsError::NotFound));
+        assert_eq!(
+            fs.link(ROOT, "ldang", "x").map(|_| fs.stat(fs.lookup_nofollow(ROOT, "x").unwrap()).unwrap().kind),
+            Ok(Kind::Symlink)
+        );
+        // Without AT_SYMLINK_FOLLOW the link itself gets the new name.
+        fs.link(ROOT, "lf", "lf_hard").unwrap();
+        let lf = fs.lookup_nofollow(ROOT, "lf").unwrap();
+        assert_eq!(fs.lookup_nofollow(ROOT, "lf_hard"), Ok(lf));
+        assert_eq!(fs.stat(lf).unwrap().nlink, 2);
+        fs.link_at(ROOT, "lf", ROOT, "lf_hard2", true).unwrap();
+        let f = fs.lookup(ROOT, "f").unwrap();
+        assert_eq!(fs.lookup_nofollow(ROOT, "lf_hard2"), Ok(f));
+        assert_eq!(fs.stat(f).unwrap().nlink, 2);
+        assert_eq!(fs.link_at(ROOT, "ldir", ROOT, "ld_hard", true), Err(FsError::Perm));
+        assert!(fs.link_at(ROOT, "ldir", ROOT, "ld_hard", false).is_ok());
+        // Relative paths from two directories.
+        let d = fs.lookup(ROOT, "d").unwrap();
+        fs.link_at(d, "g", ROOT, "g_top", false).unwrap();
+        assert_eq!(fs.lookup(ROOT, "g_top"), fs.lookup(ROOT, "d/g"));
+        fs.check();
+    }
+
+    #[test]
+    fn rename_of_the_root_dot_and_dotdot_is_ebusy() {
+        let mut fs = linked();
+        for (old, new) in [
+            ("/", "x"),
+            (".", "x"),
+            ("d/.", "x"),
+            ("d/..", "x"),
+            ("f", "d/."),
+            ("f", "d/.."),
+            ("f", "/"),
+            ("f", "."),
+            ("nope", "."),
+        ] {
+            assert_eq!(fs.rename(ROOT, old, new), Err(FsError::Busy), "{old} -> {new}");
+        }
+        assert_eq!(fs.rename_at(ROOT, "/", ROOT, "d", RenameMode::Exchange), Err(FsError::Busy));
+        fs.check();
+    }
+
+    #[test]
+    fn rename_into_its_own_subtree_is_einval() {
+        let mut fs = linked();
+        assert_eq!(fs.rename(ROOT, "d", "d/sub/x"), Err(FsError::Invalid));
+        assert_eq!(fs.rename(ROOT, "d", "d/x"), Err(FsError::Invalid));
+        assert_eq!(fs.rename(ROOT, "d", "ldir/sub/x"), Err(FsError::Invalid));
+        // Onto an ancestor of the source.
+        assert_eq!(fs.rename(ROOT, "d/sub", "d"), Err(FsError::NotEmpty));
+        assert_eq!(fs.rename(ROOT, "d/g", "d"), Err(FsError::NotEmpty));
+        assert_eq!(fs.rename_at(ROOT, "d/sub", ROOT, "d", RenameMode::Exchange), Err(FsError::Invalid));
+        assert_eq!(fs.rename_at(ROOT, "d", ROOT, "d/sub", RenameMode::Exchange), Err(FsError::Invalid));
+        // Onto itself: nothing.
+        assert_eq!(fs.rename(ROOT, "d", "d"), Ok(()));
+        assert_eq!(fs.rename(ROOT, "d", "d/"), Ok(()));
+        assert_eq!(fs.rename(ROOT, "d", "ldir/sub/.."), Err(FsError::Busy));
+        fs.check();
+    }
+
+    #[test]
+    fn rename_checks_kinds_in_linux_order() {
+        let mut fs = linked();
+        fs.mkdir(ROOT, "e", 0o755).unwrap();
+        let full = fs.mkdir(ROOT, "full", 0o755).unwrap();
+        fs.create(full, "x", 0o644).unwrap();
+        assert_eq!(fs.rename(ROOT, "e", "f"), Err(FsError::NotDir));
+        assert_eq!(fs.rename(ROOT, "f", "e"), Err(FsError::IsDir));
+        assert_eq!(fs.rename(ROOT, "e", "full"), Err(FsError::NotEmpty));
+        assert_eq!(fs.rename(ROOT, "f", "nope/"), Err(FsError::NotDir));
+        assert_eq!(fs.rename(ROOT, "f/", "x"), Err(FsError::NotDir));
+        assert_eq!(fs.rename(ROOT, "nope", "x"), Err(FsError::NotFound));
+        assert_eq!(fs.rename(ROOT, "f", "nodir/x"), Err(FsError::NotFound));
+        assert_eq!(fs.rename(ROOT, "f", "f/x"), Err(FsError::NotDir));
+        assert_eq!(fs.rename(ROOT, "f", "x".repeat(NAME_MAX + 1)), Err(FsError::NameTooLong));
+        assert_eq!(fs.rename(ROOT, "e", "e2/"), Ok(()));
+        assert_eq!(fs.rename(ROOT, "e2/", "e"), Ok(()));
+        // Two names of one inode: nothing happens, both stay.
+        fs.link(ROOT, "f", "f_hard").unwrap();
+        let f = fs.lookup(ROOT, "f").unwrap();
+        assert_eq!(fs.rename(ROOT, "f", "f_hard"), Ok(()));
+        assert_eq!((fs.lookup(ROOT, "f"), fs.stat(f).unwrap().nlink), (Ok(f), 2));
+        assert_eq!(fs.rename_at(ROOT, "f", ROOT, "f_hard", RenameMode::NoReplace), Err(FsError::Exists));
+        assert_eq!(fs.rename_at(ROOT, "f", ROOT, "nope", RenameMode::Exchange), Err(FsError::NotFound));
+        assert_eq!(fs.rename_at(ROOT, "f/", ROOT, "e", RenameMode::Exchange), Err(FsError::NotDir));
+        assert_eq!(fs.rename_at(ROOT, "e", ROOT, "f/", RenameMode::Exchange), Err(FsError::NotDir));
+        assert_eq!(fs.rename_at(ROOT, "f", ROOT, "e/", RenameMode::Exchange), Ok(()));
+        assert_eq!(fs.rename_at(ROOT, "f", ROOT, "nope", RenameMode::NoReplace), Ok(()));
+        assert_eq!(fs.lookup(ROOT, "nope").map(|i| fs.stat(i).unwrap().kind), Ok(Kind::Dir));
+        assert_eq!(RenameMode::from_flags(0), Ok(RenameMode::Replace));
+        assert_eq!(RenameMode::from_flags(1), Ok(RenameMode::NoReplace));
+        assert_eq!(RenameMode::from_flags(2), Ok(RenameMode::Exchange));
+        for bad in [3, 4, 8, 1 << 31] {
+            assert_eq!(RenameMode::from_flags(bad), Err(FsError::Invalid));
+        }
+        fs.check();
+    }
+
+    #[test]
+    fn a_moved_directory_takes_its_dotdot_and_link_counts_along() {
+        let mut fs = RamFs::new();
+        let a = fs.mkdir(ROOT, "a", 0o755).unwrap();
+        let b = fs.mkdir(ROOT, "b", 0o755).unwrap();
+        let c = fs.mkdir(a, "c", 0o755).unwrap();
+        fs.create(c, "file", 0o644).unwrap();
+        assert_eq!((fs.stat(a).unwrap().nlink, fs.stat(b).unwrap().nlink), (3, 2));
+        fs.rename(ROOT, "a/c", "b/moved").unwrap();
+        fs.check();
+        assert_eq!((fs.stat(a).unwrap().nlink, fs.stat(b).unwrap().nlink), (2, 3));
+        assert_eq!(fs.lookup(c, ".."), Ok(b));
+        assert_eq!(fs.path_of(c).unwrap(), b"/b/moved");
+        assert_eq!(fs.lookup(ROOT, "b/moved/file"), fs.lookup(c, "file"));
+        assert_eq!(fs.readdir(c).unwrap().nth(1).unwrap().ino, b);
+        // Onto an empty directory, which goes.
+        let empty = fs.mkdir(a, "empty", 0o755).unwrap();
+        fs.rename(ROOT, "b/moved", "a/empty").unwrap();
+        fs.check();
+        assert_eq!(fs.stat(empty), Err(FsError::NotFound));
+        assert_eq!((fs.stat(a).unwrap().nlink, fs.stat(b).unwrap().nlink), (3, 2));
+        assert_eq!(fs.path_of(c).unwrap(), b"/a/empty");
+        // Within one directory.
+        fs.rename(a, "empty", "again").unwrap();
+        assert_eq!((fs.stat(a).unwrap().nlink, fs.path_of(c).unwrap()), (3, b"/a/again".to_vec()));
+        // Onto an empty directory that is open: it lives on, dead.
+        let held = fs.mkdir(b, "held", 0o755).unwrap();
+        fs.hold(held).unwrap();
+        fs.rename(ROOT, "a/again", "b/held").unwrap();
+        fs.check();
+        assert_eq!(fs.stat(held).unwrap().nlink, 0);
+        assert_eq!(fs.lookup(held, "x"), ENOENT);
+        assert_eq!(fs.rename(ROOT, "b/held", "x"), Ok(()));
+        assert_eq!(fs.rename(held, "x", "y"), Err(FsError::NotFound));
+        fs.release(held);
+        assert_eq!(fs.counts(), (1, 4));
+        fs.check();
+    }
+
+    #[test]
+    fn a_replaced_file_loses_a_name_and_its_bytes_when_unheld() {
+        let mut fs = RamFs::new();
+        let a = fs.create(ROOT, "a", 0o644).unwrap();
+        let b = fs.create(ROOT, "b", 0o644).unwrap();
+        let c = fs.create(ROOT, "c", 0o644).unwrap();
+        fs.write(a, 0, b"aa").unwrap();
+        fs.write(b, 0, b"bbb").unwrap();
+        fs.write(c, 0, b"cccc").unwrap();
+        fs.rename(ROOT, "a", "b").unwrap();
+        assert_eq!(fs.stat(b), Err(FsError::NotFound));
+        assert_eq!(fs.lookup(ROOT, "b"), Ok(a));
+        assert_eq!(fs.lookup(ROOT, "a"), ENOENT);
+        assert_eq!(fs.used_bytes(), 6);
+        // Replacing one name of two keeps the inode; an open one outlives it.
+        fs.link(ROOT, "c", "c2").unwrap();
+        fs.rename(ROOT, "b", "c").unwrap();
+        assert_eq!(fs.stat(c).unwrap().nlink, 1);
+        fs.hold(c).unwrap();
+        fs.rename(ROOT, "c", "c2").unwrap();
+        assert_eq!(fs.stat(c).unwrap().nlink, 0);
+        assert_eq!(fs.used_bytes(), 6);
+        fs.check();
+        fs.release(c);
+        assert_eq!(fs.used_bytes(), 2);
+        assert_eq!(names(&fs, ROOT), [".", "..", "c2"]);
+        fs.check();
+    }
+
+    #[test]
+    fn exchange_swaps_a_file_and_a_directory_across_directories() {
+        let mut fs = RamFs::new();
+        let a = fs.mkdir(ROOT, "a", 0o755).unwrap();
+        let b = fs.mkdir(ROOT, "b", 0o755).unwrap();
+        let f = fs.create(a, "f", 0o644).unwrap();
+        let d = fs.mkdir(b, "d", 0o755).unwrap();
+        fs.rename_at(a, "f", b, "d", RenameMode::Exchange).unwrap();
+        fs.check();
+        assert_eq!((fs.lookup(ROOT, "a/f"), fs.lookup(ROOT, "b/d")), (Ok(d), Ok(f)));
+        assert_eq!((fs.stat(a).unwrap().nlink, fs.stat(b).unwrap().nlink), (3, 2));
+        assert_eq!(fs.path_of(d).unwrap(), b"/a/f");
+        // Two directories, in one directory.
+        let e = fs.mkdir(a, "e", 0o755).unwrap();
+        fs.rename_at(ROOT, "a/e", ROOT, "a/f", RenameMode::Exchange).unwrap();
+        assert_eq!((fs.path_of(e).unwrap(), fs.path_of(d).unwrap()), (b"/a/f".to_vec(), b"/a/e".to_vec()));
+        fs.check();
+    }
+
+    #[test]
+    fn chmod_sets_permission_bits_only() {
+        let mut fs = linked();
+        let f = fs.lookup(ROOT, "f").unwrap();
+        let d = fs.lookup(ROOT, "d").unwrap();
+        fs.chmod(f, 0o170_4751).unwrap();
+        assert_eq!(fs.stat(f).unwrap().mode, S_IFREG | 0o4751);
+        fs.chmod(d, 0o700).unwrap();
+        assert_eq!(fs.stat(d).unwrap().mode, S_IFDIR | 0o700);
+        let lf = fs.lookup_nofollow(ROOT, "lf").unwrap();
+        assert_eq!(fs.chmod(lf, 0o600), Err(FsError::NotSupported));
+        assert_eq!(FsError::NotSupported.errno(), 95);
+        assert_eq!(fs.stat(lf).unwrap().mode, S_IFLNK | 0o777);
+        assert_eq!(fs.chmod(999, 0o600), Err(FsError::NotFound));
+        fs.check();
+    }
+
+    /// (atime, mtime, ctime) seconds of the inode at `path`, not followed.
+    fn times(fs: &RamFs<'_>, path: &str) -> (i64, i64, i64) {
+        let st = fs.stat(fs.lookup_nofollow(ROOT, path).unwrap()).unwrap();
+        (st.atime.sec, st.mtime.sec, st.ctime.sec)
+    }
+
+    #[test]
+    fn times_follow_linux_rules() {
+        let mut fs = RamFs::new();
+        assert_eq!(times(&fs, "/"), (0, 0, 0));
+        fs.set_clock(test_clock);
+        set_now(10);
+        let d = fs.mkdir(ROOT, "d", 0o755).unwrap();
+        let f = fs.create(d, "f", 0o644).unwrap();
+        assert_eq!(fs.stat(f).unwrap().mtime, at(10));
+        assert_eq!((times(&fs, "d/f"), times(&fs, "d"), times(&fs, "/")), ((10, 10, 10), (10, 10, 10), (0, 10, 10)));
+        set_now(20);
+        fs.write(f, 0, b"").unwrap();
+        assert_eq!(times(&fs, "d/f"), (10, 10, 10), "an empty write changes nothing");
+        fs.write(f, 0, b"x").unwrap();
+        assert_eq!(times(&fs, "d/f"), (10, 20, 20));
+        let mut buf = [0; 4];
+        set_now(25);
+        fs.read(f, 0, &mut buf).unwrap();
+        assert_eq!(times(&fs, "d/f"), (10, 20, 20), "noatime");
+        fs.truncate(f, 1).unwrap();
+        assert_eq!(times(&fs, "d/f"), (10, 25, 25), "as ftruncate, even at the same size");
+        set_now(30);
+        fs.chmod(f, 0o600).unwrap();
+        assert_eq!(times(&fs, "d/f"), (10, 25, 30));
+        assert_eq!(times(&fs, "d"), (10, 10, 10));
+        set_now(40);
+        fs.link(ROOT, "d/f", "f2").unwrap();
+        assert_eq!((times(&fs, "d/f"), times(&fs, "/"), times(&fs, "d")), ((10, 25, 40), (0, 40, 40), (10, 10, 10)));
+        set_now(50);
+        fs.unlink_path(ROOT, "f2").unwrap();
+        assert_eq!((times(&fs, "d/f"), times(&fs, "/")), ((10, 25, 50), (0, 50, 50)));
+        set_now(60);
+        fs.rename(ROOT, "d/f", "g").unwrap();
+        assert_eq!((times(&fs, "g"), times(&fs, "/"), times(&fs, "d")), ((10, 25, 60), (0, 60, 60), (10, 60, 60)));
+        set_now(70);
+        let h = fs.create(ROOT, "h", 0o644).unwrap();
+        fs.create(ROOT, "k", 0o644).unwrap();
+        fs.hold(h).unwrap();
+        set_now(75);
+        fs.rename(ROOT, "k", "h").unwrap();
+        assert_eq!(fs.stat(h).unwrap().ctime, at(75), "the replaced inode's ctime");
+        fs.release(h);
+        set_now(80);
+        fs.symlink(d, "x", "sym").unwrap();
+        assert_eq!((times(&fs, "d/sym"), times(&fs, "d")), ((80, 80, 80), (10, 80, 80)));
+        set_now(90);
+        let g = fs.lookup(ROOT, "g").unwrap();
+        fs.utimens(g, None, None).unwrap();
+        assert_eq!(times(&fs, "g"), (10, 25, 60), "both omitted: nothing");
+        fs.utimens(g, Some(Time { sec: 5, nsec: 999 }), None).unwrap();
+        assert_eq!(times(&fs, "g"), (5, 25, 90));
+        assert_eq!(fs.stat(g).unwrap().atime.nsec, 999);
+        fs.utimens(g, None, Some(at(-3))).unwrap();
+        assert_eq!(times(&fs, "g"), (5, -3, 90));
+        set_now(100);
+        fs.mkdir(d, "sd", 0o755).unwrap();
+        set_now(110);
+        fs.rmdir(d, "sd").unwrap();
+        assert_eq!(times(&fs, "d"), (10, 110, 110));
+        set_now(120);
+        let mut o = opts(false, false, false);
+        o.truncate = true;
+        fs.open(ROOT, "g", &o).unwrap();
+        assert_eq!(times(&fs, "g"), (5, 120, 120), "O_TRUNC, even of an empty file");
+        set_now(130);
+        fs.rename_at(ROOT, "g", ROOT, "d", RenameMode::Exchange).unwrap();
+        assert_eq!((times(&fs, "g").2, times(&fs, "d").2, times(&fs, "/")), (130, 130, (0, 130, 130)));
+        fs.check();
+    }
+
+    #[test]
+    fn a_char_device_is_a_node_with_a_number() {
+        let mut fs = RamFs::new();
+        let dev = fs.mkdir(ROOT, "dev", 0o755).unwrap();
+        let null = fs.mknod_chr(dev, "null", 0o666, 1 << 8 | 3).unwrap();
+        let st = fs.stat(null).unwrap();
+        assert_eq!((st.mode, st.kind, st.rdev, st.size, st.nlink), (S_IFCHR | 0o666, Kind::CharDev, 0x103, 0, 1));
+        assert_eq!(Kind::CharDev.dt(), 2);
+        assert_eq!(fs.readdir(dev).unwrap().nth(2).unwrap().kind, Kind::CharDev);
+        assert_eq!(fs.mknod_chr(dev, "null", 0o666, 0), Err(FsError::Exists));
+        let mut o = OpenOptions { write: true, truncate: true, ..Default::default() };
+        assert_eq!(fs.open(ROOT, "/dev/null", &o), Ok(null));
+        o.create = true;
+        assert_eq!(fs.open(ROOT, "/dev/null", &o), Ok(null));
+        assert_eq!(fs.read(null, 0, &mut [0; 4]), Err(FsError::Invalid));
+        assert_eq!(fs.write(null, 0, b"x"), Err(FsError::Invalid));
+        assert_eq!(fs.truncate(null, 0), Err(FsError::Invalid));
+        fs.link(ROOT, "/dev/null", "/null2").unwrap();
+        assert_eq!(fs.stat(null).unwrap().nlink, 2);
+        fs.check();
+        fs.unlink_path(ROOT, "/dev/null").unwrap();
+        fs.unlink_path(ROOT, "/null2").unwrap();
+        assert_eq!(fs.stat(null), Err(FsError::NotFound));
+        assert_eq!(fs.counts(), (0, 2));
+        fs.check();
+    }
+
+    #[test]
+    fn from_cpio_unpacks_links_and_walks_through_them() {
+        let archive = write_newc(&[
+            ("usr/bin/busybox", FILE, b"\x7fELF bb"),
+            cpio::symlink_entry("bin", "usr/bin"),
+            cpio::symlink_entry("bin/sh", "busybox"),
+            cpio::symlink_entry("bin/ls", "/usr/bin/busybox"),
+            cpio::symlink_entry("old", "first"),
+            cpio::symlink_entry("old", "second"),
+            ("sbin/init", S_IFLNK | 0o777, b"../bin/sh"),
+        ])
+        .unwrap();
+        let fs = RamFs::from_cpio(&archive).unwrap();
+        fs.check();
+        let bb = fs.lookup(ROOT, "usr/bin/busybox").unwrap();
+        assert_eq!(fs.lookup(ROOT, "usr/bin/sh"), Ok(bb));
+        assert_eq!(fs.lookup(ROOT, "bin/ls"), Ok(bb));
+        assert_eq!(fs.lookup(ROOT, "sbin/init"), Ok(bb));
+        assert_eq!(fs.readlink(ROOT, "old"), Ok(&b"second"[..]));
+        assert_eq!(fs.stat(fs.lookup_nofollow(ROOT, "bin/sh").unwrap()).unwrap().mode, S_IFLNK | 0o777);
+        assert_eq!(fs.used_bytes(), 0);
+        type Archive<'x> = &'x [(&'x str, u32, &'x [u8])];
+        let bad: [(Archive<'_>, &str, FsError); 5] = [
+            (&[("l", S_IFLNK | 0o777, b"")], "l", FsError::NotFound),
+            (&[("l", S_IFLNK | 0o777, b"a\0")], "l", FsError::Invalid),
+            (&[("f", FILE, b""), ("f", S_IFLNK | 0o777, b"x")], "f", FsError::Exists),
+            (&[("l", S_IFLNK | 0o777, b"x"), ("l", DIR, b"")], "l", FsError::Exists),
+            (&[("l", S_IFLNK | 0o777, b"nowhere"), ("l/f", FILE, b"")], "l/f", FsError::NotFound),
+        ];
+        for (entries, name, error) in bad {
+            let a = write_newc(entries).unwrap();
+            assert_eq!(RamFs::from_cpio(&a).unwrap_err(), LoadError::Entry { name, error });
+        }
+        let long = "t".repeat(PATH_MAX);
+        let a = write_newc(&[cpio::symlink_entry("l", &long)]).unwrap();
+        assert!(matches!(RamFs::from_cpio(&a), Err(LoadError::Entry { error: FsError::NameTooLong, .. })));
+        let a =
+            write_newc(&[cpio::symlink_entry("a", "b"), cpio::symlink_entry("b", "a"), ("a/x", FILE, b"")]).unwrap();
+        assert!(matches!(RamFs::from_cpio(&a), Err(LoadError::Entry { error: FsError::Loop, .. })));
+    }
+
+    #[derive(Clone, Debug)]
+    enum LinkOp {
+        Symlink(String, String),
+        Link(String, String, bool),
+        Rename(String, String, u8),
+        Unlink(String),
+        Rmdir(String),
+        Mkdir(String),
+        Create(String),
+        Hold(String),
+        Release(usize),
+    }
+
+    fn arb_link_op() -> impl Strategy<Value = LinkOp> {
+        let p = || {
+            proptest::collection::vec(prop::sample::select(&["a", "b", "c", "..", "."][..]), 1..4)
+                .prop_map(|v| v.join("/"))
+        };
+        prop_oneof![
+            (p(), p()).prop_map(|(t, l)| LinkOp::Symlink(t, l)),
+            (p(), p(), any::<bool>()).prop_map(|(o, n, f)| LinkOp::Link(o, n, f)),
+            (p(), p(), 0u8..3).prop_map(|(o, n, m)| LinkOp::Rename(o, n, m)),
+            p().prop_map(LinkOp::Unlink),
+            p().prop_map(LinkOp::Rmdir),
+            p().prop_map(LinkOp::Mkdir),
+            p().prop_map(LinkOp::Create),
+            p().prop_map(LinkOp::Hold),
+            any::<usize>().prop_map(LinkOp::Release),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Whatever links, renames and removals do, the tree stays whole:
+        /// link counts, parents, heap bytes (see `check`), no cycle, and
+        /// every directory's path leads back to it.
+        #[test]
+        fn links_and_renames_keep_the_tree_consistent(ops in proptest::collection::vec(arb_link_op(), 1..50)) {
+            let mut fs = RamFs::new();
+            let mut held = Vec::new();
+            for op in &ops {
+                let _ = match op {
+                    LinkOp::Symlink(t, l) => fs.symlink(ROOT, t, l).map(|_| ()),
+                    LinkOp::Link(o, n, f) => fs.link_at(ROOT, o, ROOT, n, *f),
+                    LinkOp::Rename(o, n, m) => fs.rename_at(ROOT, o, ROOT, n, RenameMode::from_flags(u32::from(*m)).unwrap()),
+                    LinkOp::Unlink(p) => fs.unlink_path(ROOT, p),
+                    LinkOp::Rmdir(p) => fs.rmdir_path(ROOT, p),
+                    LinkOp::Mkdir(p) => fs.mkdir_path(ROOT, p, 0o755).map(|_| ()),
+                    LinkOp::Create(p) => fs.open(ROOT, p, &opts(true, false, false)).map(|_| ()),
+                    LinkOp::Hold(p) => fs.lookup(ROOT, p).and_then(|i| { held.push(i); fs.hold(i) }),
+                    LinkOp::Release(i) => {
+                        if !held.is_empty() {
+                            fs.release(held.remove(i % held.len()));
+                        }
+                        Ok(())
+                    }
+                };
+                fs.check();
+                for (ino, node) in fs.inodes.iter() {
+                    if node.kind() == Kind::Dir && node.nlink != 0 {
+                        let path = fs.path_of(ino).unwrap();
+                        prop_assert_eq!(fs.lookup(ROOT, &path), Ok(ino));
+                    }
+                }
+            }
+            for ino in held {
+                fs.release(ino);
+            }
+            fs.check();
+        }
     }
 
     const FILE: u32 = S_IFREG | 0o755;
