@@ -37,7 +37,7 @@ impl DateTime {
     /// unset RTC may report.
     pub fn unix_seconds(&self) -> Option<u64> {
         let days_in = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-        let leap = (self.year % 4 == 0 && self.year % 100 != 0) || self.year % 400 == 0;
+        let leap = (self.year.is_multiple_of(4) && !self.year.is_multiple_of(100)) || self.year.is_multiple_of(400);
         let month_ok = (1..=12).contains(&self.month);
         let max_day = if !month_ok {
             0
