@@ -252,11 +252,14 @@ fn run_program(args: &[&str]) {
     };
     let argv = args.iter().map(|a| alloc::string::String::from(*a)).collect();
     match crate::proc::spawn(path, argv) {
-        Ok(tid) => match crate::proc::wait(tid) {
-            Some(0) => {}
-            Some(code) => println!("run: {} exited with status {}", path, code),
-            None => println!("run: {} was killed", path),
-        },
+        Ok(tid) => {
+            crate::proc::jobs::give_console(tid);
+            match crate::proc::wait(tid) {
+                Some(0) => {}
+                Some(code) => println!("run: {} exited with status {}", path, code),
+                None => println!("run: {} was killed", path),
+            }
+        }
         Err(e) => println!("run: {}: {}", path, e),
     }
 }

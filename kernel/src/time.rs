@@ -10,6 +10,9 @@ const CALIBRATION_MS: u64 = 10;
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static TSC_PER_MS: AtomicU64 = AtomicU64::new(1);
 static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+/// The wall clock at uptime 0, in µs since the epoch: the RTC's reading
+/// at boot, moved by `set_realtime_us`.
+static REALTIME_AT_BOOT_US: AtomicU64 = AtomicU64::new(0);
 
 pub fn init(boot_tsc: u64) {
     lapic::enable();
@@ -26,6 +29,21 @@ pub fn init(boot_tsc: u64) {
     let per_tick = (apic_per_ms * 1000 / TICK_HZ).clamp(1, u64::from(u32::MAX)) as u32;
     lapic::start_periodic(per_tick);
     crate::println!("time: TSC {} MHz, APIC timer {} kHz, {} Hz ticks", tsc_per_ms / 1000, apic_per_ms, TICK_HZ);
+    match arch::rtc::unix_seconds() {
+        Some(s) => set_realtime_us(s * 1_000_000),
+        None => crate::println!("time: the RTC reads as no date; the wall clock starts at 1970"),
+    }
+}
+
+/// The wall clock (`CLOCK_REALTIME`), in µs since the epoch.
+pub fn realtime_us() -> u64 {
+    REALTIME_AT_BOOT_US.load(Ordering::Relaxed).saturating_add(uptime_us())
+}
+
+/// Sets the wall clock (`clock_settime`, `settimeofday`): later reads
+/// count on from `us`.
+pub fn set_realtime_us(us: u64) {
+    REALTIME_AT_BOOT_US.store(us.saturating_sub(uptime_us()), Ordering::Relaxed);
 }
 
 /// Called from the timer interrupt.

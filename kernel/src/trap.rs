@@ -27,6 +27,7 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
     match vector {
         lapic::TIMER_VECTOR => {
             crate::time::tick();
+            crate::proc::clock::tick(frame.from_user());
             lapic::end_of_interrupt();
             crate::sched::wake(crate::sched::TICK);
             crate::fs::poll::notify();

@@ -16,14 +16,35 @@ fn with<R>(f: impl FnOnce(&mut Ldisc) -> R) -> R {
 }
 
 /// Moves what has arrived on the console through the discipline, echoing
-/// as it says. A signal character flushes the input; there is no job
-/// control yet to send its signal to a foreground group.
+/// as it says, until a read would return: input typed ahead stays in the
+/// UART (which holds back the sender) until a reader wants it, so scripted
+/// input echoes in the order it is read, and the kernel shell gets what a
+/// program left. A signal character (ISIG) flushes the input and signals
+/// the console's foreground group, once the discipline's lock is free; it
+/// is seen when the console is read or polled.
 fn pump() {
+    use crate::proc::signal::{SIGINT, SIGQUIT, SIGTSTP};
+    use klib::ldisc::Signal;
+    let mut signals = [None; 4];
     with(|l| {
-        while let Some(b) = crate::console::try_read() {
-            let _ = l.feed(b, &mut |echo: &[u8]| crate::console::write_bytes(echo));
+        let mut n = 0;
+        while !l.readable()
+            && let Some(b) = crate::console::try_read()
+        {
+            let s = l.feed(b, &mut |echo: &[u8]| crate::console::write_bytes(echo));
+            if s.is_some() && n < signals.len() {
+                signals[n] = s;
+                n += 1;
+            }
         }
     });
+    for s in signals.into_iter().flatten() {
+        crate::proc::jobs::signal_foreground(match s {
+            Signal::Interrupt => SIGINT,
+            Signal::Quit => SIGQUIT,
+            Signal::Suspend => SIGTSTP,
+        });
+    }
 }
 
 /// Why a console read returned without input.

@@ -8,6 +8,7 @@
 extern crate alloc;
 
 pub mod bitmap;
+pub mod civil;
 pub mod cmdline;
 pub mod cpio;
 pub mod elf;

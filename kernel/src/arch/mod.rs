@@ -5,6 +5,7 @@
 pub mod fpu;
 pub mod lapic;
 pub mod pit;
+pub mod rtc;
 pub mod user;
 
 use x86_64::instructions::{interrupts, port::Port};
@@ -41,8 +42,8 @@ pub fn breakpoint() {
 /// Kept private to this module's users by being `pub(crate)`; each caller
 /// names the device it drives.
 pub(crate) fn outb(port: u16, value: u8) {
-    // SAFETY: callers pass legacy PC ports (PIC, PIT, debug exit) whose
-    // writes have no effect on memory.
+    // SAFETY: callers pass legacy PC ports (PIC, PIT, CMOS RTC, debug exit)
+    // whose writes have no effect on memory.
     unsafe { Port::<u8>::new(port).write(value) };
 }
 

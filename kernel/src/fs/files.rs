@@ -100,6 +100,11 @@ pub const TCSETSF: u64 = 0x5404;
 pub const TIOCGWINSZ: u64 = 0x5413;
 pub const TIOCSWINSZ: u64 = 0x5414;
 pub const FIONBIO: u64 = 0x5421;
+pub const TIOCSCTTY: u64 = 0x540e;
+pub const TIOCGPGRP: u64 = 0x540f;
+pub const TIOCSPGRP: u64 = 0x5410;
+pub const TIOCNOTTY: u64 = 0x5422;
+pub const TIOCGSID: u64 = 0x5429;
 pub const FIONCLEX: u64 = 0x5450;
 pub const FIOCLEX: u64 = 0x5451;
 
@@ -111,8 +116,7 @@ pub const IOV_MAX: u64 = 1024;
 const CHUNK: usize = 64 * 1024;
 /// The most one read or write moves (Linux's MAX_RW_COUNT).
 const MAX_RW: u64 = 0x7fff_f000;
-/// New files and directories lose these permission bits. There is no
-/// `umask` call yet; 022 is what a shell would have set.
+/// The file-mode creation mask a process starts with (`umask`).
 pub const UMASK: u32 = 0o022;
 
 /// `st_dev` of the RAM file system and of the console.
@@ -202,6 +206,9 @@ struct Slot {
 #[derive(Clone, Debug)]
 pub struct FdTable {
     slots: Vec<Option<Slot>>,
+    /// Descriptors at or past this are refused (RLIMIT_NOFILE's soft
+    /// limit, at most `MAX_FDS`).
+    limit: usize,
 }
 
 impl Default for FdTable {
@@ -216,18 +223,24 @@ impl FdTable {
     pub fn new() -> Self {
         let console = Arc::new(Mutex::new(OpenFile::console()));
         let slot = || Some(Slot { file: console.clone(), cloexec: false });
-        FdTable { slots: vec![slot(), slot(), slot()] }
+        FdTable { slots: vec![slot(), slot(), slot()], limit: MAX_FDS }
     }
 
     /// No descriptors at all.
     pub fn empty() -> Self {
-        FdTable { slots: Vec::new() }
+        FdTable { slots: Vec::new(), limit: MAX_FDS }
     }
 
     /// The description behind `fd` (EBADF if none). The argument is the
     /// raw register: Linux takes an `unsigned int`, so only 32 bits count.
     pub fn get(&self, fd: u64) -> Result<FileRef, i64> {
         self.slot(fd).map(|s| s.file.clone())
+    }
+
+    /// RLIMIT_NOFILE: descriptors from `limit` on are refused (those
+    /// already open stay, as on Linux).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.min(MAX_FDS);
     }
 
     /// What `fd` refers to, for poll and select: `None` if it is not
@@ -248,7 +261,7 @@ impl FdTable {
 
     /// The lowest free descriptor at or above `min` (EMFILE if none).
     fn lowest_free(&self, min: usize) -> Result<usize, i64> {
-        (min..MAX_FDS).find(|&fd| self.slots.get(fd).is_none_or(Option::is_none)).ok_or(EMFILE)
+        (min..self.limit).find(|&fd| self.slots.get(fd).is_none_or(Option::is_none)).ok_or(EMFILE)
     }
 
     /// Puts `file` at descriptor `fd`; whatever was there is returned, to
@@ -347,7 +360,7 @@ pub fn pipe2(root: u64, files: &mut FdTable, fds: u64, flags: u64) -> SysResult 
         return Err(EINVAL);
     }
     // Room in the table for both ends first, as Linux checks.
-    let free = (0..MAX_FDS).filter(|&fd| files.slots.get(fd).is_none_or(Option::is_none)).take(2).count();
+    let free = (0..files.limit).filter(|&fd| files.slots.get(fd).is_none_or(Option::is_none)).take(2).count();
     if free < 2 {
         return Err(EMFILE);
     }
@@ -710,7 +723,7 @@ pub fn openat(root: u64, files: &mut FdTable, cwd: Ino, dirfd: u64, path: u64, f
             truncate: flags & O_TRUNC != 0,
             directory: flags & O_DIRECTORY != 0,
             write: access != O_RDONLY,
-            mode: (mode as u32) & 0o7777 & !UMASK,
+            mode: (mode as u32) & 0o7777 & !crate::proc::umask(),
         }
     };
     let (ino, kind) = super::with(|fs| {
@@ -762,7 +775,7 @@ pub fn dup3(files: &mut FdTable, old: u64, new: u64, flags: u64) -> SysResult {
 
 fn replace(files: &mut FdTable, file: FileRef, new: u64, cloexec: bool) -> SysResult {
     let new = new as u32 as usize;
-    if new >= MAX_FDS {
+    if new >= files.limit {
         return Err(EBADF);
     }
     let old = files.put(new, file, cloexec);
@@ -776,7 +789,7 @@ pub fn fcntl(files: &mut FdTable, fd: u64, cmd: u64, arg: u64) -> SysResult {
     match cmd as u32 as u64 {
         F_DUPFD | F_DUPFD_CLOEXEC => {
             let min = arg as u32 as usize;
-            if min >= MAX_FDS {
+            if min >= files.limit {
                 return Err(EINVAL);
             }
             let new = files.lowest_free(min)?;
@@ -1097,7 +1110,7 @@ pub fn mkdir(root: u64, cwd: Ino, path: u64, mode: u64) -> SysResult {
 pub fn mkdirat(root: u64, files: &FdTable, cwd: Ino, dirfd: u64, path: u64, mode: u64) -> SysResult {
     let path = user_path(root, path)?;
     let base = base_dir(files, cwd, dirfd, &path)?;
-    let mode = (mode as u32) & 0o1777 & !UMASK;
+    let mode = (mode as u32) & 0o1777 & !crate::proc::umask();
     super::with(|fs| fs.mkdir_path(base, &path, mode)).map(|_| 0).map_err(fs_err)
 }
 
@@ -1167,6 +1180,22 @@ pub fn ioctl(root: u64, files: &mut FdTable, fd: u64, request: u64, arg: u64) ->
             copy_to_user(root, arg, &w).map(|()| 0).map_err(|_| EFAULT)
         }
         TIOCSWINSZ => Ok(0),
+        TIOCGPGRP | TIOCGSID => {
+            let id = if request as u32 as u64 == TIOCGPGRP {
+                crate::proc::jobs::foreground()?
+            } else {
+                crate::proc::jobs::console_session()?
+            };
+            copy_to_user(root, arg, &(id as i32).to_le_bytes()).map(|()| 0).map_err(|_| EFAULT)
+        }
+        TIOCSPGRP => {
+            let mut b = [0u8; 4];
+            copy_from_user(root, &mut b, arg).map_err(|_| EFAULT)?;
+            crate::proc::jobs::set_foreground(i32::from_le_bytes(b))
+        }
+        TIOCSCTTY => crate::proc::jobs::take_console(),
+        // Giving the console up: the session keeps it here (one console).
+        TIOCNOTTY => Ok(0),
         _ => Err(ENOTTY),
     }
 }

@@ -71,14 +71,19 @@ impl Watch {
         }
     }
 
-    /// The events true now. Runs with interrupts off (inside a wait's
-    /// check): it takes only locks that are never held across a switch.
-    fn ready(&self) -> u16 {
+    /// The events true now. Console input is looked for only when `input`
+    /// is asked for: a poll for errors alone (Rust's start-up check of
+    /// fds 0 to 2) must not take typed-ahead input off the UART. Runs with
+    /// interrupts off (inside a wait's check): it takes only locks that
+    /// are never held across a switch.
+    fn ready(&self, input: bool) -> u16 {
         match self {
             Watch::Skipped => 0,
             Watch::Closed => POLLNVAL,
             Watch::Always => ALWAYS,
-            Watch::Console => POLLOUT | POLLWRNORM | if crate::tty::readable() { POLLIN | POLLRDNORM } else { 0 },
+            Watch::Console => {
+                POLLOUT | POLLWRNORM | if input && crate::tty::readable() { POLLIN | POLLRDNORM } else { 0 }
+            }
             Watch::Pipe(end) => super::pipe::poll(end),
         }
     }
@@ -130,7 +135,8 @@ pub fn poll(root: u64, files: &FdTable, fds: u64, nfds: u32, deadline: Deadline)
         let mut n = 0;
         for ((w, events), r) in entries.iter().zip(revents.iter_mut()) {
             // Errors and hang-ups are told whether asked for or not.
-            *r = w.ready() & (events | POLLERR | POLLHUP | POLLNVAL);
+            let input = events & (POLLIN | POLLRDNORM | POLLRDBAND | POLLPRI) != 0;
+            *r = w.ready(input) & (events | POLLERR | POLLHUP | POLLNVAL);
             n += u64::from(*r != 0);
         }
         n
@@ -174,7 +180,7 @@ pub fn select(root: u64, files: &FdTable, n: i32, sets: [u64; 3], deadline: Dead
         got.iter_mut().for_each(|g| g.fill(0));
         let mut count = 0;
         for (fd, asks, w) in &watched {
-            let ready = w.ready();
+            let ready = w.ready(asks[0] || asks[2]);
             for (i, class) in [SELECT_IN, SELECT_OUT, SELECT_EX].iter().enumerate() {
                 if asks[i] && ready & class != 0 {
                     got[i][fd / 8] |= 1 << (fd % 8);

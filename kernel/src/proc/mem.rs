@@ -150,6 +150,23 @@ impl Memory {
         self.regions.range(..=va).next_back().filter(|(_, r)| va < r.end).map(|(s, r)| (*s, *r))
     }
 
+    /// The files whose shared mappings lie in `[start, end)`, for `msync`;
+    /// `Err` if part of the range is not mapped at all (ENOMEM).
+    pub fn shared_files_in(&self, start: u64, end: u64) -> Result<Vec<Ino>, ()> {
+        let mut at = start;
+        let mut files = Vec::new();
+        while at < end {
+            let (_, r) = self.region_at(at).ok_or(())?;
+            if let Backing::File { ino, shared: true, .. } = r.backing
+                && !files.contains(&ino)
+            {
+                files.push(ino);
+            }
+            at = r.end;
+        }
+        Ok(files)
+    }
+
     /// Whether any region overlaps `[start, end)`.
     pub fn overlaps(&self, start: u64, end: u64) -> bool {
         self.regions.range(..end).next_back().is_some_and(|(_, r)| r.end > start)

@@ -2,7 +2,10 @@
 //! runs it. A process is entered with `iretq` from its thread and comes back
 //! through `syscall` and interrupts onto that thread's kernel stack.
 
+pub mod clock;
 pub mod elf;
+pub mod jobs;
+pub mod limits;
 pub mod mem;
 pub mod missing;
 pub mod signal;
@@ -61,6 +64,15 @@ pub struct Process {
     pub sig: alloc::boxed::Box<signal::Signals>,
     /// The unimplemented calls it has been said to lack (`missing`).
     pub missing: klib::linux_nr::Seen,
+    /// The file-mode creation mask (`umask`).
+    pub umask: u32,
+    pub limits: limits::Limits,
+    /// CPU time charged to it and to its reaped children.
+    pub cpu: clock::Times,
+    /// Its ITIMER_REAL, when armed.
+    pub alarm: Option<clock::Alarm>,
+    /// Its group, session, and whether it is stopped.
+    pub job: jobs::Job,
 }
 
 impl Process {
@@ -75,6 +87,16 @@ static PROCS: Mutex<BTreeMap<sched::ThreadId, Process>> = Mutex::new(BTreeMap::n
 /// How many processes there are.
 pub fn count() -> usize {
     crate::arch::without_interrupts(|| PROCS.lock().len())
+}
+
+/// Runs `f` on process `pid`, if there is one.
+pub fn with_process<R>(pid: Pid, f: impl FnOnce(&mut Process) -> R) -> Option<R> {
+    crate::arch::without_interrupts(|| PROCS.lock().get_mut(&pid).map(f))
+}
+
+/// The calling process's file-mode creation mask (the default outside one).
+pub fn umask() -> u32 {
+    with_current(|p| p.umask).unwrap_or(crate::fs::files::UMASK)
 }
 
 /// Runs `f` on the calling thread's process.
@@ -173,7 +195,7 @@ pub fn spawn(path: &str, argv: Vec<String>) -> Result<sched::ThreadId, SpawnErro
             sched::become_user(root);
             crate::arch::user::enter_user(entry, sp)
         });
-        PROCS.lock().insert(tid, Process { pid: tid, ..proc });
+        PROCS.lock().insert(tid, Process { pid: tid, job: jobs::Job::leader(tid), ..proc });
         tid
     });
     crate::services::proclist::add(tid, 0, path);
@@ -195,6 +217,11 @@ impl Process {
             cwd: crate::fs::ROOT,
             sig: alloc::boxed::Box::default(),
             missing: klib::linux_nr::Seen::default(),
+            umask: crate::fs::files::UMASK,
+            limits: limits::Limits::default(),
+            cpu: clock::Times::default(),
+            alarm: None,
+            job: jobs::Job::default(),
         }
     }
 }
@@ -206,7 +233,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
     if crate::arch::without_interrupts(|| PROCS.lock().len()) >= MAX_PROCESSES {
         return Err(errno::EAGAIN);
     }
-    let (mem, parent, brk, mmap_next, fs_base, files, cwd, sig) = with_current(|p| -> Result<_, i64> {
+    let (mem, parent, brk, mmap_next, fs_base, files, cwd, sig, inherited) = with_current(|p| -> Result<_, i64> {
         let need = (p.mem.resident() as u64).saturating_mul(HEAP_PER_PAGE).saturating_add(HEAP_PER_PROCESS);
         if !crate::mm::heap::can_grow(need) {
             return Err(errno::ENOMEM);
@@ -221,6 +248,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
             p.files.clone(),
             p.cwd,
             alloc::boxed::Box::new(p.sig.for_child()),
+            (p.umask, p.limits, p.job.for_child()),
         ))
     })
     .ok_or(errno::EPERM)??;
@@ -237,6 +265,12 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
         cwd,
         sig,
         missing: klib::linux_nr::Seen::default(),
+        umask: inherited.0,
+        limits: inherited.1,
+        // A child starts with no time charged and no alarm, as on Linux.
+        cpu: clock::Times::default(),
+        alarm: None,
+        job: inherited.2,
     };
     let root = child.mem.root();
     let mut regs = *frame;
@@ -277,6 +311,9 @@ pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::conv
         p.files.close_on_exec();
         p.sig = core::mem::take(&mut old.sig);
         p.sig.exec();
+        // Kept across execve, as on Linux: the mask, limits, times, alarm.
+        (p.umask, p.limits, p.cpu, p.alarm) = (old.umask, old.limits, old.cpu, old.alarm);
+        p.job = jobs::Job { execed: true, ..old.job };
         old
     })
     .ok_or(errno::EPERM)?;
@@ -295,16 +332,24 @@ pub fn exit_current(code: i32) -> ! {
     sched::exit(sched::Exit::Returned)
 }
 
-/// Processes that ended and were not waited for yet: (thread, parent, wait
-/// status in the Linux encoding). A short list; a vector, because the
-/// B-tree's removal code happens to encode `0f 01 75` (lmsw) at an
-/// unaligned offset, which the image scanner refuses.
-static EXITS: Mutex<Vec<(sched::ThreadId, Pid, i32)>> = Mutex::new(Vec::new());
+/// A process that ended and was not waited for yet.
+struct Exited {
+    tid: sched::ThreadId,
+    parent: Pid,
+    /// The wait status, in the Linux encoding.
+    status: i32,
+    /// Its group when it ended, for `wait4(0)` and `wait4(-pgid)`.
+    pgid: Pid,
+    /// Its CPU time, which the parent adds to its children's on reaping.
+    cpu: clock::Times,
+}
 
-fn take_exit(
-    exits: &mut Vec<(sched::ThreadId, Pid, i32)>,
-    f: impl Fn(&(sched::ThreadId, Pid, i32)) -> bool,
-) -> Option<(sched::ThreadId, Pid, i32)> {
+/// Processes that ended and were not waited for yet. A short list; a
+/// vector, because the B-tree's removal code happens to encode `0f 01 75`
+/// (lmsw) at an unaligned offset, which the image scanner refuses.
+static EXITS: Mutex<Vec<Exited>> = Mutex::new(Vec::new());
+
+fn take_exit(exits: &mut Vec<Exited>, f: impl Fn(&Exited) -> bool) -> Option<Exited> {
     exits.iter().position(f).map(|i| exits.swap_remove(i))
 }
 
@@ -327,13 +372,13 @@ fn finish(tid: sched::ThreadId, status: i32) {
             child.parent = ORPHAN;
         }
         let mut exits = EXITS.lock();
-        while let Some((zombie, _, _)) = take_exit(&mut exits, |e| e.1 == tid) {
-            sched::detach(zombie);
+        while let Some(zombie) = take_exit(&mut exits, |e| e.parent == tid) {
+            sched::detach(zombie.tid);
         }
         if p.parent == ORPHAN {
             sched::detach(tid);
         } else {
-            exits.push((tid, p.parent, status));
+            exits.push(Exited { tid, parent: p.parent, status, pgid: p.job.pgid, cpu: p.cpu });
             sched::wake(child_exit_channel(p.parent));
         }
         Some(p)
@@ -360,41 +405,76 @@ fn finish(tid: sched::ThreadId, status: i32) {
 /// exit code, or `None` if it was killed or never was a process.
 pub fn wait(tid: sched::ThreadId) -> Option<i32> {
     let how = sched::join(tid);
-    let status = crate::arch::without_interrupts(|| take_exit(&mut EXITS.lock(), |e| e.0 == tid)).map(|e| e.2);
+    let status = crate::arch::without_interrupts(|| take_exit(&mut EXITS.lock(), |e| e.tid == tid)).map(|e| e.status);
     match (how, status) {
         (Some(sched::Exit::Returned), Some(st)) if st & 0x7f == 0 => Some(st >> 8),
         _ => None,
     }
 }
 
-/// `wait4`: a child of the caller that has ended (`pid` -1: any), with its
-/// wait status; `Ok(None)` when `nohang` and none has ended yet.
-pub fn wait_child(pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, i64> {
+/// `wait4`'s options.
+pub const WNOHANG: i32 = 1;
+pub const WUNTRACED: i32 = 2;
+pub const WCONTINUED: i32 = 8;
+
+/// `wait4`: a child of the caller that ended, or with WUNTRACED or
+/// WCONTINUED one that stopped or continued since last asked, with its
+/// wait status; `Ok(None)` with WNOHANG when there is none yet. `pid` is
+/// as Linux's: > 0 that child, -1 any, 0 one in the caller's group, < -1
+/// one in group -pid.
+pub fn wait_child(pid: i64, options: i32) -> Result<Option<(Pid, i32)>, i64> {
     let me = sched::current();
-    // No process groups yet: every child is in the caller's group (0).
-    let wanted = |tid: u64| pid == -1 || pid == 0 || pid == tid as i64;
+    let my_group = with_current(|p| p.job.pgid).unwrap_or(0);
+    let wanted = |tid: Pid, pgid: Pid| match pid {
+        -1 => true,
+        0 => pgid == my_group,
+        p if p < -1 => pgid == p.unsigned_abs(),
+        p => tid as i64 == p,
+    };
+    let reportable = |r: Option<jobs::Report>| match r {
+        Some(jobs::Report::Stopped(_)) => options & WUNTRACED != 0,
+        Some(jobs::Report::Continued) => options & WCONTINUED != 0,
+        None => false,
+    };
     loop {
         let done = crate::arch::without_interrupts(|| {
-            take_exit(&mut EXITS.lock(), |e| e.1 == me && wanted(e.0)).map(|(t, _, st)| (t, st))
+            let exited = take_exit(&mut EXITS.lock(), |e| e.parent == me && wanted(e.tid, e.pgid));
+            let mut procs = PROCS.lock();
+            if let Some(e) = exited {
+                if let Some(p) = procs.get_mut(&me) {
+                    p.cpu.reaped(&e.cpu);
+                }
+                return Some((e.tid, e.status, true));
+            }
+            let child =
+                procs.values_mut().find(|c| c.parent == me && wanted(c.pid, c.job.pgid) && reportable(c.job.report));
+            child.and_then(|c| c.job.report.take().map(|r| (c.pid, r.status(), false)))
         });
-        if let Some((tid, status)) = done {
-            sched::join(tid);
+        if let Some((tid, status, ended)) = done {
+            if ended {
+                sched::join(tid);
+            }
             return Ok(Some((tid, status)));
         }
-        let alive = crate::arch::without_interrupts(|| PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid)));
+        let alive = crate::arch::without_interrupts(|| {
+            PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid, p.job.pgid))
+        });
         if !alive {
             return Err(syscall::errno::ECHILD);
         }
-        if nohang {
+        if options & WNOHANG != 0 {
             return Ok(None);
         }
-        // Each exit of a child wakes its parent (`finish`); so does a signal.
+        // Each exit, stop or continue of a child wakes its parent; so does
+        // a signal.
         let mut interrupted = false;
         sched::wait_until(child_exit_channel(me), || {
-            interrupted = PROCS.lock().get(&me).is_some_and(|p| p.sig.deliverable());
+            let procs = PROCS.lock();
+            interrupted = procs.get(&me).is_some_and(|p| p.sig.deliverable());
             interrupted
-                || EXITS.lock().iter().any(|e| e.1 == me && wanted(e.0))
-                || !PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid))
+                || EXITS.lock().iter().any(|e| e.parent == me && wanted(e.tid, e.pgid))
+                || procs.values().any(|c| c.parent == me && wanted(c.pid, c.job.pgid) && reportable(c.job.report))
+                || !procs.values().any(|p| p.parent == me && wanted(p.pid, p.job.pgid))
         });
         if interrupted {
             return Err(syscall::errno::EINTR);
@@ -403,7 +483,7 @@ pub fn wait_child(pid: i64, nohang: bool) -> Result<Option<(Pid, i32)>, i64> {
 }
 
 /// What a parent sleeps on while its children run.
-fn child_exit_channel(parent: Pid) -> u64 {
+pub(super) fn child_exit_channel(parent: Pid) -> u64 {
     (1 << 63) | parent
 }
 

@@ -13,11 +13,13 @@ pub const SIGKILL: u32 = 9;
 pub const SIGSEGV: u32 = 11;
 pub const SIGPIPE: u32 = 13;
 pub const SIGCHLD: u32 = 17;
-const SIGCONT: u32 = 18;
-const SIGSTOP: u32 = 19;
-const SIGTSTP: u32 = 20;
-const SIGTTIN: u32 = 21;
-const SIGTTOU: u32 = 22;
+pub const SIGINT: u32 = 2;
+pub const SIGQUIT: u32 = 3;
+pub const SIGCONT: u32 = 18;
+pub const SIGSTOP: u32 = 19;
+pub const SIGTSTP: u32 = 20;
+pub const SIGTTIN: u32 = 21;
+pub const SIGTTOU: u32 = 22;
 const SIGURG: u32 = 23;
 const SIGWINCH: u32 = 28;
 pub const NSIG: u32 = 64;
@@ -34,6 +36,10 @@ pub const SEGV_MAPERR: i32 = 1;
 pub const SEGV_ACCERR: i32 = 2;
 pub const CLD_EXITED: i32 = 1;
 pub const CLD_KILLED: i32 = 2;
+pub const CLD_STOPPED: i32 = 5;
+pub const CLD_CONTINUED: i32 = 6;
+/// SIGCHLD's flag: no SIGCHLD when a child stops or continues.
+const SA_NOCLDSTOP: u64 = 1;
 
 /// Signals that can be neither caught, blocked nor ignored.
 const UNBLOCKABLE: u64 = bit(SIGKILL) | bit(SIGSTOP);
@@ -123,12 +129,24 @@ impl Signals {
 
     /// Marks `sig` pending (a second one before delivery merges, as for
     /// Linux's standard signals). An ignored signal is dropped at once.
+    /// SIGCONT drops pending stop signals, and a stop signal a pending
+    /// SIGCONT, as on Linux.
     pub fn post(&mut self, sig: u32, info: Info) {
+        if sig == SIGCONT {
+            self.pending &= !STOPS;
+        } else if STOPS & bit(sig) != 0 {
+            self.pending &= !bit(SIGCONT);
+        }
         if ignored(sig, self.action(sig)) {
             return;
         }
         self.pending |= bit(sig);
         self.info[(sig - 1) as usize] = info;
+    }
+
+    /// Whether SIGKILL is pending: a stopped process wakes to die.
+    pub fn kill_pending(&self) -> bool {
+        self.pending & bit(SIGKILL) != 0
     }
 
     /// Pending signals held back by the mask (`sigpending`).
@@ -154,10 +172,18 @@ impl Signals {
     }
 }
 
-/// What a signal does by default: nothing for these, else the process ends
-/// (stop signals included: there is no job control yet).
+/// The signals that stop a process by default.
+const STOPS: u64 = bit(SIGSTOP) | bit(SIGTSTP) | bit(SIGTTIN) | bit(SIGTTOU);
+
+/// What a signal does by default: nothing for these, a stop for `STOPS`,
+/// else the end of the process.
 fn ignored_by_default(sig: u32) -> bool {
-    matches!(sig, SIGCHLD | SIGCONT | SIGURG | SIGWINCH | SIGTSTP | SIGTTIN | SIGTTOU)
+    matches!(sig, SIGCHLD | SIGCONT | SIGURG | SIGWINCH)
+}
+
+/// Whether `parent` asked not to hear of its children stopping.
+pub fn no_child_stop(parent: Pid) -> bool {
+    super::with_process(parent, |p| p.sig.action(SIGCHLD).flags & SA_NOCLDSTOP != 0).unwrap_or(true)
 }
 
 fn ignored(sig: u32, a: Action) -> bool {
@@ -165,18 +191,24 @@ fn ignored(sig: u32, a: Action) -> bool {
 }
 
 /// Sends `sig` to process `pid` (its thread), waking it if it sleeps.
-/// `Err(())` if there is no such process. Signal 0 only checks.
+/// `Err(())` if there is no such process. Signal 0 only checks. SIGCONT
+/// also resumes a stopped process, whether it is blocked, caught or not;
+/// SIGKILL wakes a stopped one to die.
 pub fn send(pid: Pid, sig: u32, info: Info) -> Result<(), ()> {
-    let found = crate::arch::without_interrupts(|| {
+    let (wake, continued) = crate::arch::without_interrupts(|| {
         let mut procs = PROCS.lock();
         let p = procs.get_mut(&pid).ok_or(())?;
         if sig != 0 {
             p.sig.post(sig, info);
         }
-        Ok::<bool, ()>(p.sig.deliverable())
+        let continued = sig == SIGCONT && p.job.cont();
+        Ok::<_, ()>((p.sig.deliverable() || continued || (sig == SIGKILL), continued.then_some(p.parent)))
     })?;
-    if found {
+    if wake {
         sched::interrupt(pid);
+    }
+    if let Some(parent) = continued {
+        super::jobs::tell_parent(parent, pid, CLD_CONTINUED, SIGCONT as i32);
     }
     Ok(())
 }
@@ -350,6 +382,7 @@ pub fn deliver(regs: &mut UserRegs) -> bool {
         match action.handler {
             SIG_IGN => continue,
             SIG_DFL if ignored_by_default(sig) => continue,
+            SIG_DFL if STOPS & bit(sig) != 0 => super::jobs::stop_current(sig),
             SIG_DFL => super::terminate_current(sig),
             _ => {
                 if push_frame(root, regs, sig, info, action, old_mask).is_err() {

@@ -27,6 +27,7 @@ pub mod errno {
     pub const EINVAL: i64 = 22;
     pub const ENODEV: i64 = 19;
     pub const ENOSYS: i64 = 38;
+    pub const ENOTTY: i64 = 25;
 }
 
 /// Numbers by Linux's names: a name Linux lacks fails the build.
@@ -81,6 +82,28 @@ mod nr {
     pub const SELECT: u64 = number("select");
     pub const PSELECT6: u64 = number("pselect6");
     pub const RT_SIGSUSPEND: u64 = number("rt_sigsuspend");
+    pub const SETPGID: u64 = number("setpgid");
+    pub const GETPGRP: u64 = number("getpgrp");
+    pub const SETSID: u64 = number("setsid");
+    pub const GETPGID: u64 = number("getpgid");
+    pub const GETSID: u64 = number("getsid");
+    pub const GETRLIMIT: u64 = number("getrlimit");
+    pub const SETRLIMIT: u64 = number("setrlimit");
+    pub const PRLIMIT64: u64 = number("prlimit64");
+    pub const UMASK: u64 = number("umask");
+    pub const GETRUSAGE: u64 = number("getrusage");
+    pub const TIMES: u64 = number("times");
+    pub const TIME: u64 = number("time");
+    pub const GETTIMEOFDAY: u64 = number("gettimeofday");
+    pub const SETTIMEOFDAY: u64 = number("settimeofday");
+    pub const CLOCK_SETTIME: u64 = number("clock_settime");
+    pub const CLOCK_GETRES: u64 = number("clock_getres");
+    pub const ALARM: u64 = number("alarm");
+    pub const SETITIMER: u64 = number("setitimer");
+    pub const GETITIMER: u64 = number("getitimer");
+    pub const PRCTL: u64 = number("prctl");
+    pub const MSYNC: u64 = number("msync");
+    pub const RSEQ: u64 = number("rseq");
     pub const OPEN: u64 = number("open");
     pub const CLOSE: u64 = number("close");
     pub const STAT: u64 = number("stat");
@@ -136,6 +159,31 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::SELECT, |f| select(int(f.rdi), [f.rsi, f.rdx, f.r10], f.r8)),
         (nr::PSELECT6, |f| pselect6(int(f.rdi), [f.rsi, f.rdx, f.r10], f.r8, f.r9)),
         (nr::RT_SIGSUSPEND, |f| rt_sigsuspend(f.rdi, f.rsi)),
+        (nr::SETPGID, |f| super::jobs::setpgid(int(f.rdi), int(f.rsi))),
+        (nr::GETPGRP, |_| super::jobs::getpgid(0)),
+        (nr::SETSID, |_| super::jobs::setsid()),
+        (nr::GETPGID, |f| super::jobs::getpgid(int(f.rdi))),
+        (nr::GETSID, |f| super::jobs::getsid(int(f.rdi))),
+        (nr::GETRLIMIT, |f| super::limits::prlimit(root()?, 0, uint(f.rdi), 0, f.rsi)),
+        (nr::SETRLIMIT, |f| super::limits::prlimit(root()?, 0, uint(f.rdi), f.rsi, 0)),
+        (nr::PRLIMIT64, |f| super::limits::prlimit(root()?, int(f.rdi), uint(f.rsi), f.rdx, f.r10)),
+        (nr::UMASK, |f| super::limits::umask(uint(f.rdi))),
+        (nr::GETRUSAGE, |f| super::clock::getrusage(root()?, int(f.rdi), f.rsi)),
+        (nr::TIMES, |f| super::clock::times(root()?, f.rdi)),
+        (nr::TIME, |f| super::clock::time(root()?, f.rdi)),
+        (nr::GETTIMEOFDAY, |f| super::clock::gettimeofday(root()?, f.rdi, f.rsi)),
+        (nr::SETTIMEOFDAY, |f| super::clock::settimeofday(root()?, f.rdi)),
+        (nr::CLOCK_SETTIME, |f| clock_settime(int(f.rdi), f.rsi)),
+        (nr::CLOCK_GETRES, |f| clock_getres(int(f.rdi), f.rsi)),
+        (nr::ALARM, |f| super::clock::alarm(uint(f.rdi))),
+        (nr::SETITIMER, |f| super::clock::setitimer(root()?, int(f.rdi), f.rsi, f.rdx)),
+        (nr::GETITIMER, |f| super::clock::getitimer(root()?, int(f.rdi), f.rsi)),
+        (nr::PRCTL, |f| prctl(int(f.rdi), f.rsi)),
+        (nr::MSYNC, |f| msync(f.rdi, f.rsi, int(f.rdx))),
+        // Restartable sequences need the kernel to rewrite a user area at
+        // every preemption; refused as by a Linux built without them, and
+        // on purpose, so not reported as missing (glibc then goes on).
+        (nr::RSEQ, |_| Err(errno::ENOSYS)),
         (nr::MMAP, |f| mmap(f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9)),
         (nr::MUNMAP, |f| munmap(f.rdi, f.rsi)),
         (nr::MPROTECT, |f| mprotect(f.rdi, f.rsi, f.rdx)),
@@ -336,19 +384,17 @@ fn rt_sigreturn(frame: &SyscallFrame) -> SysResult {
     }
 }
 
+/// `kill`: to a process, the caller's group (0), every other process
+/// (-1) or a group (-pgid); ESRCH if it reaches none.
 fn kill(pid: i32, sig: i32) -> SysResult {
     let sig = if sig == 0 { 0 } else { signal_number(sig)? };
     let me = crate::sched::current();
-    // No process groups yet: 0 (the caller's group) is the caller alone;
-    // -1 (every process) and -PGID are refused with ESRCH.
-    let target = match pid {
-        0 => me,
-        p if p > 0 => p as u64,
-        _ => return Err(errno::ESRCH),
-    };
     let info = signal::Info { code: signal::SI_USER, pid: me, addr: 0, status: 0 };
-    signal::send(target, sig, info).map_err(|()| errno::ESRCH)?;
-    Ok(0)
+    let mut reached = false;
+    for target in super::jobs::targets(pid)? {
+        reached |= signal::send(target, sig, info).is_ok();
+    }
+    if reached { Ok(0) } else { Err(errno::ESRCH) }
 }
 
 /// Reads a signal set for a call that waits under it (`sigsetsize` must
@@ -504,8 +550,13 @@ fn clock_nanosleep(clock: i32, flags: i32, req: u64, rem: u64) -> SysResult {
         return Err(errno::EINVAL);
     }
     let us = read_timespec(req)?;
-    // Both clocks count from boot here (there is no wall clock yet).
-    let until = if flags & TIMER_ABSTIME != 0 { us } else { crate::time::uptime_us().saturating_add(us) };
+    let now = crate::time::uptime_us();
+    let until = match (flags & TIMER_ABSTIME != 0, clock) {
+        // A wall-clock time, as an uptime: the wall clock runs with it.
+        (true, CLOCK_REALTIME) => us.saturating_sub(crate::time::realtime_us() - now).max(now),
+        (true, _) => us,
+        (false, _) => now.saturating_add(us),
+    };
     sleep_until(until, if flags & TIMER_ABSTIME != 0 { 0 } else { rem })
 }
 
@@ -628,8 +679,13 @@ fn execve(path: u64, argv: u64, envp: u64) -> SysResult {
 }
 
 fn wait4(pid: i32, status: u64, options: i32) -> SysResult {
-    const WNOHANG: i32 = 1;
-    match super::wait_child(i64::from(pid), options & WNOHANG != 0)? {
+    // Linux's __WNOTHREAD, __WALL and __WCLONE are accepted: one thread
+    // per process here, so they change nothing.
+    const KNOWN: i32 = super::WNOHANG | super::WUNTRACED | super::WCONTINUED | 0x2000_0000 | 0x4000_0000 | -0x8000_0000;
+    if options & !KNOWN != 0 {
+        return Err(errno::EINVAL);
+    }
+    match super::wait_child(i64::from(pid), options)? {
         None => Ok(0),
         Some((child, st)) => {
             if status != 0 {
@@ -992,14 +1048,117 @@ fn splitmix() -> u64 {
     z ^ (z >> 31)
 }
 
+// Clock ids.
+const CLOCK_REALTIME: i32 = 0;
+const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+const CLOCK_REALTIME_COARSE: i32 = 5;
+const CLOCK_BOOTTIME: i32 = 7;
+const CLOCK_TAI: i32 = 11;
+
+/// The time on `clock` in µs: the wall clock (from the RTC at boot), the
+/// CPU time charged to the caller (in ticks), or the uptime for
+/// MONOTONIC, MONOTONIC_RAW, MONOTONIC_COARSE and BOOTTIME (nothing is
+/// suspended here).
+fn clock_us(clock: i32) -> Result<u64, i64> {
+    match clock {
+        CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_TAI => Ok(crate::time::realtime_us()),
+        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => {
+            current(|p| (p.cpu.user + p.cpu.system) * (1_000_000 / crate::time::TICK_HZ))
+        }
+        0..=CLOCK_BOOTTIME => Ok(crate::time::uptime_us()),
+        _ => Err(errno::EINVAL),
+    }
+}
+
 fn clock_gettime(clock: i32, ts: u64) -> SysResult {
-    // REALTIME, MONOTONIC, PROCESS/THREAD_CPUTIME, MONOTONIC_RAW,
-    // REALTIME/MONOTONIC_COARSE, BOOTTIME: all count from boot here (there
-    // is no wall clock yet).
-    if !(0..=7).contains(&clock) {
+    let us = clock_us(clock)?;
+    copy_to_user(root()?, ts, &timespec(us)).map_err(|_| errno::EFAULT)?;
+    Ok(0)
+}
+
+/// `clock_getres`: a microsecond for every clock (the wall and uptime
+/// clocks are kept in µs); a tick for the CPU-time clocks.
+fn clock_getres(clock: i32, ts: u64) -> SysResult {
+    clock_us(clock)?;
+    let res_ns: u64 = match clock {
+        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => 1_000_000_000 / crate::time::TICK_HZ,
+        _ => 1000,
+    };
+    if ts != 0 {
+        let mut b = [0u8; 16];
+        b[8..].copy_from_slice(&res_ns.to_le_bytes());
+        copy_to_user(root()?, ts, &b).map_err(|_| errno::EFAULT)?;
+    }
+    Ok(0)
+}
+
+/// `clock_settime`: only the wall clock can be set (EINVAL otherwise).
+fn clock_settime(clock: i32, ts: u64) -> SysResult {
+    if clock != CLOCK_REALTIME {
         return Err(errno::EINVAL);
     }
-    copy_to_user(root()?, ts, &timespec(crate::time::uptime_us())).map_err(|_| errno::EFAULT)?;
+    crate::time::set_realtime_us(read_timespec(ts)?);
+    Ok(0)
+}
+
+const PR_SET_NAME: i32 = 15;
+const PR_GET_NAME: i32 = 16;
+
+/// `prctl`: the calling thread's name (16 bytes with the NUL, cut as
+/// Linux cuts it); any other option is EINVAL, as Linux says for options
+/// it does not know.
+fn prctl(option: i32, arg: u64) -> SysResult {
+    let root = root()?;
+    match option {
+        PR_SET_NAME => {
+            let mut b = [0u8; 16];
+            // Up to 16 bytes, stopping at a page end as a string read does.
+            let n = (PAGE_SIZE - arg % PAGE_SIZE).min(16) as usize;
+            copy_from_user(root, &mut b[..n], arg).map_err(|_| errno::EFAULT)?;
+            let len = b[..15].iter().position(|&c| c == 0).unwrap_or(15);
+            let name = String::from_utf8_lossy(&b[..len]);
+            crate::sched::rename(crate::sched::current(), &name);
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let mut b = [0u8; 16];
+            let name = crate::sched::current_name();
+            let n = name.len().min(15);
+            b[..n].copy_from_slice(&name.as_bytes()[..n]);
+            copy_to_user(root, arg, &b).map_err(|_| errno::EFAULT)?;
+            Ok(0)
+        }
+        _ => Err(errno::EINVAL),
+    }
+}
+
+// msync(2) flags.
+const MS_ASYNC: i32 = 1;
+const MS_INVALIDATE: i32 = 2;
+const MS_SYNC: i32 = 4;
+
+/// `msync`: a shared file mapping's pages go into the file (MS_SYNC and
+/// MS_ASYNC alike: the file is RAM). EINVAL for an unaligned start or bad
+/// flags, ENOMEM if part of the range is not mapped.
+fn msync(addr: u64, len: u64, flags: i32) -> SysResult {
+    if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+        || flags & (MS_ASYNC | MS_SYNC) == MS_ASYNC | MS_SYNC
+        || !addr.is_multiple_of(PAGE_SIZE)
+    {
+        return Err(errno::EINVAL);
+    }
+    let end = addr.checked_add(len).and_then(|e| e.checked_add(PAGE_SIZE - 1)).ok_or(errno::ENOMEM)? & !(PAGE_SIZE - 1);
+    if end == addr {
+        return Ok(0);
+    }
+    if end > USER_END {
+        return Err(errno::ENOMEM);
+    }
+    let files = current(|p| p.mem.shared_files_in(addr, end))?.map_err(|()| errno::ENOMEM)?;
+    for ino in files {
+        mem::sync_to_file(ino);
+    }
     Ok(0)
 }
 

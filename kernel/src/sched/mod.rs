@@ -120,6 +120,16 @@ pub fn current_name() -> String {
     with(|s| s.threads.iter().find(|t| t.id == s.current).map(|t| t.name.clone()).unwrap_or_default())
 }
 
+/// Renames thread `id` (`prctl(PR_SET_NAME)`).
+pub fn rename(id: ThreadId, name: &str) {
+    let name = String::from(name);
+    with(|s| {
+        if let Some(t) = s.threads.iter_mut().find(|t| t.id == id) {
+            t.name = name;
+        }
+    });
+}
+
 /// The name of thread `id` (empty when there is none).
 pub fn name_of(id: ThreadId) -> String {
     with(|s| s.threads.iter().find(|t| t.id == id).map(|t| t.name.clone()).unwrap_or_default())

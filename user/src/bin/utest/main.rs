@@ -9,11 +9,13 @@
 mod basics;
 mod crafted;
 mod files;
+mod jobs;
 mod limits;
 mod loader;
 mod memory;
 mod pipes;
 mod process;
+mod resources;
 mod signals;
 mod support;
 mod system;
@@ -48,6 +50,8 @@ fn main() -> ExitCode {
         signals::TESTS,
         memory::TESTS,
         process::TESTS,
+        jobs::TESTS,
+        resources::TESTS,
         loader::TESTS,
         limits::TESTS,
     ];
@@ -144,6 +148,11 @@ fn helper(args: &[String]) -> Option<u8> {
                 (false, _) => 2,
                 (true, false) => 3,
             })
+        }
+        // `--sleep-ms N`: sleeps, then exits 0 (a child that has exec'd).
+        Some("--sleep-ms") => {
+            support::sleep_ms(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0));
+            Some(0)
         }
         _ => None,
     }
