@@ -26,6 +26,8 @@ pub type SysResult = Result<u64, i64>;
 pub mod errno {
     pub const ENOENT: i64 = 2;
     pub const ENXIO: i64 = 6;
+    pub const ENOSPC: i64 = 28;
+    pub const ELOOP: i64 = 40;
     pub const EBADF: i64 = 9;
     pub const ENOMEM: i64 = 12;
     pub const EACCES: i64 = 13;
@@ -61,6 +63,7 @@ pub const O_ASYNC: u32 = 0o20000;
 pub const O_DIRECT: u32 = 0o40000;
 pub const O_LARGEFILE: u32 = 0o100000;
 pub const O_DIRECTORY: u32 = 0o200000;
+pub const O_NOFOLLOW: u32 = 0o400000;
 pub const O_NOATIME: u32 = 0o1000000;
 pub const O_CLOEXEC: u32 = 0o2000000;
 pub const O_SYNC: u32 = 0o4010000;
@@ -139,6 +142,8 @@ pub enum Object {
     /// One end of a pipe (shared, so a call can sleep without the
     /// description's lock).
     Pipe(Arc<super::pipe::End>),
+    /// A device node of `/dev` (`super::dev`), and the node.
+    Device(super::dev::Dev, Ino),
 }
 
 /// An open file description: what `open` made, shared by `dup`ed and
@@ -189,7 +194,7 @@ impl Drop for OpenFile {
             OPEN_DESCRIPTIONS.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
         }
         // The last descriptor is gone: an unlinked file's bytes may go too.
-        if let Object::File(ino) | Object::Dir(ino) = self.object {
+        if let Object::File(ino) | Object::Dir(ino) | Object::Device(_, ino) = self.object {
             super::with(|fs| fs.release(ino));
         }
     }
@@ -393,7 +398,7 @@ pub fn pipe2(root: u64, files: &mut FdTable, fds: u64, flags: u64) -> SysResult 
     Ok(0)
 }
 
-fn fs_err(e: FsError) -> i64 {
+pub(super) fn fs_err(e: FsError) -> i64 {
     e.errno()
 }
 
@@ -422,7 +427,7 @@ pub fn user_path(root: u64, addr: u64) -> Result<Vec<u8>, i64> {
 
 /// The directory a relative `path` starts from: `cwd` for AT_FDCWD, else
 /// the directory open at `dirfd`. An absolute path ignores `dirfd`.
-fn base_dir(files: &FdTable, cwd: Ino, dirfd: u64, path: &[u8]) -> Result<Ino, i64> {
+pub(super) fn base_dir(files: &FdTable, cwd: Ino, dirfd: u64, path: &[u8]) -> Result<Ino, i64> {
     if path.is_empty() {
         // Linux refuses an empty path before it looks at `dirfd`.
         return Err(ENOENT);
@@ -553,6 +558,10 @@ pub fn read_ref(root: u64, file: &FileRef, buf: u64, len: u64) -> SysResult {
             drop(f);
             super::pipe::read(&end, root, buf, len.min(MAX_RW), nonblock).map_err(pipe_err)
         }
+        Object::Device(dev, _) => {
+            drop(f);
+            super::dev::read(dev, root, buf, len)
+        }
         Object::Dir(_) => Err(EISDIR),
         Object::File(ino) => {
             let n = read_at(root, ino, f.offset, buf, len)?;
@@ -578,6 +587,7 @@ pub fn write_ref(root: u64, file: &FileRef, buf: u64, len: u64) -> SysResult {
             drop(f);
             write_pipe(&end, root, buf, len, nonblock)
         }
+        Object::Device(dev, _) => super::dev::write(dev, len),
         Object::Dir(_) => Err(EISDIR),
         // Linux returns before an append would move the offset.
         Object::File(_) if len == 0 => Ok(0),
@@ -663,6 +673,7 @@ pub fn pread64(root: u64, files: &FdTable, fd: u64, buf: u64, len: u64, offset: 
     }
     match f.object {
         Object::Console | Object::Pipe(_) => Err(ESPIPE),
+        Object::Device(dev, _) => super::dev::read(dev, root, buf, len),
         Object::Dir(_) => Err(EISDIR),
         Object::File(ino) => read_at(root, ino, offset, buf, len),
     }
@@ -680,6 +691,7 @@ pub fn pwrite64(root: u64, files: &FdTable, fd: u64, buf: u64, len: u64, offset:
     }
     match f.object {
         Object::Console | Object::Pipe(_) => Err(ESPIPE),
+        Object::Device(dev, _) => super::dev::write(dev, len),
         Object::Dir(_) => Err(EISDIR),
         Object::File(_) if len == 0 => Ok(0),
         Object::File(ino) => write_at(root, ino, Some(offset), buf, len).map(|(n, _)| n),
@@ -724,17 +736,37 @@ pub fn openat(root: u64, files: &mut FdTable, cwd: Ino, dirfd: u64, path: u64, f
             directory: flags & O_DIRECTORY != 0,
             write: access != O_RDONLY,
             mode: (mode as u32) & 0o7777 & !crate::proc::umask(),
+            nofollow: flags & O_NOFOLLOW != 0,
         }
     };
-    let (ino, kind) = super::with(|fs| {
+    let (ino, st) = super::with(|fs| {
         let ino = fs.open(base, &path, &how)?;
-        fs.hold(ino)?;
-        fs.stat(ino).map(|st| (ino, st.kind))
+        let st = fs.stat(ino)?;
+        // The console is no node of its own: nothing to hold for it.
+        if st.kind != Kind::CharDev || !matches!(super::dev::opens(st.rdev), Some(super::dev::Opens::Console)) {
+            fs.hold(ino)?;
+        }
+        Ok(st)
     })
+    .map(|st| (st.ino, st))
     .map_err(fs_err)?;
-    let object = match kind {
+    let object = match st.kind {
         Kind::File => Object::File(ino),
         Kind::Dir => Object::Dir(ino),
+        Kind::CharDev => match super::dev::opens(st.rdev) {
+            Some(super::dev::Opens::Dev(d)) => Object::Device(d, ino),
+            Some(super::dev::Opens::Console) => Object::Console,
+            // A node with a number no driver has (made by nobody yet).
+            None => {
+                super::with(|fs| fs.release(ino));
+                return Err(ENXIO);
+            }
+        },
+        // `open` follows links; with O_NOFOLLOW it refuses one (ELOOP).
+        Kind::Symlink => {
+            super::with(|fs| fs.release(ino));
+            return Err(ELOOP);
+        }
     };
     let keep = if flags & O_PATH != 0 { O_PATH } else { flags & STATUS_FLAGS };
     // Made outside the file-system lock: dropping it on an error releases the hold.
@@ -828,6 +860,8 @@ pub fn lseek(files: &FdTable, fd: u64, offset: u64, whence: u64) -> SysResult {
     };
     match f.object {
         Object::Console | Object::Pipe(_) => Err(ESPIPE),
+        // As Linux's null and zero devices: any seek succeeds, at 0.
+        Object::Device(..) => Ok(0),
         Object::File(ino) => {
             let size = super::with(|fs| fs.stat(ino)).map_err(fs_err)?.size;
             let new = match whence {
@@ -878,7 +912,7 @@ pub fn ftruncate(files: &FdTable, fd: u64, len: u64) -> SysResult {
     }
     match f.object {
         Object::File(ino) if f.writable() => truncate_ino(ino, len),
-        Object::File(_) | Object::Console | Object::Dir(_) | Object::Pipe(_) => Err(EINVAL),
+        Object::File(_) | Object::Console | Object::Dir(_) | Object::Pipe(_) | Object::Device(..) => Err(EINVAL),
     }
 }
 
@@ -926,21 +960,32 @@ fn console_stat() -> [u8; 144] {
 /// `struct stat` as x86-64 Linux lays it out (144 bytes): st_dev, st_ino,
 /// st_nlink (8 bytes each), st_mode, st_uid, st_gid (4 each, then 4 of
 /// padding), st_rdev, st_size, st_blksize, st_blocks (8 each), then the
-/// three timestamps (seconds and nanoseconds; 0: no clock is kept) and
-/// three unused words.
+/// three timestamps (seconds and nanoseconds) and three unused words.
 pub fn stat_bytes(s: &Stat) -> [u8; 144] {
     let mut st = [0u8; 144];
     put(&mut st, 0, DEV_RAMFS);
     put(&mut st, 8, s.ino);
     put(&mut st, 16, u64::from(s.nlink));
     st[24..28].copy_from_slice(&s.mode.to_le_bytes());
-    // uid, gid and rdev: 0.
+    st[28..32].copy_from_slice(&s.uid.to_le_bytes());
+    st[32..36].copy_from_slice(&s.gid.to_le_bytes());
+    put(&mut st, 40, s.rdev);
     put(&mut st, 48, s.size);
     put(&mut st, 56, PAGE_SIZE);
     // st_blocks counts 512-byte units of whole pages, as tmpfs does.
     let blocks = if s.kind == Kind::File { s.size.div_ceil(PAGE_SIZE) * (PAGE_SIZE / 512) } else { 0 };
     put(&mut st, 64, blocks);
+    for (i, t) in [s.atime, s.mtime, s.ctime].iter().enumerate() {
+        put(&mut st, 72 + i * 16, t.sec as u64);
+        put(&mut st, 80 + i * 16, u64::from(t.nsec));
+    }
     st
+}
+
+/// `path` from `dir`, its last component followed if it is a link when
+/// `follow` says so.
+pub(super) fn lookup(fs: &super::RamFsRef, dir: Ino, path: &[u8], follow: bool) -> Result<Ino, FsError> {
+    if follow { fs.lookup(dir, path) } else { fs.lookup_nofollow(dir, path) }
 }
 
 fn put(buf: &mut [u8], at: usize, v: u64) {
@@ -951,7 +996,9 @@ fn stat_object(object: &Object) -> Result<[u8; 144], i64> {
     match *object {
         Object::Console => Ok(console_stat()),
         Object::Pipe(_) => Ok(pipe_stat()),
-        Object::File(ino) | Object::Dir(ino) => super::with(|fs| fs.stat(ino)).map(|s| stat_bytes(&s)).map_err(fs_err),
+        Object::File(ino) | Object::Dir(ino) | Object::Device(_, ino) => {
+            super::with(|fs| fs.stat(ino)).map(|s| stat_bytes(&s)).map_err(fs_err)
+        }
     }
 }
 
@@ -962,34 +1009,47 @@ pub fn fstat(root: u64, files: &FdTable, fd: u64, statbuf: u64) -> SysResult {
     Ok(0)
 }
 
-/// stat(2) and lstat(2) (there are no symbolic links).
-pub fn stat(root: u64, cwd: Ino, path: u64, statbuf: u64) -> SysResult {
+/// stat(2), and lstat(2) (`follow` false: a link itself).
+pub fn stat(root: u64, cwd: Ino, path: u64, statbuf: u64, follow: bool) -> SysResult {
     let path = user_path(root, path)?;
-    let s = super::with(|fs| fs.lookup(cwd, &path).and_then(|ino| fs.stat(ino))).map_err(fs_err)?;
+    let s = super::with(|fs| lookup(fs, cwd, &path, follow).and_then(|ino| fs.stat(ino))).map_err(fs_err)?;
     copy_to_user(root, statbuf, &stat_bytes(&s)).map_err(|_| EFAULT)?;
     Ok(0)
 }
 
 /// newfstatat(2): AT_EMPTY_PATH stats `dirfd` itself; AT_SYMLINK_NOFOLLOW
-/// changes nothing without links.
+/// a link itself.
 pub fn newfstatat(root: u64, files: &FdTable, cwd: Ino, dirfd: u64, path: u64, statbuf: u64, flags: u64) -> SysResult {
     if flags & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT) != 0 {
         return Err(EINVAL);
     }
-    let path = user_path(root, path)?;
-    let st = if path.is_empty() && flags & AT_EMPTY_PATH != 0 {
-        if dirfd as u32 as i32 == AT_FDCWD {
-            stat_object(&Object::Dir(cwd))?
-        } else {
-            stat_object(&files.get(dirfd)?.lock().object)?
-        }
-    } else {
-        let base = base_dir(files, cwd, dirfd, &path)?;
-        let s = super::with(|fs| fs.lookup(base, &path).and_then(|ino| fs.stat(ino))).map_err(fs_err)?;
-        stat_bytes(&s)
-    };
+    let st = stat_any(root, files, cwd, dirfd, path, flags)?;
     copy_to_user(root, statbuf, &st).map_err(|_| EFAULT)?;
     Ok(0)
+}
+
+/// What newfstatat and statx tell of `path` from `dirfd`, in stat(2)'s
+/// layout: AT_EMPTY_PATH with an empty path is `dirfd` itself.
+pub(super) fn stat_any(
+    root: u64,
+    files: &FdTable,
+    cwd: Ino,
+    dirfd: u64,
+    path: u64,
+    flags: u64,
+) -> Result<[u8; 144], i64> {
+    let path = user_path(root, path)?;
+    if path.is_empty() && flags & AT_EMPTY_PATH != 0 {
+        return if dirfd as u32 as i32 == AT_FDCWD {
+            stat_object(&Object::Dir(cwd))
+        } else {
+            stat_object(&files.get(dirfd)?.lock().object)
+        };
+    }
+    let base = base_dir(files, cwd, dirfd, &path)?;
+    let follow = flags & AT_SYMLINK_NOFOLLOW == 0;
+    let s = super::with(|fs| lookup(fs, base, &path, follow).and_then(|ino| fs.stat(ino))).map_err(fs_err)?;
+    Ok(stat_bytes(&s))
 }
 
 /// access(2): existence, and for X_OK an execute bit (the caller is root,
@@ -1076,7 +1136,7 @@ pub fn chdir(root: u64, cwd: Ino, path: u64) -> Result<Ino, i64> {
         let ino = fs.lookup(cwd, &path)?;
         match fs.stat(ino)?.kind {
             Kind::Dir => Ok(ino),
-            Kind::File => Err(FsError::NotDir),
+            _ => Err(FsError::NotDir),
         }
     })
     .map_err(fs_err)

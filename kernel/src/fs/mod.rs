@@ -6,7 +6,9 @@
 //! which files may take half, so a process filling the disk gets ENOSPC
 //! instead of starving the kernel.
 
+pub mod dev;
 pub mod files;
+pub mod paths;
 pub mod pipe;
 pub mod poll;
 
@@ -17,6 +19,9 @@ use klib::ramfs::RamFs;
 use spin::Mutex;
 
 static FS: Mutex<Option<RamFs<'static>>> = Mutex::new(None);
+
+/// The file system as the calls see it.
+pub type RamFsRef = RamFs<'static>;
 
 /// Unpacks the initrd into the file system. Call once at boot, after
 /// `mm::init` (it needs the heap and the direct map); the first use of the
@@ -39,7 +44,33 @@ fn load() -> RamFs<'static> {
     };
     let (_, heap) = crate::mm::heap::stats();
     fs.set_limit(heap / 2);
+    fs.set_clock(wall_clock);
+    make_dev(&mut fs);
     fs
+}
+
+/// Timestamps come from the wall clock.
+fn wall_clock() -> klib::ramfs::Time {
+    let us = crate::time::realtime_us();
+    klib::ramfs::Time { sec: (us / 1_000_000) as i64, nsec: (us % 1_000_000 * 1000) as u32 }
+}
+
+/// `/dev` and its nodes (`dev::NODES`), unless the initrd made them.
+fn make_dev(fs: &mut RamFs<'static>) {
+    let dev = match fs.lookup(ROOT, "/dev") {
+        Ok(ino) => ino,
+        Err(_) => match fs.mkdir(ROOT, "dev", 0o755) {
+            Ok(ino) => ino,
+            Err(e) => return crate::println!("fs: cannot make /dev: {e}"),
+        },
+    };
+    for &(name, rdev, mode) in dev::NODES {
+        if let Err(e) = fs.mknod_chr(dev, name, mode, rdev)
+            && e != FsError::Exists
+        {
+            crate::println!("fs: cannot make /dev/{name}: {e}");
+        }
+    }
 }
 
 /// Runs `f` on the file system, with interrupts off so the lock is never

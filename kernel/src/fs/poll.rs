@@ -67,7 +67,7 @@ impl Watch {
             None => Watch::Closed,
             Some(Object::Console) => Watch::Console,
             Some(Object::Pipe(end)) => Watch::Pipe(end),
-            Some(Object::File(_) | Object::Dir(_)) => Watch::Always,
+            Some(Object::File(_) | Object::Dir(_) | Object::Device(..)) => Watch::Always,
         }
     }
 

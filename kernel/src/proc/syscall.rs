@@ -135,6 +135,24 @@ mod nr {
     pub const FACCESSAT: u64 = number("faccessat");
     pub const DUP3: u64 = number("dup3");
     pub const PIPE2: u64 = number("pipe2");
+    pub const RENAME: u64 = number("rename");
+    pub const RENAMEAT: u64 = number("renameat");
+    pub const RENAMEAT2: u64 = number("renameat2");
+    pub const LINK: u64 = number("link");
+    pub const LINKAT: u64 = number("linkat");
+    pub const SYMLINK: u64 = number("symlink");
+    pub const SYMLINKAT: u64 = number("symlinkat");
+    pub const READLINK: u64 = number("readlink");
+    pub const READLINKAT: u64 = number("readlinkat");
+    pub const CHMOD: u64 = number("chmod");
+    pub const FCHMOD: u64 = number("fchmod");
+    pub const FCHMODAT: u64 = number("fchmodat");
+    pub const CHOWN: u64 = number("chown");
+    pub const FCHOWN: u64 = number("fchown");
+    pub const LCHOWN: u64 = number("lchown");
+    pub const FCHOWNAT: u64 = number("fchownat");
+    pub const UTIMENSAT: u64 = number("utimensat");
+    pub const STATX: u64 = number("statx");
     /// Not Linux: runs one kernel-shell line that the boot's `ksh.user`
     /// allows (`klib::user_ksh`), so the NK's reports stay reachable from
     /// user space and no process can switch its monitor off.
@@ -737,16 +755,34 @@ const FILE_CALLS: &[u64] = &[
     nr::FACCESSAT,
     nr::DUP3,
     nr::PIPE2,
+    nr::RENAME,
+    nr::RENAMEAT,
+    nr::RENAMEAT2,
+    nr::LINK,
+    nr::LINKAT,
+    nr::SYMLINK,
+    nr::SYMLINKAT,
+    nr::READLINK,
+    nr::READLINKAT,
+    nr::CHMOD,
+    nr::FCHMOD,
+    nr::FCHMODAT,
+    nr::CHOWN,
+    nr::FCHOWN,
+    nr::LCHOWN,
+    nr::FCHOWNAT,
+    nr::UTIMENSAT,
+    nr::STATX,
 ];
 
 /// Runs a file system call on the calling process's descriptors
 /// (`with_files`) and working directory.
 fn files_call(frame: &SyscallFrame) -> SysResult {
-    let (a0, a1, a2, a3) = (frame.rdi, frame.rsi, frame.rdx, frame.r10);
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
     let nr = frame.rax;
     let cwd = current(|p| p.cwd)?;
     let mut new_cwd = None;
-    let r = with_files(|root, files| files_call_on(nr, [a0, a1, a2, a3], root, cwd, files, &mut new_cwd))?;
+    let r = with_files(|root, files| files_call_on(nr, args, root, cwd, files, &mut new_cwd))?;
     if let Some(ino) = new_cwd {
         current(|p| p.cwd = ino)?;
     }
@@ -766,19 +802,21 @@ fn with_files<R>(f: impl FnOnce(u64, &mut crate::fs::files::FdTable) -> R) -> Re
 
 fn files_call_on(
     nr: u64,
-    [a0, a1, a2, a3]: [u64; 4],
+    [a0, a1, a2, a3, a4]: [u64; 5],
     root: u64,
     cwd: crate::fs::Ino,
     files: &mut crate::fs::files::FdTable,
     new_cwd: &mut Option<crate::fs::Ino>,
 ) -> SysResult {
     use crate::fs::files as f;
+    use crate::fs::paths as p;
     match nr {
         nr::READ => f::read(root, files, a0, a1, a2),
         nr::WRITE => f::write(root, files, a0, a1, a2),
         nr::OPEN => f::open(root, files, cwd, a0, a1, a2),
         nr::CLOSE => f::close(files, a0),
-        nr::STAT | nr::LSTAT => f::stat(root, cwd, a0, a1),
+        nr::STAT => f::stat(root, cwd, a0, a1, true),
+        nr::LSTAT => f::stat(root, cwd, a0, a1, false),
         nr::FSTAT => f::fstat(root, files, a0, a1),
         nr::LSEEK => f::lseek(files, a0, a1, a2),
         nr::IOCTL => f::ioctl(root, files, a0, a1, a2),
@@ -814,6 +852,24 @@ fn files_call_on(
         nr::UNLINKAT => f::unlinkat(root, files, cwd, a0, a1, a2),
         nr::FACCESSAT => f::faccessat(root, files, cwd, a0, a1, a2),
         nr::DUP3 => f::dup3(files, a0, a1, a2),
+        nr::RENAME => p::rename(root, cwd, a0, a1),
+        nr::RENAMEAT => p::renameat2(root, files, cwd, [a0, a1, a2, a3, 0]),
+        nr::RENAMEAT2 => p::renameat2(root, files, cwd, [a0, a1, a2, a3, a4]),
+        nr::LINK => p::link(root, cwd, a0, a1),
+        nr::LINKAT => p::linkat(root, files, cwd, [a0, a1, a2, a3, a4]),
+        nr::SYMLINK => p::symlinkat(root, files, cwd, a0, f::AT_FDCWD as u64, a1),
+        nr::SYMLINKAT => p::symlinkat(root, files, cwd, a0, a1, a2),
+        nr::READLINK => p::readlinkat(root, files, cwd, f::AT_FDCWD as u64, a0, a1, a2 as i32),
+        nr::READLINKAT => p::readlinkat(root, files, cwd, a0, a1, a2, a3 as i32),
+        nr::CHMOD => p::fchmodat(root, files, cwd, f::AT_FDCWD as u64, a0, a1),
+        nr::FCHMOD => p::fchmod(files, a0, a1),
+        nr::FCHMODAT => p::fchmodat(root, files, cwd, a0, a1, a2),
+        nr::CHOWN => p::fchownat(root, files, cwd, f::AT_FDCWD as u64, a0, [a1, a2], 0),
+        nr::LCHOWN => p::fchownat(root, files, cwd, f::AT_FDCWD as u64, a0, [a1, a2], f::AT_SYMLINK_NOFOLLOW),
+        nr::FCHOWN => p::fchown(files, a0, [a1, a2]),
+        nr::FCHOWNAT => p::fchownat(root, files, cwd, a0, a1, [a2, a3], a4),
+        nr::UTIMENSAT => p::utimensat(root, files, cwd, [a0, a1, a2, a3]),
+        nr::STATX => p::statx(root, files, cwd, [a0, a1, a2, a3, a4]),
         _ => Err(errno::ENOSYS),
     }
 }
@@ -1021,15 +1077,11 @@ fn getrandom(buf: u64, len: u64, flags: u32) -> SysResult {
     // getrandom's own loop), so one call cannot hold the CPU for long.
     let len = len.min((32 << 20) - 1);
     let root = root()?;
-    let rdrand = x86_64::instructions::random::RdRand::new();
     let mut done = 0;
     while done < len {
         let mut chunk = [0u8; 256];
         let n = (len - done).min(chunk.len() as u64) as usize;
-        for word in chunk[..n].chunks_mut(8) {
-            let r = rdrand.and_then(|r| r.get_u64()).unwrap_or_else(splitmix);
-            word.copy_from_slice(&r.to_le_bytes()[..word.len()]);
-        }
+        random_bytes(&mut chunk[..n]);
         if copy_to_user(root, buf.wrapping_add(done), &chunk[..n]).is_err() {
             // As Linux: what was copied counts; nothing copied is EFAULT.
             return if done > 0 { Ok(done) } else { Err(errno::EFAULT) };
@@ -1037,6 +1089,15 @@ fn getrandom(buf: u64, len: u64, flags: u32) -> SysResult {
         done += n as u64;
     }
     Ok(done)
+}
+
+/// Fills `buf` as `getrandom` does (also `/dev/random` and `/dev/urandom`).
+pub fn random_bytes(buf: &mut [u8]) {
+    let rdrand = x86_64::instructions::random::RdRand::new();
+    for word in buf.chunks_mut(8) {
+        let r = rdrand.and_then(|r| r.get_u64()).unwrap_or_else(splitmix);
+        word.copy_from_slice(&r.to_le_bytes()[..word.len()]);
+    }
 }
 
 fn splitmix() -> u64 {

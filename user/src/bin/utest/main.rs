@@ -13,6 +13,7 @@ mod jobs;
 mod limits;
 mod loader;
 mod memory;
+mod names;
 mod pipes;
 mod process;
 mod resources;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
     let groups: &[&[Test]] = &[
         basics::TESTS,
         files::TESTS,
+        names::TESTS,
         system::TESTS,
         pipes::TESTS,
         waiting::TESTS,
