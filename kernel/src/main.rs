@@ -31,7 +31,7 @@ use nk::BootInfo;
 nk::entry_point!(kernel_main, panic = panic::panic);
 
 /// Kernel command-line words the kernel understands.
-const KNOWN_WORDS: &[&str] = &["test", "nk.systable", "nk.proclist", "nk.audit", "ksh.user"];
+const KNOWN_WORDS: &[&str] = &["test", "nk.systable", "nk.proclist", "nk.audit", "ksh.user", "init"];
 
 static BOOT_INFO: spin::Once<&'static BootInfo> = spin::Once::new();
 

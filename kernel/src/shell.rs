@@ -58,6 +58,13 @@ const COMMANDS: &[Command] = &[
 ];
 
 pub fn run() -> ! {
+    // `init=PATH` on the command line: that program first, as the shell a
+    // user works in (`cargo xtask run --userland busybox`); this prompt
+    // comes back when it ends.
+    if let Some(Some(init)) = klib::cmdline::get(crate::boot_info().cmdline(), "init") {
+        println!("ksh: starting {init} (init=); the kernel shell comes back when it ends");
+        execute(&alloc::format!("run {init}"));
+    }
     println!("Type 'help' for commands.");
     let mut editor = LineEditor::<LINE_MAX>::new();
     print!("{}", PROMPT);

@@ -53,6 +53,9 @@ options for run and gdb:
   --mem SIZE                  guest RAM: 512M, 1G, ... (default 256M)
   --boot-time                 run only: print the time from QEMU start to the shell prompt
   --timeout SECS              stop QEMU after SECS seconds (default: never)
+  --userland busybox|bash     run only: boot into Debian's static busybox sh (with a link
+                              per applet) or bash, fetched with apt-get download and
+                              packed into the initrd; exit it to reach the kernel shell
   --add HOST_PATH[:GUEST_PATH]
                               also pack the host file HOST_PATH into the initrd, as
                               GUEST_PATH (default bin/<file name>; one ending in /
@@ -94,6 +97,8 @@ pub struct RunOptions {
     pub cmdline: String,
     /// Extra files for the initrd (`--add`), in the order given.
     pub add: Vec<AddFile>,
+    /// A Debian userland to boot into (`--userland`).
+    pub userland: Option<crate::userland::Userland>,
 }
 
 /// A host file to pack into the initrd (`--add HOST_PATH[:GUEST_PATH]`).
@@ -115,6 +120,7 @@ impl Default for RunOptions {
             timeout: None,
             cmdline: String::new(),
             add: Vec::new(),
+            userland: None,
         }
     }
 }
@@ -369,6 +375,13 @@ fn parse_run(args: &[String]) -> Result<RunOptions, UsageError> {
                     return usage_err(format!("--add: {} is given twice", file.guest));
                 }
                 opts.add.push(file);
+            }
+            "--userland" => {
+                let v = value()?;
+                opts.userland = match crate::userland::Userland::parse(&v) {
+                    Some(u) => Some(u),
+                    None => return usage_err(format!("--userland takes busybox or bash, got '{v}'")),
+                }
             }
             "--boot-time" if inline.is_none() => opts.boot_time = true,
             _ => return usage_err(format!("unknown option '{arg}'")),

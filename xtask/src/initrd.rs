@@ -39,17 +39,24 @@ pub fn cargo_args() -> Vec<String> {
 /// Builds the user programs and packs them, then `extra`, into
 /// `target/initrd.cpio`; returns its path.
 pub fn build(extra: &[AddFile]) -> Result<PathBuf> {
+    build_with(extra, Vec::new(), &initrd_path())
+}
+
+/// As `build`, with `more` files after the programs (a userland) and
+/// before `extra`, written to `initrd`.
+pub fn build_with(extra: &[AddFile], more: Vec<File>, initrd: &Path) -> Result<PathBuf> {
     build_programs()?;
     let mut files = Vec::new();
     for name in PROGRAMS {
         let path = program_path(name);
         files.push(File { guest: format!("bin/{name}"), mode: PROGRAM_MODE, data: read(&path)? });
     }
+    files.extend(more);
     for add in extra {
         files.push(read_added(add)?);
     }
     let archive = pack(files)?;
-    let initrd = initrd_path();
+    let initrd = initrd.to_path_buf();
     write_atomically(&initrd, &archive)?;
     eprintln!("initrd: {} ({} bytes)", initrd.display(), archive.len());
     Ok(initrd)
@@ -129,7 +136,7 @@ pub fn entries(files: Vec<File>) -> Result<Vec<File>> {
                 return Err(format!("initrd: {} is a directory, so a file cannot go there", file.guest).into());
             }
             Some(e) => {
-                eprintln!("initrd: --add replaces {}", file.guest);
+                eprintln!("initrd: a later file replaces {}", file.guest);
                 *e = file;
             }
             None => out.push(file),

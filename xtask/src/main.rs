@@ -20,6 +20,7 @@ mod scan_doc;
 mod scenarios;
 mod setup;
 mod test;
+mod userland;
 
 use std::fmt;
 use std::process::ExitCode;

@@ -11,7 +11,17 @@ use std::time::Duration;
 
 pub fn run(opts: &RunOptions) -> Result<u8> {
     let kernel = build::build_kernel(&BuildOptions { backend: opts.nk, ..Default::default() })?;
-    let initrd = initrd::build(&opts.add)?;
+    let mut opts = opts.clone();
+    let initrd = match opts.userland {
+        None => initrd::build(&opts.add)?,
+        Some(u) => {
+            let path = crate::setup::target_dir().join(format!("initrd-{}.cpio", u.package()));
+            let initrd = initrd::build_with(&opts.add, u.files()?, &path)?;
+            opts.cmdline = format!("{} init={}", opts.cmdline, u.shell()).trim().to_string();
+            initrd
+        }
+    };
+    let opts = &opts;
     setup::ensure_qemu()?;
     kvm_note(opts.accel);
     let ended = qemu::boot_interactive(&Machine::new(kernel, initrd, opts), false, opts.boot_time, opts.timeout)?;

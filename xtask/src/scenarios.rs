@@ -459,6 +459,76 @@ fn utest_passed(s: &Seen) -> Result<(), String> {
     }
 }
 
+/// What the userland scenario types into Debian's busybox sh (or bash,
+/// which runs busybox's applets): pipes, redirections, a here-document,
+/// `&` and `wait`, `read`, renames and links, modes and times, a tar
+/// round trip through gzip checked by md5sum, ids, and job control. Each
+/// result is echoed with a marker the checks look for.
+const WORKLOAD: &str = r#"mkdir -p /tmp/w && cd /tmp/w
+echo alpha > a.txt; echo beta >> a.txt; echo "lines=$(cat a.txt | wc -l)"
+printf 'x\ny\nz\n' | sort -r | head -1 | sed 's/^/sorted=/'
+cat <<END | tr a-z A-Z
+heredoc-text
+END
+(sleep 0.2; echo background-done) & wait; echo "wait=$?"
+read typed
+typed line here
+echo "read=$typed"
+mv a.txt b.txt && ln -s b.txt c.txt && chmod 640 b.txt && echo "link=$(readlink c.txt) mode=$(stat -c %a b.txt)"
+touch -d '2001-02-03 04:05:06' b.txt && echo "year=$(date -r b.txt +%Y)"
+mkdir -p d/e && echo inner > d/e/f && tar -cf t.tar d && gzip t.tar && rm -r d && gunzip t.tar.gz && tar -xf t.tar && echo "untar=$(cat d/e/f)"
+md5sum b.txt d/e/f > sums && md5sum -c sums | tr '\n' ' ' | sed 's/^/md5=/'; echo
+echo "id=$(id -u):$(id -g)"
+sleep 30 & sleep 0.2; kill %1; wait %1; echo "killed=$?"
+sh -c 'exit 7'; echo "status=$?"
+echo "workload-done"
+exit 0
+"#;
+
+fn userland_scenario(group: &'static str) -> Scenario {
+    Scenario {
+        cmdline: if group.starts_with("bash") { "init=/bin/bash" } else { "init=/bin/sh" },
+        timeout: Duration::from_secs(120),
+        ..Scenario::new(
+            group,
+            format!("{WORKLOAD}sys stat\npoweroff\n"),
+            vec![
+                ("pipes", |s| contains(s, "lines=2").and(contains(s, "sorted=z"))),
+                ("here-doc", |s| contains(s, "HEREDOC-TEXT")),
+                ("background-and-wait", |s| contains(s, "background-done").and(contains(s, "wait=0"))),
+                ("read", |s| contains(s, "read=typed line here")),
+                ("rename-link-chmod", |s| contains(s, "link=b.txt mode=640")),
+                ("touch-time", |s| contains(s, "year=2001")),
+                ("tar-gzip-round-trip", |s| contains(s, "untar=inner")),
+                ("md5sum-check", |s| contains(s, "md5=b.txt: OK d/e/f: OK")),
+                ("ids", |s| contains(s, "id=0:0")),
+                ("job-kill", |s| contains(s, "killed=143")),
+                ("exit-status", |s| contains(s, "status=7")),
+                ("finished", |s| {
+                    contains(s, "workload-done")?;
+                    match s.output.lines().find(|l| l.contains("exited with status")) {
+                        None => Ok(()),
+                        Some(l) => Err(format!("the shell did not exit 0: {l}")),
+                    }
+                }),
+                ("nothing-unimplemented", |s| {
+                    if let Some(l) = s.output.lines().find(|l| l.contains("): unimplemented system call")) {
+                        return Err(format!("the workload asked for a missing call: {l}"));
+                    }
+                    contains(s, "sys: 0 calls to unimplemented system calls since boot")
+                }),
+                ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
+            ],
+        )
+    }
+}
+
+/// Debian's busybox sh (or bash) running the workload, on `kernel` with
+/// the userland's initrd.
+pub fn run_userland(kernel: &Path, initrd: &Path, group: &'static str, filter: Option<&str>, tally: &mut Tally) {
+    run_scenarios(vec![userland_scenario(group)], kernel, Some(initrd), filter, tally);
+}
+
 /// The user-program scenario alone, on another kernel (the native build).
 pub fn run_user(kernel: &Path, initrd: Option<&Path>, group: &'static str, filter: Option<&str>, tally: &mut Tally) {
     run_scenarios(vec![user_scenario(group)], kernel, initrd, filter, tally);

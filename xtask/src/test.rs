@@ -67,7 +67,9 @@ pub fn run(filter: Option<&str>) -> u8 {
                     kernel_tests(&kernel, initrd, filter, &mut tally);
                     scenarios::run_all(&kernel, initrd, filter, &mut tally);
                     crate::attacks::run(Backend::Wp, &kernel, initrd, filter, &mut tally);
-                    if let Some(native) = native_stage(initrd, filter, &mut tally) {
+                    let native = native_stage(initrd, filter, &mut tally);
+                    userland_stage(&kernel, native.as_deref(), filter, &mut tally);
+                    if let Some(native) = native {
                         bench_stage(&native, &kernel, initrd, filter, &mut tally);
                     }
                 }
@@ -137,6 +139,31 @@ fn native_stage(initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) 
             println!("{e}");
             tally.fail("build: native kernel");
             None
+        }
+    }
+}
+
+/// Debian's busybox-static and bash-static, fetched through apt, run the
+/// workload (`scenarios::WORKLOAD`) on both kernels.
+fn userland_stage(wp: &Path, native: Option<&Path>, filter: Option<&str>, tally: &mut Tally) {
+    use crate::userland::Userland;
+    for (u, groups) in [(Userland::Busybox, ["busybox", "busybox-native"]), (Userland::Bash, ["bash", "bash-native"])] {
+        if filter.is_some_and(|f| !groups.iter().any(|g| f.starts_with(g) || g.contains(f))) {
+            continue;
+        }
+        header(&format!("userland: Debian's {} (apt-get download)", u.package()));
+        let path = setup::target_dir().join(format!("initrd-{}.cpio", u.package()));
+        match u.files().and_then(|files| initrd::build_with(&[], files, &path)) {
+            Ok(initrd) => {
+                crate::scenarios::run_userland(wp, &initrd, groups[0], filter, tally);
+                if let Some(native) = native {
+                    crate::scenarios::run_userland(native, &initrd, groups[1], filter, tally);
+                }
+            }
+            Err(e) => {
+                println!("{e}");
+                tally.fail(format!("userland: {}", u.package()));
+            }
         }
     }
 }

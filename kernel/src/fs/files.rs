@@ -600,6 +600,57 @@ pub fn write_ref(root: u64, file: &FileRef, buf: u64, len: u64) -> SysResult {
     }
 }
 
+/// sendfile(2), for a regular file into the console (`cat FILE` on a
+/// terminal). Other pairs are EINVAL, as Linux answers for descriptors
+/// without the operations it needs, and callers (busybox's copy loop) then
+/// fall back to read and write.
+pub fn sendfile(root: u64, files: &FdTable, out_fd: u64, in_fd: u64, offset: u64, count: u64) -> SysResult {
+    let (input, output) = (files.get(in_fd)?, files.get(out_fd)?);
+    let (ino, start) = {
+        let f = input.lock();
+        if !f.readable() {
+            return Err(EBADF);
+        }
+        let Object::File(ino) = f.object else { return Err(EINVAL) };
+        (ino, f.offset)
+    };
+    {
+        let o = output.lock();
+        if !o.writable() {
+            return Err(EBADF);
+        }
+        if o.object != Object::Console {
+            return Err(EINVAL);
+        }
+    }
+    let start = if offset != 0 {
+        let mut b = [0u8; 8];
+        copy_from_user(root, &mut b, offset).map_err(|_| EFAULT)?;
+        u64::try_from(i64::from_le_bytes(b)).map_err(|_| EINVAL)?
+    } else {
+        start
+    };
+    crate::proc::mem::sync_to_file(ino);
+    let len = count.min(MAX_RW);
+    let mut chunk = vec![0u8; (len as usize).min(CHUNK)];
+    let mut done = 0u64;
+    while done < len {
+        let want = ((len - done) as usize).min(CHUNK);
+        let n = super::with(|fs| fs.read(ino, start + done, &mut chunk[..want])).map_err(fs_err)?;
+        if n == 0 {
+            break;
+        }
+        crate::console::write_bytes(&chunk[..n]);
+        done += n as u64;
+    }
+    if offset != 0 {
+        copy_to_user(root, offset, &(start + done).to_le_bytes()).map_err(|_| EFAULT)?;
+    } else {
+        input.lock().offset = start + done;
+    }
+    Ok(done)
+}
+
 /// read(2).
 pub fn read(root: u64, files: &FdTable, fd: u64, buf: u64, len: u64) -> SysResult {
     read_ref(root, &files.get(fd)?, buf, len)

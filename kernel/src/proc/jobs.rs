@@ -167,7 +167,7 @@ pub fn setpgid(pid: i32, pgid: i32) -> Result<u64, i64> {
         if p.job.sid == target {
             return Err(errno::EPERM);
         }
-        if pgid != target && !procs.values().any(|q| q.job.pgid == pgid && q.job.sid == my_sid) {
+        if pgid != target && !super::group_exists(&procs, pgid, my_sid) {
             return Err(errno::EPERM);
         }
         if let Some(p) = procs.get_mut(&target) {
@@ -257,8 +257,7 @@ pub fn foreground() -> Result<u64, i64> {
 pub fn set_foreground(pgrp: i32) -> Result<u64, i64> {
     let j = console_is_mine()?;
     let Ok(pgrp) = Pid::try_from(pgrp) else { return Err(errno::EINVAL) };
-    let exists =
-        crate::arch::without_interrupts(|| PROCS.lock().values().any(|p| p.job.pgid == pgrp && p.job.sid == j.sid));
+    let exists = crate::arch::without_interrupts(|| super::group_exists(&PROCS.lock(), pgrp, j.sid));
     if !exists {
         return Err(errno::EPERM);
     }

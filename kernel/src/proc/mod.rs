@@ -186,7 +186,8 @@ fn free_all(pages: BTreeMap<u64, Frame>) {
 /// Starts the program at `path` in the initrd with `argv`; returns its
 /// thread, which `wait` waits for.
 pub fn spawn(path: &str, argv: Vec<String>) -> Result<sched::ThreadId, SpawnError> {
-    let image = Image::build(crate::fs::ROOT, path, &argv, &[String::from("PATH=/bin")])?;
+    let env = ["PATH=/bin:/usr/bin:/sbin:/usr/sbin", "HOME=/", "TERM=vt100"].map(String::from);
+    let image = Image::build(crate::fs::ROOT, path, &argv, &env)?;
     let (entry, sp, root) = (image.loaded.entry, image.sp, image.mem.root());
     let proc = Process::new(image, 0);
     // The thread must not run before its process is in the table.
@@ -338,8 +339,11 @@ struct Exited {
     parent: Pid,
     /// The wait status, in the Linux encoding.
     status: i32,
-    /// Its group when it ended, for `wait4(0)` and `wait4(-pgid)`.
+    /// Its group and session when it ended: for `wait4(0)` and
+    /// `wait4(-pgid)`, and, as on Linux, a group lives while a member
+    /// is a zombie.
     pgid: Pid,
+    sid: Pid,
     /// Its CPU time, which the parent adds to its children's on reaping.
     cpu: clock::Times,
 }
@@ -351,6 +355,14 @@ static EXITS: Mutex<Vec<Exited>> = Mutex::new(Vec::new());
 
 fn take_exit(exits: &mut Vec<Exited>, f: impl Fn(&Exited) -> bool) -> Option<Exited> {
     exits.iter().position(f).map(|i| exits.swap_remove(i))
+}
+
+/// Whether group `pgid` of session `sid` has a member, a zombie not yet
+/// reaped included (Linux keeps its pid, so its group, until then). Takes
+/// the table locked, as callers hold it (lock order: PROCS, then EXITS).
+pub(super) fn group_exists(procs: &BTreeMap<sched::ThreadId, Process>, pgid: Pid, sid: Pid) -> bool {
+    procs.values().any(|q| q.job.pgid == pgid && q.job.sid == sid)
+        || EXITS.lock().iter().any(|e| e.pgid == pgid && e.sid == sid)
 }
 
 /// A parent that is gone: its children are reaped by nobody.
@@ -378,7 +390,7 @@ fn finish(tid: sched::ThreadId, status: i32) {
         if p.parent == ORPHAN {
             sched::detach(tid);
         } else {
-            exits.push(Exited { tid, parent: p.parent, status, pgid: p.job.pgid, cpu: p.cpu });
+            exits.push(Exited { tid, parent: p.parent, status, pgid: p.job.pgid, sid: p.job.sid, cpu: p.cpu });
             sched::wake(child_exit_channel(p.parent));
         }
         Some(p)

@@ -104,6 +104,7 @@ mod nr {
     pub const PRCTL: u64 = number("prctl");
     pub const MSYNC: u64 = number("msync");
     pub const RSEQ: u64 = number("rseq");
+    pub const SOCKET: u64 = number("socket");
     pub const OPEN: u64 = number("open");
     pub const CLOSE: u64 = number("close");
     pub const STAT: u64 = number("stat");
@@ -135,6 +136,7 @@ mod nr {
     pub const FACCESSAT: u64 = number("faccessat");
     pub const DUP3: u64 = number("dup3");
     pub const PIPE2: u64 = number("pipe2");
+    pub const SENDFILE: u64 = number("sendfile");
     pub const RENAME: u64 = number("rename");
     pub const RENAMEAT: u64 = number("renameat");
     pub const RENAMEAT2: u64 = number("renameat2");
@@ -202,6 +204,9 @@ fn handlers() -> Vec<(u64, Handler)> {
         // every preemption; refused as by a Linux built without them, and
         // on purpose, so not reported as missing (glibc then goes on).
         (nr::RSEQ, |_| Err(errno::ENOSYS)),
+        // No sockets yet, of any family: EAFNOSUPPORT, which glibc's name
+        // service (looking for nscd) takes as "none here" and goes on.
+        (nr::SOCKET, |_| Err(EAFNOSUPPORT)),
         (nr::MMAP, |f| mmap(f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9)),
         (nr::MUNMAP, |f| munmap(f.rdi, f.rsi)),
         (nr::MPROTECT, |f| mprotect(f.rdi, f.rsi, f.rdx)),
@@ -597,6 +602,7 @@ const ARG_MAX: usize = 2 << 20;
 /// A path with its NUL (`PATH_MAX`); past it, ENAMETOOLONG.
 const PATH_MAX: usize = 4096;
 const ENAMETOOLONG: i64 = 36;
+const EAFNOSUPPORT: i64 = 97;
 
 /// A NUL-terminated string from user memory, read a page at a time, of
 /// fewer than `max` bytes (`None` if it has no NUL by then).
@@ -755,6 +761,7 @@ const FILE_CALLS: &[u64] = &[
     nr::FACCESSAT,
     nr::DUP3,
     nr::PIPE2,
+    nr::SENDFILE,
     nr::RENAME,
     nr::RENAMEAT,
     nr::RENAMEAT2,
@@ -852,6 +859,7 @@ fn files_call_on(
         nr::UNLINKAT => f::unlinkat(root, files, cwd, a0, a1, a2),
         nr::FACCESSAT => f::faccessat(root, files, cwd, a0, a1, a2),
         nr::DUP3 => f::dup3(files, a0, a1, a2),
+        nr::SENDFILE => f::sendfile(root, files, a0, a1, a2, a3),
         nr::RENAME => p::rename(root, cwd, a0, a1),
         nr::RENAMEAT => p::renameat2(root, files, cwd, [a0, a1, a2, a3, 0]),
         nr::RENAMEAT2 => p::renameat2(root, files, cwd, [a0, a1, a2, a3, a4]),
