@@ -27,6 +27,31 @@ pub fn wait_for_interrupt() {
     interrupts::enable_and_hlt();
 }
 
+/// CPUID leaf `leaf`: (eax, ebx, ecx, edx).
+fn cpuid(leaf: u32) -> [u32; 4] {
+    // CPUID only reads identification registers; every x86-64 CPU has it.
+    let r = core::arch::x86_64::__cpuid(leaf);
+    [r.eax, r.ebx, r.ecx, r.edx]
+}
+
+/// The CPU's vendor string (`GenuineIntel`, `AuthenticAMD`, ...).
+pub fn cpu_vendor() -> alloc::string::String {
+    let [_, b, c, d] = cpuid(0);
+    let bytes: alloc::vec::Vec<u8> = [b, d, c].iter().flat_map(|w| w.to_le_bytes()).collect();
+    alloc::string::String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The CPU's brand string (CPUID 0x80000002..4), or "x86-64" without one.
+pub fn cpu_brand() -> alloc::string::String {
+    if cpuid(0x8000_0000)[0] < 0x8000_0004 {
+        return "x86-64".into();
+    }
+    let bytes: alloc::vec::Vec<u8> =
+        (0x8000_0002..=0x8000_0004).flat_map(|l| cpuid(l).into_iter().flat_map(u32::to_le_bytes)).collect();
+    let s = alloc::string::String::from_utf8_lossy(&bytes);
+    s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).into()
+}
+
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter.
     unsafe { core::arch::x86_64::_rdtsc() }

@@ -415,6 +415,7 @@ pub fn user_path(root: u64, addr: u64) -> Result<Vec<u8>, i64> {
         copy_from_user(root, &mut path[start..], at).map_err(|_| EFAULT)?;
         if let Some(nul) = path[start..].iter().position(|&b| b == 0) {
             path.truncate(start + nul);
+            super::procfs::prepare(&mut path);
             return Ok(path);
         }
         if path.len() >= PATH_MAX {

@@ -11,6 +11,7 @@ pub mod files;
 pub mod paths;
 pub mod pipe;
 pub mod poll;
+pub mod procfs;
 
 pub use klib::ramfs::{FsError, Ino, Kind, ROOT, Stat};
 
@@ -46,6 +47,11 @@ fn load() -> RamFs<'static> {
     fs.set_limit(heap / 2);
     fs.set_clock(wall_clock);
     make_dev(&mut fs);
+    if fs.lookup(ROOT, "/proc").is_err()
+        && let Err(e) = fs.mkdir(ROOT, "proc", 0o555)
+    {
+        crate::println!("fs: cannot make /proc: {e}");
+    }
     fs
 }
 

@@ -73,6 +73,9 @@ pub struct Process {
     pub alarm: Option<clock::Alarm>,
     /// Its group, session, and whether it is stopped.
     pub job: jobs::Job,
+    /// The program it runs (absolute path) and its argv, NUL-separated.
+    pub exe: String,
+    pub cmdline: Vec<u8>,
 }
 
 impl Process {
@@ -87,6 +90,12 @@ static PROCS: Mutex<BTreeMap<sched::ThreadId, Process>> = Mutex::new(BTreeMap::n
 /// How many processes there are.
 pub fn count() -> usize {
     crate::arch::without_interrupts(|| PROCS.lock().len())
+}
+
+/// Runs `f` on every process, in pid order, with the table locked (for
+/// `/proc`): `f` must not take the table's lock.
+pub fn each(mut f: impl FnMut(&Process)) {
+    crate::arch::without_interrupts(|| PROCS.lock().values().for_each(&mut f));
 }
 
 /// Runs `f` on process `pid`, if there is one.
@@ -142,6 +151,10 @@ struct Image {
     mem: Memory,
     loaded: elf::Loaded,
     sp: u64,
+    /// The program's absolute path and its argv, NUL-separated, for
+    /// `/proc/PID/exe` and `/proc/PID/cmdline`.
+    exe: String,
+    cmdline: Vec<u8>,
 }
 
 impl Image {
@@ -173,8 +186,35 @@ impl Image {
         let ready = (STACK_READY + strings.next_multiple_of(PAGE_SIZE)).min(STACK_SIZE);
         mem.populate(STACK_TOP - ready, STACK_TOP).map_err(|_| SpawnError::OutOfMemory)?;
         let sp = syscall::lay_out_stack(mem.root(), STACK_TOP, argv, envp, &loaded).ok_or(SpawnError::Arguments)?;
-        Ok(Image { mem, loaded, sp })
+        let exe = exe_path(cwd, path);
+        let cmdline = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+        Ok(Image { mem, loaded, sp, exe, cmdline })
     }
+}
+
+/// The absolute path of the file `path` names, its links followed (as
+/// Linux's `/proc/PID/exe` names the file itself, not a link to it).
+fn exe_path(cwd: crate::fs::Ino, path: &str) -> String {
+    let absolute = |dir: &[u8], rel: &[u8]| -> Vec<u8> {
+        if rel.starts_with(b"/") {
+            return rel.to_vec();
+        }
+        let mut p = dir.to_vec();
+        if p.last() != Some(&b'/') {
+            p.push(b'/');
+        }
+        p.extend_from_slice(rel);
+        p
+    };
+    let start = crate::fs::with(|fs| fs.path_of(cwd)).unwrap_or_else(|_| b"/".to_vec());
+    let mut p = absolute(&start, path.as_bytes());
+    // Linux's limit on links followed; past it, the path as it stands.
+    for _ in 0..40 {
+        let Ok(target) = crate::fs::with(|fs| fs.readlink(crate::fs::ROOT, &p).map(<[u8]>::to_vec)) else { break };
+        let dir_end = p.iter().rposition(|&b| b == b'/').unwrap_or(0);
+        p = absolute(&p[..dir_end.max(1)], &target);
+    }
+    String::from_utf8_lossy(&p).into_owned()
 }
 
 fn free_all(pages: BTreeMap<u64, Frame>) {
@@ -223,6 +263,8 @@ impl Process {
             cpu: clock::Times::default(),
             alarm: None,
             job: jobs::Job::default(),
+            exe: image.exe,
+            cmdline: image.cmdline,
         }
     }
 }
@@ -249,7 +291,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
             p.files.clone(),
             p.cwd,
             alloc::boxed::Box::new(p.sig.for_child()),
-            (p.umask, p.limits, p.job.for_child()),
+            (p.umask, p.limits, p.job.for_child(), p.exe.clone(), p.cmdline.clone()),
         ))
     })
     .ok_or(errno::EPERM)??;
@@ -272,6 +314,8 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
         cpu: clock::Times::default(),
         alarm: None,
         job: inherited.2,
+        exe: inherited.3,
+        cmdline: inherited.4,
     };
     let root = child.mem.root();
     let mut regs = *frame;

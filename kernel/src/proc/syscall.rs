@@ -629,9 +629,12 @@ fn user_string(root: u64, ptr: u64, max: usize) -> Result<Option<String>, i64> {
     Ok(None)
 }
 
-/// A path argument.
+/// A path argument (`/proc` paths are prepared, as the file calls do).
 fn user_path(root: u64, ptr: u64) -> Result<String, i64> {
-    user_string(root, ptr, PATH_MAX)?.ok_or(ENAMETOOLONG)
+    let path = user_string(root, ptr, PATH_MAX)?.ok_or(ENAMETOOLONG)?;
+    let mut bytes = path.into_bytes();
+    crate::fs::procfs::prepare(&mut bytes);
+    String::from_utf8(bytes).map_err(|_| errno::EINVAL)
 }
 
 /// A NULL-terminated array of string pointers (argv, envp), charged to

@@ -16,6 +16,7 @@ mod memory;
 mod names;
 mod pipes;
 mod process;
+mod procfs;
 mod resources;
 mod signals;
 mod support;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         process::TESTS,
         jobs::TESTS,
         resources::TESTS,
+        procfs::TESTS,
         loader::TESTS,
         limits::TESTS,
     ];
