@@ -703,6 +703,20 @@ fn kernel_tests(kernel: &Path, initrd: Option<&Path>, filter: Option<&str>, tall
 mod tests {
     use super::*;
 
+    /// docs/syscalls.md names every call in the kernel's table (each is
+    /// `number("NAME")` in `kernel/src/proc/syscall.rs`), so the page
+    /// cannot fall behind the code.
+    #[test]
+    fn the_syscall_page_names_every_call_in_the_table() {
+        let root = setup::workspace_root();
+        let table = std::fs::read_to_string(root.join("kernel/src/proc/syscall.rs")).unwrap();
+        let doc = std::fs::read_to_string(root.join("docs/syscalls.md")).unwrap();
+        let names: Vec<&str> = table.split("number(\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+        assert!(names.len() > 100, "only {} calls found in the table", names.len());
+        let missing: Vec<&&str> = names.iter().filter(|n| !doc.contains(&format!("`{n}`"))).collect();
+        assert!(missing.is_empty(), "docs/syscalls.md does not name {missing:?}");
+    }
+
     #[test]
     fn cargo_result_lines() {
         assert_eq!(
