@@ -67,7 +67,14 @@ pub fn bench(opts: &BenchOptions) -> Result<u8> {
         eprintln!("bench: building the {} kernel", backend.name());
         kernels.push((backend, build::build_kernel(&BuildOptions { backend, ..Default::default() })?));
     }
-    let initrd = initrd::build(&[])?;
+    // Debian's busybox for the macro row; without apt the row says why.
+    let initrd = match crate::userland::Userland::Busybox.files() {
+        Ok(files) => initrd::build_with(&[], files, &setup::target_dir().join("initrd-bench.cpio"))?,
+        Err(e) => {
+            eprintln!("bench: {e}; the busybox_workload row is left out");
+            initrd::build(&[])?
+        }
+    };
     setup::ensure_qemu()?;
     crate::run::kvm_note(opts.accel);
     let report = run(opts, &kernels, &initrd, &out_dir())?;

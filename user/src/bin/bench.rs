@@ -63,7 +63,7 @@ fn main() {
     println!("bench: start quick={} crossings={}", quick as u8, if crossings().is_some() { "yes" } else { "na" });
     let data = make_data_file();
     let breakdown = args.iter().position(|a| a == "--breakdown").and_then(|i| args.get(i + 1));
-    let rows: [(&str, &mut dyn FnMut(u64) -> RowResult); 9] = [
+    let rows: [(&str, &mut dyn FnMut(u64) -> RowResult); 10] = [
         ("null_syscall", &mut |n| null_syscall(n)),
         ("open_close", &mut |n| open_close(n)),
         ("mmap_1mib", &mut |n| with_data(&data, |fd| mmap_touch_unmap(fd, n))),
@@ -73,6 +73,7 @@ fn main() {
         ("fork_exit", &mut |n| fork_exit(n)),
         ("fork_exec", &mut |n| fork_exec(n)),
         ("pipe_pingpong", &mut |n| pipe_pingpong(n)),
+        ("busybox_workload", &mut |n| busybox_workload(n)),
     ];
     if let Some(wanted) = breakdown {
         for (name, op) in rows.into_iter().filter(|(name, _)| name == wanted) {
@@ -407,6 +408,37 @@ fn fork_exec(n: u64) -> RowResult {
             match pid {
                 0 => unsafe {
                     libc::execve(SELF.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                    libc::_exit(127)
+                },
+                p if p < 0 => return Err(failed("fork")),
+                p => reap(p)?,
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The macro row: Debian's busybox sh runs a small job that forks, execs,
+/// pipes and compresses (`cargo xtask bench` packs busybox-static; the
+/// Nested Kernel paper's kernel-compile row is its anchor).
+const WORKLOAD: &std::ffi::CStr = c"mkdir -p /tmp/macro && cd /tmp/macro && seq 1 3000 > n && \
+for i in 1 2 3 4; do sort -r n | gzip -c > n.gz && gunzip -c n.gz | md5sum > sum; done && \
+tar -cf t.tar n n.gz sum && mkdir -p x && cd x && tar -xf ../t.tar && cmp n ../n && cd / && rm -r /tmp/macro";
+
+fn busybox_workload(n: u64) -> RowResult {
+    if std::fs::metadata("/bin/busybox").is_err() {
+        return Err("no /bin/busybox in this initrd (cargo xtask bench packs Debian's busybox-static)".into());
+    }
+    let argv = [c"sh".as_ptr(), c"-c".as_ptr(), WORKLOAD.as_ptr(), std::ptr::null()];
+    let envp = [c"PATH=/bin:/usr/bin:/sbin:/usr/sbin".as_ptr(), std::ptr::null()];
+    span(n, || {
+        for _ in 0..n {
+            // SAFETY: the child only calls execve and _exit, with
+            // NUL-terminated strings in NULL-terminated arrays.
+            let pid = unsafe { libc::fork() };
+            match pid {
+                0 => unsafe {
+                    libc::execve(c"/bin/busybox".as_ptr(), argv.as_ptr(), envp.as_ptr());
                     libc::_exit(127)
                 },
                 p if p < 0 => return Err(failed("fork")),

@@ -75,15 +75,21 @@ fn setpgid_follows_linuxs_rules() -> TestResult {
     fails_with("setpgid into a group nobody is in", r.into(), libc::EPERM)?;
     drop(w);
     exited(wait_for(child)?, 0)?;
-    // A child that has exec'd may no longer be moved: EACCES.
+    // A child that has exec'd may no longer be moved: EACCES. The new
+    // program writes a byte once it runs, so the parent knows.
+    use std::os::fd::AsRawFd;
+    let (ran_r, ran_w) = pipe2(0)?;
+    let ran = ran_w.as_raw_fd().to_string();
     let child = fork_child(|| {
         let path = cstr(&self_path());
-        let a = [path.as_ptr(), c"--sleep-ms".as_ptr(), c"300".as_ptr(), std::ptr::null()];
+        let fd = cstr(&ran);
+        let a = [path.as_ptr(), c"--sleep-ms".as_ptr(), c"300".as_ptr(), fd.as_ptr(), std::ptr::null()];
         // SAFETY: NUL-terminated argv; on success this never returns.
         unsafe { libc::execv(path.as_ptr(), a.as_ptr()) };
         2
     })?;
-    sleep_ms(100);
+    drop(ran_w);
+    read_up_to(ran_r.as_raw_fd(), 1)?;
     // SAFETY: no memory is passed.
     let r = unsafe { libc::setpgid(child, 0) };
     fails_with("setpgid of a child after its execve", r.into(), libc::EACCES)?;

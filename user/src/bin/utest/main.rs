@@ -153,8 +153,12 @@ fn helper(args: &[String]) -> Option<u8> {
                 (true, false) => 3,
             })
         }
-        // `--sleep-ms N`: sleeps, then exits 0 (a child that has exec'd).
+        // `--sleep-ms N [FD]`: writes a byte to FD (it runs), sleeps, then
+        // exits 0 (a child that has exec'd).
         Some("--sleep-ms") => {
+            if let Some(fd) = args.get(3).and_then(|a| a.parse::<libc::c_int>().ok()) {
+                let _ = support::write_all(fd, b"x");
+            }
             support::sleep_ms(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0));
             Some(0)
         }
