@@ -49,7 +49,11 @@ pub fn prepare(path: &mut Vec<u8>) {
     let files = counters(&entries);
     super::with(|fs| {
         if let Err(e) = rebuild(fs, &entries, &files) {
-            crate::println!("procfs: cannot rebuild /proc: {e}");
+            // Said once: a program looping over /proc must not flood the console.
+            static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                crate::println!("procfs: cannot rebuild /proc: {e} (said once)");
+            }
         }
     });
 }

@@ -158,7 +158,12 @@ struct Image {
 }
 
 impl Image {
-    fn build(cwd: crate::fs::Ino, path: &str, argv: &[String], envp: &[String]) -> Result<Image, SpawnError> {
+    fn build<A: AsRef<[u8]>, E: AsRef<[u8]>>(
+        cwd: crate::fs::Ino,
+        path: &str,
+        argv: &[A],
+        envp: &[E],
+    ) -> Result<Image, SpawnError> {
         let st = crate::fs::stat_path(cwd, path).map_err(SpawnError::Fs)?;
         if st.kind != crate::fs::Kind::File || st.mode & 0o111 == 0 {
             return Err(SpawnError::Fs(crate::fs::FsError::Access));
@@ -182,12 +187,17 @@ impl Image {
         mem.add_region(STACK_TOP - STACK_SIZE, STACK_TOP, stack).map_err(SpawnError::Vm)?;
         // The strings and their pointers sit at the top (up to ARG_MAX,
         // 2 MiB), laid out before the process runs to fault pages in.
-        let strings: u64 = argv.iter().chain(envp).map(|s| s.len() as u64 + 1 + 8).sum();
+        let strings: u64 = argv
+            .iter()
+            .map(|s| s.as_ref().len())
+            .chain(envp.iter().map(|s| s.as_ref().len()))
+            .map(|n| n as u64 + 1 + 8)
+            .sum();
         let ready = (STACK_READY + strings.next_multiple_of(PAGE_SIZE)).min(STACK_SIZE);
         mem.populate(STACK_TOP - ready, STACK_TOP).map_err(|_| SpawnError::OutOfMemory)?;
         let sp = syscall::lay_out_stack(mem.root(), STACK_TOP, argv, envp, &loaded).ok_or(SpawnError::Arguments)?;
         let exe = exe_path(cwd, path);
-        let cmdline = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+        let cmdline = argv.iter().flat_map(|a| a.as_ref().iter().copied().chain([0])).collect();
         Ok(Image { mem, loaded, sp, exe, cmdline })
     }
 }
@@ -337,7 +347,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
 
 /// `execve`: replaces the calling process's program. On failure the caller
 /// keeps running its old one.
-pub fn execve(path: &str, argv: &[String], envp: &[String]) -> Result<core::convert::Infallible, i64> {
+pub fn execve(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<core::convert::Infallible, i64> {
     use syscall::errno;
     let cwd = with_current(|p| p.cwd).ok_or(errno::EPERM)?;
     let image = Image::build(cwd, path, argv, envp).map_err(|e| match e {

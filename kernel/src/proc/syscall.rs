@@ -605,8 +605,9 @@ const ENAMETOOLONG: i64 = 36;
 const EAFNOSUPPORT: i64 = 97;
 
 /// A NUL-terminated string from user memory, read a page at a time, of
-/// fewer than `max` bytes (`None` if it has no NUL by then).
-fn user_string(root: u64, ptr: u64, max: usize) -> Result<Option<String>, i64> {
+/// fewer than `max` bytes (`None` if it has no NUL by then). Bytes, as
+/// Linux takes them: an argument need not be UTF-8.
+fn user_string(root: u64, ptr: u64, max: usize) -> Result<Option<Vec<u8>>, i64> {
     let mut out = Vec::new();
     let mut at = ptr;
     while out.len() < max {
@@ -622,7 +623,7 @@ fn user_string(root: u64, ptr: u64, max: usize) -> Result<Option<String>, i64> {
         }
         out.extend_from_slice(&chunk[..take]);
         if end.is_some() {
-            return String::from_utf8(out).map(Some).map_err(|_| errno::EINVAL);
+            return Ok(Some(out));
         }
         at = at.checked_add(n as u64).ok_or(errno::EFAULT)?;
     }
@@ -630,16 +631,16 @@ fn user_string(root: u64, ptr: u64, max: usize) -> Result<Option<String>, i64> {
 }
 
 /// A path argument (`/proc` paths are prepared, as the file calls do).
+/// The loader takes UTF-8 paths: another is EINVAL.
 fn user_path(root: u64, ptr: u64) -> Result<String, i64> {
-    let path = user_string(root, ptr, PATH_MAX)?.ok_or(ENAMETOOLONG)?;
-    let mut bytes = path.into_bytes();
+    let mut bytes = user_string(root, ptr, PATH_MAX)?.ok_or(ENAMETOOLONG)?;
     crate::fs::procfs::prepare(&mut bytes);
     String::from_utf8(bytes).map_err(|_| errno::EINVAL)
 }
 
 /// A NULL-terminated array of string pointers (argv, envp), charged to
 /// `budget` (what is left of `ARG_MAX`).
-fn user_strings(root: u64, ptr: u64, budget: &mut usize) -> Result<Vec<String>, i64> {
+fn user_strings(root: u64, ptr: u64, budget: &mut usize) -> Result<Vec<Vec<u8>>, i64> {
     let mut out = Vec::new();
     if ptr == 0 {
         return Ok(out);
@@ -655,7 +656,7 @@ fn user_strings(root: u64, ptr: u64, budget: &mut usize) -> Result<Vec<String>, 
         *budget = budget.checked_sub(8).ok_or(errno::E2BIG)?;
         let s = user_string(root, p, MAX_ARG_STRLEN.min(*budget))?.ok_or(errno::E2BIG)?;
         *budget -= s.len() + 1;
-        let grown = (out.len() as u64 + 1) * core::mem::size_of::<String>() as u64;
+        let grown = (out.len() as u64 + 1) * core::mem::size_of::<Vec<u8>>() as u64;
         if !crate::mm::heap::can_grow(grown) || out.try_reserve(1).is_err() {
             return Err(errno::ENOMEM);
         }
@@ -1252,7 +1253,13 @@ const AT_EXECFN: u64 = 31;
 
 /// Lays out argc, argv, envp and the auxiliary vector below `top` as Linux
 /// does; returns the initial stack pointer.
-pub fn lay_out_stack(root: u64, top: u64, argv: &[String], envp: &[String], l: &Loaded) -> Option<u64> {
+pub fn lay_out_stack<A: AsRef<[u8]>, E: AsRef<[u8]>>(
+    root: u64,
+    top: u64,
+    argv: &[A],
+    envp: &[E],
+    l: &Loaded,
+) -> Option<u64> {
     let mut sp = top;
     let push_bytes = |bytes: &[u8], sp: &mut u64| -> Option<u64> {
         *sp -= bytes.len() as u64;
@@ -1260,9 +1267,9 @@ pub fn lay_out_stack(root: u64, top: u64, argv: &[String], envp: &[String], l: &
         Some(*sp)
     };
     // The NUL first, then the bytes below it: no copy of the string.
-    let push_string = |s: &String, sp: &mut u64| push_bytes(&[0], sp).and_then(|_| push_bytes(s.as_bytes(), sp));
-    let arg_ptrs = argv.iter().map(|a| push_string(a, &mut sp)).collect::<Option<Vec<u64>>>()?;
-    let env_ptrs = envp.iter().map(|e| push_string(e, &mut sp)).collect::<Option<Vec<u64>>>()?;
+    let push_string = |s: &[u8], sp: &mut u64| push_bytes(&[0], sp).and_then(|_| push_bytes(s, sp));
+    let arg_ptrs = argv.iter().map(|a| push_string(a.as_ref(), &mut sp)).collect::<Option<Vec<u64>>>()?;
+    let env_ptrs = envp.iter().map(|e| push_string(e.as_ref(), &mut sp)).collect::<Option<Vec<u64>>>()?;
     let seed = crate::arch::rdtsc().to_le_bytes();
     let random = push_bytes(&[seed, seed.map(|b| b.rotate_left(3))].concat(), &mut sp)?;
     let execfn = arg_ptrs.first().copied().unwrap_or(0);

@@ -33,7 +33,8 @@ use support::{Test, TestResult};
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    // Lossily: a helper may be given bytes that are not UTF-8.
+    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(code) = helper(&args) {
         return ExitCode::from(code);
     }
@@ -152,6 +153,12 @@ fn helper(args: &[String]) -> Option<u8> {
                 (false, _) => 2,
                 (true, false) => 3,
             })
+        }
+        // `--bytes-arg`: the next argument arrived as the bytes ff 41.
+        Some("--bytes-arg") => {
+            use std::os::unix::ffi::OsStrExt;
+            let arg = std::env::args_os().nth(2);
+            Some(if arg.as_deref().map(|a| a.as_bytes()) == Some(&[0xff, b'A'][..]) { 42 } else { 1 })
         }
         // `--sleep-ms N [FD]`: writes a byte to FD (it runs), sleeps, then
         // exits 0 (a child that has exec'd).

@@ -14,6 +14,7 @@ pub const TESTS: &[Test] = tests![
     wait4_never_loses_an_exiting_child,
     execve_runs_another_program,
     execve_passes_argv_and_envp,
+    execve_passes_bytes_that_are_not_utf8,
     execve_of_a_missing_file_is_enoent,
     execve_of_a_text_file_is_enoexec,
     execve_of_a_truncated_elf_is_enoexec,
@@ -173,6 +174,20 @@ fn execve_passes_argv_and_envp() -> TestResult {
     let status = exec_in_child(&self_path(), &["--args-and-env", "a", "b"], &["A=x", "UTEST=1"])?;
     check(!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1), || {
         "the new program got other arguments or environment".into()
+    })?;
+    exited(status, 42)
+}
+
+/// Linux passes argv as bytes: an argument need not be UTF-8.
+fn execve_passes_bytes_that_are_not_utf8() -> TestResult {
+    let status = in_child(|| {
+        let path = cstr(&self_path());
+        let odd = [0xff_u8, b'A', 0];
+        let argv = [path.as_ptr(), c"--bytes-arg".as_ptr(), odd.as_ptr().cast(), std::ptr::null()];
+        let envp = [std::ptr::null()];
+        // SAFETY: NUL-terminated strings in NULL-terminated arrays.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        100 + errno()
     })?;
     exited(status, 42)
 }
