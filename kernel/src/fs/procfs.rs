@@ -52,7 +52,7 @@ pub fn prepare(path: &mut Vec<u8>) {
             // Said once: a program looping over /proc must not flood the console.
             static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
             if !SAID.swap(true, core::sync::atomic::Ordering::Relaxed) {
-                crate::println!("procfs: cannot rebuild /proc: {e} (said once)");
+                crate::println!("procfs: cannot rebuild /proc: {e} (said only once)");
             }
         }
     });
