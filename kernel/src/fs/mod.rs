@@ -55,8 +55,8 @@ fn load() -> RamFs<'static> {
     fs
 }
 
-/// Timestamps come from the wall clock.
-fn wall_clock() -> klib::ramfs::Time {
+/// Timestamps come from the wall clock (also UTIME_NOW's time).
+pub(super) fn wall_clock() -> klib::ramfs::Time {
     let us = crate::time::realtime_us();
     klib::ramfs::Time { sec: (us / 1_000_000) as i64, nsec: (us % 1_000_000 * 1000) as u32 }
 }

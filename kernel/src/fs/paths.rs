@@ -137,7 +137,7 @@ pub fn utimensat(root: u64, files: &FdTable, cwd: Ino, args: [u64; 4]) -> SysRes
     if flags as u32 as u64 & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
         return Err(EINVAL);
     }
-    let now = now();
+    let now = super::wall_clock();
     let (atime, mtime) = if times == 0 {
         (Some(now), Some(now))
     } else {
@@ -164,11 +164,6 @@ pub fn utimensat(root: u64, files: &FdTable, cwd: Ino, args: [u64; 4]) -> SysRes
     };
     super::with(|fs| fs.utimens(ino, atime, mtime)).map_err(fs_err)?;
     Ok(0)
-}
-
-fn now() -> Time {
-    let us = crate::time::realtime_us();
-    Time { sec: (us / 1_000_000) as i64, nsec: (us % 1_000_000 * 1000) as u32 }
 }
 
 /// statx(2): what `stat` says, in `struct statx`, for the basic fields

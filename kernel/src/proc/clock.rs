@@ -104,14 +104,16 @@ fn left(a: Option<Alarm>, now: u64) -> Alarm {
     a.map_or(Alarm::default(), |a| Alarm { at_us: a.at_us.saturating_sub(now).max(1), interval_us: a.interval_us })
 }
 
-fn timeval(us: u64) -> [u8; 16] {
+/// `struct timeval` for `us` microseconds.
+pub fn timeval(us: u64) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&(us / 1_000_000).to_le_bytes());
     b[8..].copy_from_slice(&(us % 1_000_000).to_le_bytes());
     b
 }
 
-/// A `struct timeval` at `at` as µs: EINVAL unless 0 <= tv_usec < 10^6.
+/// A `struct timeval` at `at` as µs: EINVAL unless 0 <= tv_usec < 10^6,
+/// as setitimer and settimeofday check (select carries seconds over).
 fn read_timeval(root: u64, at: u64) -> Result<u64, i64> {
     let mut b = [0u8; 16];
     copy_from_user(root, &mut b, at).map_err(|_| errno::EFAULT)?;

@@ -503,30 +503,31 @@ pub fn wait_child(pid: i64, options: i32) -> Result<Option<(Pid, i32)>, i64> {
         None => false,
     };
     loop {
+        // One look at the table and the exits together (PROCS, then EXITS,
+        // as `finish` takes them): a child moving from one to the other
+        // between two looks would be in neither, and wait4 would say
+        // ECHILD for a live child.
         let done = crate::arch::without_interrupts(|| {
-            let exited = take_exit(&mut EXITS.lock(), |e| e.parent == me && wanted(e.tid, e.pgid));
             let mut procs = PROCS.lock();
-            if let Some(e) = exited {
+            if let Some(e) = take_exit(&mut EXITS.lock(), |e| e.parent == me && wanted(e.tid, e.pgid)) {
                 if let Some(p) = procs.get_mut(&me) {
                     p.cpu.reaped(&e.cpu);
                 }
-                return Some((e.tid, e.status, true));
+                return Ok(Some((e.tid, e.status, true)));
             }
-            let child =
-                procs.values_mut().find(|c| c.parent == me && wanted(c.pid, c.job.pgid) && reportable(c.job.report));
-            child.and_then(|c| c.job.report.take().map(|r| (c.pid, r.status(), false)))
-        });
+            let mut children = procs.values_mut().filter(|c| c.parent == me && wanted(c.pid, c.job.pgid)).peekable();
+            if children.peek().is_none() {
+                return Err(syscall::errno::ECHILD);
+            }
+            Ok(children
+                .find(|c| reportable(c.job.report))
+                .and_then(|c| c.job.report.take().map(|r| (c.pid, r.status(), false))))
+        })?;
         if let Some((tid, status, ended)) = done {
             if ended {
                 sched::join(tid);
             }
             return Ok(Some((tid, status)));
-        }
-        let alive = crate::arch::without_interrupts(|| {
-            PROCS.lock().values().any(|p| p.parent == me && wanted(p.pid, p.job.pgid))
-        });
-        if !alive {
-            return Err(syscall::errno::ECHILD);
         }
         if options & WNOHANG != 0 {
             return Ok(None);

@@ -454,15 +454,13 @@ fn deadline_in(us: u64) -> crate::fs::poll::Deadline {
 fn write_time_left(at: u64, deadline: crate::fs::poll::Deadline, timeval: bool) {
     let (Some(d), Ok(root)) = (deadline, root()) else { return };
     let left = d.saturating_sub(crate::time::uptime_us());
-    let mut b = timespec(left);
-    if timeval {
-        b[8..].copy_from_slice(&(left % 1_000_000).to_le_bytes());
-    }
+    let b = if timeval { super::clock::timeval(left) } else { timespec(left) };
     let _ = copy_to_user(root, at, &b);
 }
 
 /// A `struct timeval` as microseconds. As Linux's select, whole seconds
-/// in `tv_usec` carry over; a negative time is EINVAL.
+/// in `tv_usec` carry over; a negative time is EINVAL (setitimer is
+/// stricter: `clock::read_timeval`).
 fn read_timeval(at: u64) -> Result<u64, i64> {
     let mut b = [0u8; 16];
     copy_from_user(root()?, &mut b, at).map_err(|_| errno::EFAULT)?;
