@@ -76,6 +76,9 @@ pub struct Process {
     /// The program it runs (absolute path) and its argv, NUL-separated.
     pub exe: String,
     pub cmdline: Vec<u8>,
+    /// The alternate signal stack (`sigaltstack`): base and size. Kept by
+    /// `fork`, gone with the old program's memory at `execve`.
+    pub alt_stack: Option<(u64, u64)>,
 }
 
 impl Process {
@@ -275,6 +278,7 @@ impl Process {
             job: jobs::Job::default(),
             exe: image.exe,
             cmdline: image.cmdline,
+            alt_stack: None,
         }
     }
 }
@@ -301,7 +305,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
             p.files.clone(),
             p.cwd,
             alloc::boxed::Box::new(p.sig.for_child()),
-            (p.umask, p.limits, p.job.for_child(), p.exe.clone(), p.cmdline.clone()),
+            (p.umask, p.limits, p.job.for_child(), p.exe.clone(), p.cmdline.clone(), p.alt_stack),
         ))
     })
     .ok_or(errno::EPERM)??;
@@ -326,6 +330,7 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
         job: inherited.2,
         exe: inherited.3,
         cmdline: inherited.4,
+        alt_stack: inherited.5,
     };
     let root = child.mem.root();
     let mut regs = *frame;

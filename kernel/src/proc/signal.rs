@@ -27,6 +27,7 @@ pub const NSIG: u32 = 64;
 pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;
 const SA_SIGINFO: u64 = 4;
+const SA_ONSTACK: u64 = 0x0800_0000;
 const SA_NODEFER: u64 = 0x4000_0000;
 const SA_RESETHAND: u64 = 0x8000_0000;
 
@@ -84,7 +85,13 @@ pub struct Signals {
 
 impl Default for Signals {
     fn default() -> Self {
-        Signals { actions: [Action::default(); 64], mask: 0, pending: 0, info: [Info::default(); 64], saved_mask: None }
+        Signals {
+            actions: [Action::default(); 64],
+            mask: 0,
+            pending: 0,
+            info: [Info::default(); 64],
+            saved_mask: None,
+        }
     }
 }
 
@@ -338,6 +345,12 @@ pub struct UserRegs {
     pub rflags: u64,
 }
 
+/// `stack_t.ss_flags`.
+pub const SS_ONSTACK: u64 = 1;
+pub const SS_DISABLE: u64 = 2;
+/// The smallest alternate stack Linux takes on x86-64 (`MINSIGSTKSZ`).
+pub const MINSIGSTKSZ: u64 = 2048;
+
 // Offsets in the Linux x86-64 signal frame.
 const UC_MCONTEXT: u64 = 40;
 const UC_SIGMASK: u64 = UC_MCONTEXT + 256;
@@ -353,7 +366,7 @@ const RED_ZONE: u64 = 128;
 /// rewrites `regs` to enter it. Returns whether `regs` changed.
 pub fn deliver(regs: &mut UserRegs) -> bool {
     loop {
-        let Some((sig, info, action, old_mask, root)) = with_current(|p| {
+        let Some((sig, info, action, (old_mask, alt), root)) = with_current(|p| {
             let Some((sig, info)) = p.sig.take() else {
                 if let Some(m) = p.sig.saved_mask.take() {
                     p.sig.set_mask(m);
@@ -374,7 +387,12 @@ pub fn deliver(regs: &mut UserRegs) -> bool {
                     p.sig.set_action(sig, Action::default());
                 }
             }
-            Some((sig, info, action, old, p.root()))
+            // SA_ONSTACK: the frame goes on the alternate stack, unless the
+            // thread already runs on it (a nested signal stays there).
+            let alt = p.alt_stack.filter(|&(sp, size)| {
+                action.flags & SA_ONSTACK != 0 && !(sp..sp + size).contains(&regs.rsp)
+            });
+            Some((sig, info, action, (old, alt), p.root()))
         })
         .flatten() else {
             return false;
@@ -385,7 +403,7 @@ pub fn deliver(regs: &mut UserRegs) -> bool {
             SIG_DFL if STOPS & bit(sig) != 0 => super::jobs::stop_current(sig),
             SIG_DFL => super::terminate_current(sig),
             _ => {
-                if push_frame(root, regs, sig, info, action, old_mask).is_err() {
+                if push_frame(root, regs, sig, info, action, old_mask, alt).is_err() {
                     // No room for the frame: as Linux does, SIGSEGV by force.
                     super::terminate_current(SIGSEGV);
                 }
@@ -397,15 +415,36 @@ pub fn deliver(regs: &mut UserRegs) -> bool {
 
 /// Lays the signal frame out below the user stack and points `regs` at
 /// the handler.
-fn push_frame(root: u64, regs: &mut UserRegs, sig: u32, info: Info, action: Action, old_mask: u64) -> Result<(), ()> {
+fn push_frame(
+    root: u64,
+    regs: &mut UserRegs,
+    sig: u32,
+    info: Info,
+    action: Action,
+    old_mask: u64,
+    alt: Option<(u64, u64)>,
+) -> Result<(), ()> {
     let mut fpu = sched::fpu_state();
-    let fp = (regs.rsp.checked_sub(RED_ZONE + FPSTATE_SIZE).ok_or(())?) & !63;
+    // On the alternate stack: from its top, no red zone to skip.
+    let below = match alt {
+        Some((sp, size)) => sp.checked_add(size).ok_or(())?,
+        None => regs.rsp.checked_sub(RED_ZONE).ok_or(())?,
+    };
+    let fp = (below.checked_sub(FPSTATE_SIZE).ok_or(())?) & !63;
     // At the handler's entry RSP + 8 is 16-aligned, as after a call.
     let frame = ((fp - FRAME_SIZE) & !15) - 8;
     copy_to_user(root, fp, &fpu.0).map_err(|_| ())?;
     let mut f = [0u8; FRAME_SIZE as usize];
     let put = |f: &mut [u8], at: u64, v: u64| f[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
     put(&mut f, 0, action.restorer);
+    // uc_stack: the alternate stack as sigaltstack would report it.
+    let (ss_sp, ss_flags, ss_size) = match alt {
+        Some((sp, size)) => (sp, SS_ONSTACK, size),
+        None => (0, SS_DISABLE, 0),
+    };
+    put(&mut f, 8 + 16, ss_sp);
+    put(&mut f, 8 + 24, ss_flags);
+    put(&mut f, 8 + 32, ss_size);
     let mc = 8 + UC_MCONTEXT;
     let gregs = [
         regs.r8,

@@ -215,8 +215,7 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::RT_SIGPROCMASK, |f| rt_sigprocmask(int(f.rdi), f.rsi, f.rdx, f.r10)),
         (nr::RT_SIGRETURN, |f| rt_sigreturn(f)),
         (nr::RT_SIGPENDING, |f| rt_sigpending(f.rdi, f.rsi)),
-        // No alternate signal stacks yet: handlers run on the thread's stack.
-        (nr::SIGALTSTACK, |_| Ok(0)),
+        (nr::SIGALTSTACK, |f| sigaltstack(f.rdi, f.rsi, f.rsp)),
         (nr::KILL, |f| kill(int(f.rdi), int(f.rsi))),
         (nr::TKILL, |f| kill(int(f.rdi), int(f.rsi))),
         (nr::TGKILL, |f| kill(int(f.rsi), int(f.rdx))),
@@ -512,6 +511,48 @@ fn pselect6(n: i32, sets: [u64; 3], tsp: u64, sig: u64) -> SysResult {
         write_time_left(tsp, deadline, false);
     }
     r
+}
+
+/// `sigaltstack`: the old stack into `old`, then the new one from `new`
+/// (`stack_t`: sp, flags, size), either pointer 0 for none. `user_rsp` is
+/// where the caller runs: on the stack, it may not change it (EPERM).
+fn sigaltstack(new: u64, old: u64, user_rsp: u64) -> SysResult {
+    use signal::{MINSIGSTKSZ, SS_DISABLE, SS_ONSTACK};
+    const SS_AUTODISARM: u64 = 1 << 31;
+    let root = root()?;
+    let now = current(|p| p.alt_stack)?;
+    let on = now.is_some_and(|(sp, size)| (sp..sp + size).contains(&user_rsp));
+    let wanted = if new != 0 {
+        let mut b = [0u8; 24];
+        copy_from_user(root, &mut b, new).map_err(|_| errno::EFAULT)?;
+        let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        let (sp, flags, size) = (word(0), word(1) as u32 as u64, word(2));
+        if on {
+            return Err(errno::EPERM);
+        }
+        // SS_AUTODISARM is accepted and not honoured: the stack stays
+        // armed while a handler runs on it (nested signals stay on it).
+        match flags & !SS_AUTODISARM {
+            SS_DISABLE => Some(None),
+            0 | SS_ONSTACK if size < MINSIGSTKSZ => return Err(errno::ENOMEM),
+            0 | SS_ONSTACK => Some(Some((sp, size))),
+            _ => return Err(errno::EINVAL),
+        }
+    } else {
+        None
+    };
+    if old != 0 {
+        let (sp, flags, size) = match now {
+            Some((sp, size)) => (sp, if on { SS_ONSTACK } else { 0 }, size),
+            None => (0, SS_DISABLE, 0),
+        };
+        let b: Vec<u8> = [sp, flags, size].iter().flat_map(|w| w.to_le_bytes()).collect();
+        copy_to_user(root, old, &b).map_err(|_| errno::EFAULT)?;
+    }
+    if let Some(stack) = wanted {
+        current(|p| p.alt_stack = stack)?;
+    }
+    Ok(0)
 }
 
 /// Sleeps until a signal comes; always EINTR.

@@ -13,6 +13,7 @@ pub const TESTS: &[Test] = tests![
     rt_sigaction_reads_back_the_old_action,
     rt_sigaction_refuses_bad_arguments,
     a_handler_runs_before_kill_returns,
+    sigaltstack_runs_handlers_on_the_alternate_stack,
     a_siginfo_handler_gets_the_signal_and_the_sender,
     a_blocked_signal_stays_pending_until_unblocked,
     sigpending_shows_a_blocked_signal,
@@ -398,4 +399,63 @@ fn registers_and_fpu_survive_asynchronous_handlers() -> TestResult {
     result?;
     let hits = HITS.load(SeqCst);
     check(hits > 0, || format!("no signal from the sender arrived in {runs} runs"))
+}
+
+static ON_ALT: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn where_am_i(_: libc::c_int) {
+    let local = 0u8;
+    ON_ALT.store(std::ptr::addr_of!(local) as usize, SeqCst);
+}
+
+/// With SA_ONSTACK, the handler runs on the stack `sigaltstack` gave;
+/// without it, on the thread's own. The stack is reported, and refused
+/// when too small.
+fn sigaltstack_runs_handlers_on_the_alternate_stack() -> TestResult {
+    const SIZE: usize = 64 * 1024;
+    // SAFETY: a fresh anonymous mapping for the stack.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    check(base != libc::MAP_FAILED, || "mmap for the stack failed".into())?;
+    let ss = libc::stack_t { ss_sp: base, ss_flags: 0, ss_size: SIZE };
+    // SAFETY: a valid stack_t; no old one asked for.
+    equals("sigaltstack", unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) }.into(), 0)?;
+    let mut old = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: 0, ss_size: 0 };
+    // SAFETY: a query into a writable stack_t.
+    equals("sigaltstack query", unsafe { libc::sigaltstack(std::ptr::null(), &mut old) }.into(), 0)?;
+    check(old.ss_sp == base && old.ss_size == SIZE && old.ss_flags == 0, || {
+        format!("query gave {:p} size {} flags {}", old.ss_sp, old.ss_size, old.ss_flags)
+    })?;
+    let inside = |a: usize| (base as usize..base as usize + SIZE).contains(&a);
+    set_action(libc::SIGUSR1, where_am_i as extern "C" fn(libc::c_int) as usize, libc::SA_ONSTACK, &[])?;
+    // SAFETY: a signal to ourselves, handled.
+    unsafe { libc::raise(libc::SIGUSR1) };
+    let at = ON_ALT.load(SeqCst);
+    check(inside(at), || format!("an SA_ONSTACK handler ran at {at:#x}, not on the stack at {base:p}"))?;
+    set_action(libc::SIGUSR1, where_am_i as extern "C" fn(libc::c_int) as usize, 0, &[])?;
+    // SAFETY: as above.
+    unsafe { libc::raise(libc::SIGUSR1) };
+    let at = ON_ALT.load(SeqCst);
+    check(!inside(at), || format!("a handler without SA_ONSTACK ran on the alternate stack ({at:#x})"))?;
+    let small = libc::stack_t { ss_sp: base, ss_flags: 0, ss_size: 1024 };
+    // SAFETY: a valid stack_t, too small.
+    fails_with(
+        "sigaltstack of 1 KiB",
+        unsafe { libc::sigaltstack(&small, std::ptr::null_mut()) }.into(),
+        libc::ENOMEM,
+    )?;
+    let off = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+    // SAFETY: disables it.
+    equals("sigaltstack SS_DISABLE", unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) }.into(), 0)?;
+    // SAFETY: a query.
+    unsafe { libc::sigaltstack(std::ptr::null(), &mut old) };
+    check(old.ss_flags == libc::SS_DISABLE, || format!("flags {} after SS_DISABLE", old.ss_flags))
 }
