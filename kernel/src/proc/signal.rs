@@ -85,13 +85,7 @@ pub struct Signals {
 
 impl Default for Signals {
     fn default() -> Self {
-        Signals {
-            actions: [Action::default(); 64],
-            mask: 0,
-            pending: 0,
-            info: [Info::default(); 64],
-            saved_mask: None,
-        }
+        Signals { actions: [Action::default(); 64], mask: 0, pending: 0, info: [Info::default(); 64], saved_mask: None }
     }
 }
 
@@ -389,9 +383,9 @@ pub fn deliver(regs: &mut UserRegs) -> bool {
             }
             // SA_ONSTACK: the frame goes on the alternate stack, unless the
             // thread already runs on it (a nested signal stays there).
-            let alt = p.alt_stack.filter(|&(sp, size)| {
-                action.flags & SA_ONSTACK != 0 && !(sp..sp + size).contains(&regs.rsp)
-            });
+            let alt = p
+                .alt_stack
+                .filter(|&(sp, size)| action.flags & SA_ONSTACK != 0 && !(sp..sp + size).contains(&regs.rsp));
             Some((sig, info, action, (old, alt), p.root()))
         })
         .flatten() else {
