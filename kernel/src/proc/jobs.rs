@@ -124,14 +124,13 @@ pub fn targets(pid: i32) -> Result<Vec<Pid>, i64> {
         -1 => 0,
         p => Pid::from(p.unsigned_abs()),
     };
-    let mut out = Vec::new();
-    crate::arch::without_interrupts(|| {
-        let procs = PROCS.lock();
-        let all = procs.values().filter(|p| if pid == -1 { p.pid != me && p.pid != 1 } else { p.job.pgid == group });
-        // Bounded by the process table (MAX_PROCESSES).
-        out.extend(all.map(|p| p.pid));
-    });
+    let out = pids(|p| if pid == -1 { p.pid != me && p.pid != 1 } else { p.job.pgid == group });
     if out.is_empty() { Err(errno::ESRCH) } else { Ok(out) }
+}
+
+/// The processes `which` picks (at most MAX_PROCESSES).
+fn pids(which: impl Fn(&super::Process) -> bool) -> Vec<Pid> {
+    crate::arch::without_interrupts(|| PROCS.lock().values().filter(|p| which(p)).map(|p| p.pid).collect())
 }
 
 /// `setpgid`: moves `pid` (0: the caller) into group `pgid` (0: its own
@@ -232,9 +231,7 @@ pub fn signal_foreground(sig: u32) {
         return;
     }
     let info = signal::Info { code: 0x80, pid: 0, addr: 0, status: 0 };
-    let members: Vec<Pid> =
-        crate::arch::without_interrupts(|| PROCS.lock().values().filter(|p| p.job.pgid == fg).map(|p| p.pid).collect());
-    for pid in members {
+    for pid in pids(|p| p.job.pgid == fg) {
         let _ = signal::send(pid, sig, info);
     }
 }

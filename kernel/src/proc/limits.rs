@@ -46,6 +46,12 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// RLIMIT_NOFILE's soft limit, which the descriptor table enforces
+    /// (`syscall::with_files` hands it over at each call).
+    pub fn nofile(&self) -> usize {
+        usize::try_from(self.0[RLIMIT_NOFILE].0).unwrap_or(usize::MAX)
+    }
+
     /// Sets `resource` as setrlimit does: EINVAL for soft above hard, EPERM
     /// past a bound this kernel cannot give (as Linux past `nr_open`).
     fn set(&mut self, resource: usize, soft: u64, hard: u64) -> Result<(), i64> {
@@ -98,9 +104,6 @@ pub fn prlimit(root: u64, pid: i32, resource: u32, new: u64, old: u64) -> Result
         let prev = p.limits.0[resource];
         if let Some((soft, hard)) = wanted {
             p.limits.set(resource, soft, hard)?;
-            if resource == RLIMIT_NOFILE {
-                p.files.set_limit(usize::try_from(soft).unwrap_or(usize::MAX));
-            }
         }
         Ok::<_, i64>(prev)
     })

@@ -844,7 +844,11 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
 /// read waits for input); only this process's thread uses it meanwhile.
 fn with_files<R>(f: impl FnOnce(u64, &mut crate::fs::files::FdTable) -> R) -> Result<R, i64> {
     use crate::fs::files::FdTable;
-    let (root, mut table) = current(|p| (p.root(), core::mem::replace(&mut p.files, FdTable::empty())))?;
+    let (root, mut table, nofile) =
+        current(|p| (p.root(), core::mem::replace(&mut p.files, FdTable::empty()), p.limits.nofile()))?;
+    // The limit lives in the process (prlimit may set it while the table
+    // is out for a call); the table is told it here, where calls use it.
+    table.set_limit(nofile);
     let r = f(root, &mut table);
     current(|p| p.files = table)?;
     Ok(r)
