@@ -11,13 +11,18 @@ const LSTAR: u32 = 0xc000_0082;
 /// Ask the NK to clear CR0.WP, the switch the whole design rests on.
 pub fn clear_wp() -> Outcome {
     let cr0 = Cr0::read_raw();
-    match nk::api::set_cr0(cr0 & !Cr0Flags::WRITE_PROTECT.bits()) {
-        Err(e) => Blocked(format!("NK refused: {}", e)),
-        Ok(()) => {
+    // Interrupts stay off while WP may be clear: a tick taken then looks
+    // like a trap inside the NK, which fail-stops.
+    let tried = crate::arch::without_interrupts(|| {
+        nk::api::set_cr0(cr0 & !Cr0Flags::WRITE_PROTECT.bits()).map(|()| {
             let off = !Cr0::read().contains(Cr0Flags::WRITE_PROTECT);
             let _ = nk::api::set_cr0(cr0);
-            Succeeded(format!("CR0.WP cleared (read back {})", if off { "clear" } else { "set" }))
-        }
+            off
+        })
+    });
+    match tried {
+        Err(e) => Blocked(format!("NK refused: {}", e)),
+        Ok(off) => Succeeded(format!("CR0.WP cleared (read back {})", if off { "clear" } else { "set" })),
     }
 }
 

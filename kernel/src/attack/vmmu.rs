@@ -390,9 +390,12 @@ pub fn map_code_hidden_mov_cr0() -> Outcome {
         unsafe {
             core::arch::asm!("call {target}", target = in(reg) VA + 1, in("rax") cr0 & !wp, clobber_abi("C"));
         }
-        x86_64::registers::control::Cr0::read_raw()
+        let after = x86_64::registers::control::Cr0::read_raw();
+        // Restored before interrupts come back on: a tick taken with WP
+        // clear looks like a trap inside the NK, which fail-stops.
+        let _ = api::set_cr0(cr0);
+        after
     });
-    let _ = api::set_cr0(cr0);
     match after {
         Ok(after) if after & wp == 0 => {
             Succeeded(format!("vetting let a hidden mov cr0 through; running it at {:#x} cleared CR0.WP", VA + 1))
