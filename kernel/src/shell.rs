@@ -261,7 +261,9 @@ fn run_program(args: &[&str]) {
     match crate::proc::spawn(path, argv) {
         Ok(tid) => {
             crate::proc::jobs::give_console(tid);
-            match crate::proc::wait(tid) {
+            let status = crate::proc::wait(tid);
+            crate::proc::jobs::release_console();
+            match status {
                 Some(0) => {}
                 Some(code) => println!("run: {} exited with status {}", path, code),
                 None => println!("run: {} was killed", path),

@@ -29,6 +29,7 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
             crate::time::tick();
             crate::proc::clock::tick(frame.from_user());
             lapic::end_of_interrupt();
+            crate::tty::tick();
             crate::sched::wake(crate::sched::TICK);
             crate::fs::poll::notify();
             crate::sched::preempt();

@@ -1,9 +1,10 @@
 //! The console as a terminal for processes: its input goes through the
 //! line discipline (`klib::ldisc`: canonical lines or raw bytes, echo, the
 //! termios that TCGETS and TCSETS move), is read by `read(0, ...)` and is
-//! watched by `poll`. The UART raises no interrupt here, so input moves
-//! into the discipline whenever a reader or a poller looks, and a waiting
-//! one looks again at each timer tick.
+//! watched by `poll`. The UART raises no interrupt here: input moves into
+//! the discipline whenever a reader or a poller looks, and at each timer
+//! tick while a program has the console, so that Ctrl-C reaches one that
+//! never reads.
 
 use klib::ldisc::{Ldisc, Read, Termios};
 use spin::Mutex;
@@ -16,20 +17,16 @@ fn with<R>(f: impl FnOnce(&mut Ldisc) -> R) -> R {
 }
 
 /// Moves what has arrived on the console through the discipline, echoing
-/// as it says, until a read would return: input typed ahead stays in the
-/// UART (which holds back the sender) until a reader wants it, so scripted
-/// input echoes in the order it is read, and the kernel shell gets what a
-/// program left. A signal character (ISIG) flushes the input and signals
-/// the console's foreground group, once the discipline's lock is free; it
-/// is seen when the console is read or polled.
+/// as it says, until a read would return. Input typed ahead stays behind
+/// (in the UART, which holds back the sender, or in the discipline's
+/// typeahead) until a reader wants it, so scripted input echoes in the
+/// order it is read, and the kernel shell gets what a program left.
 fn pump() {
-    use crate::proc::signal::{SIGINT, SIGQUIT, SIGTSTP};
-    use klib::ldisc::Signal;
     let mut signals = [None; 4];
     with(|l| {
         let mut n = 0;
         while !l.readable()
-            && let Some(b) = crate::console::try_read()
+            && let Some(b) = l.next_typed().or_else(crate::console::try_read)
         {
             let s = l.feed(b, &mut |echo: &[u8]| crate::console::write_bytes(echo));
             if s.is_some() && n < signals.len() {
@@ -38,6 +35,39 @@ fn pump() {
             }
         }
     });
+    raise(signals);
+}
+
+/// At each timer tick, while a program has the console: input that has
+/// arrived is kept unedited, and a signal character (ISIG) among it flushes
+/// the input and signals the console's foreground group now, whether or
+/// not anyone reads. Runs in the timer interrupt; every lock it takes is
+/// only ever held with interrupts off, on this one CPU.
+pub fn tick() {
+    if !crate::proc::jobs::console_in_use() {
+        return;
+    }
+    let mut signals = [None; 4];
+    with(|l| {
+        let mut n = 0;
+        while l.can_receive()
+            && let Some(b) = crate::console::try_read()
+        {
+            let s = l.receive(b, &mut |echo: &[u8]| crate::console::write_bytes(echo));
+            if s.is_some() && n < signals.len() {
+                signals[n] = s;
+                n += 1;
+            }
+        }
+    });
+    raise(signals);
+}
+
+/// Signals the foreground group for each signal character seen, once the
+/// discipline's lock is free.
+fn raise(signals: [Option<klib::ldisc::Signal>; 4]) {
+    use crate::proc::signal::{SIGINT, SIGQUIT, SIGTSTP};
+    use klib::ldisc::Signal;
     for s in signals.into_iter().flatten() {
         crate::proc::jobs::signal_foreground(match s {
             Signal::Interrupt => SIGINT,
@@ -102,5 +132,5 @@ pub fn set_termios(t: Termios, flush: bool) {
 /// A byte for the kernel's own shell: input a program left unread comes
 /// first, so nothing typed ahead of the shell's prompt is lost.
 pub fn kernel_byte() -> Option<u8> {
-    with(|l| l.take_byte()).or_else(crate::console::try_read)
+    with(|l| l.take_byte().or_else(|| l.next_typed())).or_else(crate::console::try_read)
 }

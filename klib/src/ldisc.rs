@@ -129,6 +129,11 @@ pub struct Ldisc {
     ready: VecDeque<Vec<u8>>,
     /// Bytes in `line` and `ready` together.
     held: usize,
+    /// Bytes that arrived while nobody read, not yet edited or echoed
+    /// (`receive`): they are fed in order when a reader wants input, so
+    /// scripted input echoes where it is read, while a signal character
+    /// among them takes effect at once.
+    typeahead: VecDeque<u8>,
 }
 
 impl Ldisc {
@@ -213,6 +218,35 @@ impl Ldisc {
         None
     }
 
+    /// Takes a byte that arrived while no reader waits. A signal character
+    /// (ISIG) acts now: the input before it is dropped, as `feed` drops
+    /// the edited input, and the signal is returned. Any other byte waits
+    /// in the typeahead for `next_typed`, or is dropped once that holds
+    /// `MAX_INPUT` (callers ask `can_receive` first and leave input where
+    /// it is).
+    pub fn receive(&mut self, b: u8, echo: &mut impl FnMut(&[u8])) -> Option<Signal> {
+        let t = self.termios;
+        if t.lflag & ISIG != 0 && [VINTR, VQUIT, VSUSP].iter().any(|&slot| t.is(b, slot)) {
+            self.typeahead.clear();
+            return self.feed(b, echo);
+        }
+        if self.can_receive() {
+            self.typeahead.push_back(b);
+        }
+        None
+    }
+
+    /// Whether `receive` has room for another byte.
+    pub fn can_receive(&self) -> bool {
+        self.typeahead.len() < MAX_INPUT
+    }
+
+    /// The oldest byte `receive` kept, to be fed (or, for the kernel's
+    /// shell, taken as it is).
+    pub fn next_typed(&mut self) -> Option<u8> {
+        self.typeahead.pop_front()
+    }
+
     /// Sets the termios; leaving canonical mode hands the line being
     /// edited to readers, as Linux does.
     pub fn set_termios(&mut self, t: Termios) {
@@ -224,6 +258,7 @@ impl Ldisc {
 
     /// Drops the input not yet read (TCSETSF, TCFLSH).
     pub fn flush(&mut self) {
+        self.typeahead.clear();
         self.line.clear();
         self.ready.clear();
         self.held = 0;
@@ -379,6 +414,41 @@ mod tests {
         l.set_termios(t);
         assert!(feed(&mut l, b"\x03\n").1.is_empty());
         assert_eq!(read(&mut l, 9), (Read::Bytes(2), b"\x03\n".to_vec()));
+    }
+
+    #[test]
+    fn typeahead_waits_unechoed_but_a_signal_character_acts_at_once() {
+        let mut l = Ldisc::default();
+        let mut shown = Vec::new();
+        for &b in b"ls\n" {
+            assert_eq!(l.receive(b, &mut |e: &[u8]| shown.extend_from_slice(e)), None);
+        }
+        assert!(shown.is_empty() && !l.readable());
+        // Fed when a reader asks: echoed then, in order.
+        while let Some(b) = l.next_typed() {
+            l.feed(b, &mut |e: &[u8]| shown.extend_from_slice(e));
+        }
+        assert_eq!(shown, b"ls\n");
+        assert_eq!(read(&mut l, 9), (Read::Bytes(3), b"ls\n".to_vec()));
+        // ^C drops what was typed before it and says so; what follows waits.
+        shown.clear();
+        for &b in b"sleep\n" {
+            l.receive(b, &mut |e: &[u8]| shown.extend_from_slice(e));
+        }
+        assert_eq!(l.receive(3, &mut |e: &[u8]| shown.extend_from_slice(e)), Some(Signal::Interrupt));
+        assert_eq!(shown, b"^C\n");
+        l.receive(b'x', &mut |_: &[u8]| {});
+        assert_eq!((l.next_typed(), l.next_typed()), (Some(b'x'), None));
+        // Without ISIG, ^C is input like any other.
+        let mut t = l.termios;
+        t.lflag &= !ISIG;
+        l.set_termios(t);
+        assert_eq!(l.receive(3, &mut |_: &[u8]| {}), None);
+        assert_eq!(l.next_typed(), Some(3));
+        // Bounded: past MAX_INPUT bytes are refused, not kept.
+        (0..MAX_INPUT + 10).for_each(|_| drop(l.receive(b'a', &mut |_: &[u8]| {})));
+        assert!(!l.can_receive());
+        assert_eq!(core::iter::from_fn(|| l.next_typed()).count(), MAX_INPUT);
     }
 
     #[test]

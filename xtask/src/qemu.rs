@@ -21,6 +21,11 @@ pub const EXIT_FAILURE: i32 = 35;
 /// The shell's prompt, whose first appearance ends the boot.
 pub const PROMPT: &str = "ksh> ";
 
+/// In scripted input, a NUL byte holds back the rest until the guest has
+/// printed `CUE` once more: a key typed at a running program (Ctrl-C at a
+/// loop) must not arrive before the program runs.
+pub const CUE: &str = "@cue@";
+
 /// One virtual machine.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -256,11 +261,20 @@ pub fn boot_capture(m: &Machine, input: &[u8], timeout: Duration, on_line: &mut 
     // A thread, because a guest that never reads would block the write.
     // The pipe stays open until QEMU is gone, so the guest never sees EOF.
     let (stdin_tx, stdin_rx) = mpsc::channel();
+    let (cue_tx, cue_rx) = mpsc::channel::<()>();
     thread::spawn(move || {
         // A failed write means QEMU has exited: nothing more to say.
-        let _ = stdin.write_all(&input).and_then(|()| stdin.flush());
+        for (i, part) in input.split(|&b| b == 0).enumerate() {
+            if i > 0 && cue_rx.recv().is_err() {
+                break;
+            }
+            if stdin.write_all(part).and_then(|()| stdin.flush()).is_err() {
+                break;
+            }
+        }
         let _ = stdin_tx.send(stdin);
     });
+    let mut cues = Watch::new(CUE);
 
     let mut output = Vec::new();
     let mut pending = Vec::new();
@@ -273,6 +287,9 @@ pub fn boot_capture(m: &Machine, input: &[u8], timeout: Duration, on_line: &mut 
                 if watch.as_mut().is_some_and(|w| w.feed(&chunk)) {
                     watch = None;
                     prompt_at = Some(start.elapsed());
+                }
+                for _ in 0..cues.count(&chunk) {
+                    let _ = cue_tx.send(());
                 }
                 output.extend_from_slice(&chunk);
                 pending.extend_from_slice(&chunk);
@@ -429,6 +446,21 @@ impl Watch {
         self.tail = window[window.len() - keep..].to_vec();
         false
     }
+
+    /// Feeds the next piece; how many times the marker ends in it.
+    pub fn count(&mut self, chunk: &[u8]) -> usize {
+        let mut n = 0;
+        for &b in chunk {
+            self.tail.push(b);
+            if self.tail.ends_with(self.needle) {
+                n += 1;
+                self.tail.clear();
+            } else if self.tail.len() >= self.needle.len() {
+                self.tail.remove(0);
+            }
+        }
+        n
+    }
 }
 
 pub fn last_lines(text: &str, n: usize) -> String {
@@ -482,6 +514,14 @@ mod tests {
         assert!(!w.feed(b"\n ksh"));
         assert!(w.feed(b">  "));
         assert!(Watch::new("ksh> ").feed(b"x ksh> y"));
+    }
+
+    #[test]
+    fn watch_counts_each_cue_once_across_pieces() {
+        let mut w = Watch::new(CUE);
+        assert_eq!(w.count(b"echo x @cu"), 0);
+        assert_eq!(w.count(b"e@ and @cue@@cue@"), 3);
+        assert_eq!(w.count(b"cue@"), 0);
     }
 
     #[test]

@@ -481,9 +481,14 @@ md5sum b.txt d/e/f > sums && md5sum -c sums | tr '\n' ' ' | sed 's/^/md5=/'; ech
 echo "id=$(id -u):$(id -g)"
 sleep 30 & sleep 0.2; kill %1; wait %1; echo "killed=$?"
 sh -c 'exit 7'; echo "status=$?"
-echo "workload-done"
-exit 0
 "#;
+
+/// The workload's end. Ctrl-C is typed once the loop runs (a NUL holds
+/// the input back until the loop prints the cue, split so that its echo
+/// does not count), and must reach the loop though nothing reads the
+/// console.
+const WORKLOAD_END: &str =
+    "sh -c 'echo @c\"\"ue@; while :; do :; done'\n\0\x03echo \"interrupted=$?\"\necho workload-done\nexit 0\n";
 
 fn userland_scenario(group: &'static str) -> Scenario {
     Scenario {
@@ -491,7 +496,7 @@ fn userland_scenario(group: &'static str) -> Scenario {
         timeout: Duration::from_secs(120),
         ..Scenario::new(
             group,
-            format!("{WORKLOAD}sys stat\npoweroff\n"),
+            format!("{WORKLOAD}{WORKLOAD_END}sys stat\npoweroff\n"),
             vec![
                 ("pipes", |s| contains(s, "lines=2").and(contains(s, "sorted=z"))),
                 ("here-doc", |s| contains(s, "HEREDOC-TEXT")),
@@ -504,6 +509,7 @@ fn userland_scenario(group: &'static str) -> Scenario {
                 ("ids", |s| contains(s, "id=0:0")),
                 ("job-kill", |s| contains(s, "killed=143")),
                 ("exit-status", |s| contains(s, "status=7")),
+                ("ctrl-c-at-a-loop", |s| contains(s, "interrupted=130")),
                 ("finished", |s| {
                     contains(s, "workload-done")?;
                     match s.output.lines().find(|l| l.contains("exited with status")) {

@@ -223,6 +223,17 @@ pub fn give_console(pid: Pid) {
     }
 }
 
+/// The kernel shell has the console back once its program has ended.
+pub fn release_console() {
+    CONSOLE_SESSION.store(0, Ordering::Relaxed);
+    FOREGROUND.store(0, Ordering::Relaxed);
+}
+
+/// Whether a program's group has the console (the kernel shell does not).
+pub fn console_in_use() -> bool {
+    FOREGROUND.load(Ordering::Relaxed) != 0
+}
+
 /// A signal character typed on the console: its foreground group gets
 /// the signal. Nothing if no group is in the foreground.
 pub fn signal_foreground(sig: u32) {
