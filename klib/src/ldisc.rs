@@ -27,6 +27,7 @@ pub const ECHOK: u32 = 0o40;
 pub const ECHONL: u32 = 0o100;
 pub const ECHOCTL: u32 = 0o1000;
 pub const ECHOKE: u32 = 0o4000;
+pub const TOSTOP: u32 = 0o400;
 pub const IEXTEN: u32 = 0o100000;
 
 // Control-character slots.

@@ -16,5 +16,6 @@ pub mod ldisc;
 pub mod line;
 pub mod linux_nr;
 pub mod memmap;
+pub mod path;
 pub mod ramfs;
 pub mod user_ksh;

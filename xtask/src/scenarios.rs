@@ -481,6 +481,10 @@ md5sum b.txt d/e/f > sums && md5sum -c sums | tr '\n' ' ' | sed 's/^/md5=/'; ech
 echo "id=$(id -u):$(id -g)"
 sleep 30 & sleep 0.2; kill %1; wait %1; echo "killed=$?"
 sh -c 'exit 7'; echo "status=$?"
+echo "tty=$(tty) fd0=$(readlink /proc/self/fd/0)"
+echo "df=$(df / | tail -n 1 | sed 's/.* //') fs=$(stat -f -c %T / /proc | tr '\n' ' ')"
+cat & sleep 0.5; echo "ttin=$(cut -d' ' -f3 /proc/$!/stat)"; kill -9 $!; wait $!; echo "ttin-wait=$?"
+sync; echo "sync=$?"
 "#;
 
 /// The workload's end. Ctrl-C is typed once the loop runs (a NUL holds
@@ -510,6 +514,14 @@ fn userland_scenario(group: &'static str) -> Scenario {
                 ("job-kill", |s| contains(s, "killed=143")),
                 ("exit-status", |s| contains(s, "status=7")),
                 ("ctrl-c-at-a-loop", |s| contains(s, "interrupted=130")),
+                ("tty-and-proc-fd", |s| contains(s, "tty=/dev/console fd0=/dev/console")),
+                ("df-and-statfs", |s| contains(s, "df=/ fs=tmpfs proc ")),
+                // A stopped job ends `wait` with 128+SIGTTIN in some shells; killed, 137.
+                ("background-read-stops", |s| {
+                    contains(s, "ttin=T")?;
+                    contains(s, "ttin-wait=137").or_else(|_| contains(s, "ttin-wait=149"))
+                }),
+                ("sync", |s| contains(s, "sync=0")),
                 ("finished", |s| {
                     contains(s, "workload-done")?;
                     match s.output.lines().find(|l| l.contains("exited with status")) {

@@ -101,8 +101,9 @@ user_syscall_entry:
 );
 
 extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
+    let nr = frame.rax;
     crate::proc::syscall::dispatch(frame);
-    crate::proc::signal::deliver_syscall(frame);
+    crate::proc::signal::deliver_syscall(frame, nr);
     // `sysretq` to a non-canonical RIP would fault in ring 0 on the user's
     // stack; and the user gets back only flags it may hold, IF set.
     if !nk_model::layout::is_canonical(frame.rip) || frame.rip >= nk_model::layout::USER_END {

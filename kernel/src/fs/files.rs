@@ -39,6 +39,7 @@ pub mod errno {
     pub const EMFILE: i64 = 24;
     pub const ENOTTY: i64 = 25;
     pub const EINTR: i64 = 4;
+    pub use crate::proc::syscall::errno::ERESTARTSYS;
     pub const EAGAIN: i64 = 11;
     pub const EPIPE: i64 = 32;
     pub const ESPIPE: i64 = 29;
@@ -160,6 +161,9 @@ pub struct OpenFile {
     dir_after: Option<Vec<u8>>,
     /// Counted in `OPEN_DESCRIPTIONS` (every description `install` made).
     counted: bool,
+    /// The name `/proc/PID/fd` shows: the path it was opened by, made
+    /// absolute and folded (`klib::path::lexical`), or a pipe's.
+    name: Option<Vec<u8>>,
 }
 
 /// Open file descriptions in the whole system at most (Linux's
@@ -176,7 +180,16 @@ pub type FileRef = Arc<Mutex<OpenFile>>;
 impl OpenFile {
     /// The console, open for reading and writing (fds 0, 1 and 2).
     pub fn console() -> Self {
-        OpenFile { object: Object::Console, flags: O_RDWR, offset: 0, dir_after: None, counted: false }
+        OpenFile { object: Object::Console, flags: O_RDWR, offset: 0, dir_after: None, counted: false, name: None }
+    }
+
+    /// What `/proc/PID/fd/N` links to, as Linux names it.
+    pub fn name(&self) -> Vec<u8> {
+        match (&self.name, &self.object) {
+            (Some(name), _) => name.clone(),
+            (None, Object::Console) => b"/dev/console".to_vec(),
+            (None, _) => b"anon_inode:[unnamed]".to_vec(),
+        }
     }
 
     pub fn readable(&self) -> bool {
@@ -246,6 +259,18 @@ impl FdTable {
     /// already open stay, as on Linux).
     pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit.min(MAX_FDS);
+    }
+
+    /// Each open descriptor and the name `/proc/PID/fd` gives it. Called
+    /// with the process table locked, so a description whose lock is held
+    /// (its owner was preempted in a call) is named without waiting.
+    pub fn names(&self) -> Vec<(usize, Vec<u8>)> {
+        let busy = || b"anon_inode:[busy]".to_vec();
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(fd, s)| s.as_ref().map(|s| (fd, s.file.try_lock().map_or_else(busy, |f| f.name()))))
+            .collect()
     }
 
     /// What `fd` refers to, for poll and select: `None` if it is not
@@ -371,12 +396,16 @@ pub fn pipe2(root: u64, files: &mut FdTable, fds: u64, flags: u64) -> SysResult 
     }
     let (r, w) = super::pipe::End::pair().map_err(|e| e.errno())?;
     let status = flags & O_NONBLOCK;
+    // Numbered as Linux numbers a pipe's inode, so both ends show one name.
+    static PIPES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+    let id = PIPES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     let open = |end, mode| OpenFile {
         object: Object::Pipe(Arc::new(end)),
         flags: mode | status,
         offset: 0,
         dir_after: None,
         counted: false,
+        name: Some(alloc::format!("pipe:[{id}]").into_bytes()),
     };
     let cloexec = flags & O_CLOEXEC != 0;
     let rfd = files.install(open(r, O_RDONLY), cloexec)?;
@@ -513,8 +542,12 @@ fn write_at_inner(root: u64, ino: Ino, offset: Option<u64>, buf: u64, len: u64) 
     Ok((done as u64, end))
 }
 
-/// Copies `len` bytes from user memory to the console.
+/// Copies `len` bytes from user memory to the console. With TOSTOP, a
+/// background job's write stops it first (`jobs::console_check`).
 fn write_console(root: u64, buf: u64, len: u64) -> SysResult {
+    if crate::tty::termios().lflag & klib::ldisc::TOSTOP != 0 {
+        crate::proc::jobs::console_check(crate::proc::signal::SIGTTOU)?;
+    }
     let len = len.min(MAX_RW) as usize;
     let mut chunk = vec![0u8; len.min(CHUNK)];
     let mut done = 0;
@@ -530,11 +563,15 @@ fn write_console(root: u64, buf: u64, len: u64) -> SysResult {
 }
 
 /// Reads console input (`crate::tty`), waiting for some unless `nonblock`.
+/// A background job's read stops it (SIGTTIN); a signal while it waits
+/// makes the call again afterwards, unless a handler without SA_RESTART
+/// runs (ERESTARTSYS), as Linux's terminal does.
 fn read_console(root: u64, buf: u64, len: u64, nonblock: bool) -> SysResult {
+    crate::proc::jobs::console_check(crate::proc::signal::SIGTTIN)?;
     let mut bytes = vec![0u8; len.min(klib::ldisc::MAX_INPUT as u64) as usize];
     let n = crate::tty::read(&mut bytes, nonblock).map_err(|s| match s {
         crate::tty::Stop::WouldBlock => EAGAIN,
-        crate::tty::Stop::Interrupted => EINTR,
+        crate::tty::Stop::Interrupted => ERESTARTSYS,
     })?;
     copy_to_user(root, buf, &bytes[..n]).map_err(|_| EFAULT)?;
     Ok(n as u64)
@@ -821,8 +858,10 @@ pub fn openat(root: u64, files: &mut FdTable, cwd: Ino, dirfd: u64, path: u64, f
         }
     };
     let keep = if flags & O_PATH != 0 { O_PATH } else { flags & STATUS_FLAGS };
+    let name = if path.first() == Some(&b'/') { Ok(Vec::new()) } else { super::with(|fs| fs.path_of(base)) };
+    let name = name.ok().map(|dir| klib::path::lexical(&dir, &path));
     // Made outside the file-system lock: dropping it on an error releases the hold.
-    let file = OpenFile { object, flags: keep | O_LARGEFILE, offset: 0, dir_after: None, counted: false };
+    let file = OpenFile { object, flags: keep | O_LARGEFILE, offset: 0, dir_after: None, counted: false, name };
     files.install(file, flags & O_CLOEXEC != 0)
 }
 
@@ -955,6 +994,16 @@ pub fn lseek(files: &FdTable, fd: u64, offset: u64, whence: u64) -> SysResult {
     }
 }
 
+/// fsync(2) and fdatasync(2), or syncfs(2) with `any`: nothing is
+/// cached, so only the descriptor is checked (EINVAL for a pipe or the
+/// console, as Linux says for objects that cannot be synced).
+pub fn fsync(files: &FdTable, fd: u64, any: bool) -> SysResult {
+    match files.get(fd)?.lock().object {
+        Object::Pipe(_) | Object::Console if !any => Err(EINVAL),
+        _ => Ok(0),
+    }
+}
+
 /// ftruncate(2).
 pub fn ftruncate(files: &FdTable, fd: u64, len: u64) -> SysResult {
     let file = files.get(fd)?;
@@ -1046,7 +1095,9 @@ fn put(buf: &mut [u8], at: usize, v: u64) {
 
 fn stat_object(object: &Object) -> Result<[u8; 144], i64> {
     match *object {
-        Object::Console => Ok(console_stat()),
+        // The node `/proc/PID/fd` names, so that ttyname finds it.
+        Object::Console => Ok(super::with(|fs| fs.lookup(ROOT, b"/dev/console").and_then(|ino| fs.stat(ino)))
+            .map_or_else(|_| console_stat(), |s| stat_bytes(&s))),
         Object::Pipe(_) => Ok(pipe_stat()),
         Object::File(ino) | Object::Dir(ino) | Object::Device(_, ino) => {
             super::with(|fs| fs.stat(ino)).map(|s| stat_bytes(&s)).map_err(fs_err)
@@ -1279,6 +1330,7 @@ pub fn ioctl(root: u64, files: &mut FdTable, fd: u64, request: u64, arg: u64) ->
     match request as u32 as u64 {
         TCGETS => copy_to_user(root, arg, &crate::tty::termios().to_bytes()).map(|()| 0).map_err(|_| EFAULT),
         TCSETS | TCSETSW | TCSETSF => {
+            crate::proc::jobs::console_check(crate::proc::signal::SIGTTOU)?;
             let mut t = [0u8; klib::ldisc::TERMIOS_LEN];
             copy_from_user(root, &mut t, arg).map_err(|_| EFAULT)?;
             crate::tty::set_termios(klib::ldisc::Termios::from_bytes(&t), request as u32 as u64 == TCSETSF);
@@ -1301,6 +1353,7 @@ pub fn ioctl(root: u64, files: &mut FdTable, fd: u64, request: u64, arg: u64) ->
             copy_to_user(root, arg, &(id as i32).to_le_bytes()).map(|()| 0).map_err(|_| EFAULT)
         }
         TIOCSPGRP => {
+            crate::proc::jobs::console_check(crate::proc::signal::SIGTTOU)?;
             let mut b = [0u8; 4];
             copy_from_user(root, &mut b, arg).map_err(|_| EFAULT)?;
             crate::proc::jobs::set_foreground(i32::from_le_bytes(b))

@@ -8,6 +8,7 @@ use super::Ino;
 use super::files::errno::*;
 use super::files::{self, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_SYMLINK_NOFOLLOW, FdTable, Object, fs_err};
 use crate::mm::usercopy::{copy_from_user, copy_to_user};
+use alloc::vec::Vec;
 use klib::ramfs::{RenameMode, Time};
 
 pub type SysResult = Result<u64, i64>;
@@ -204,5 +205,75 @@ pub fn statx(root: u64, files: &FdTable, cwd: Ino, args: [u64; 5]) -> SysResult 
         x[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes());
     }
     copy_to_user(root, buf, &x).map_err(|_| EFAULT)?;
+    Ok(0)
+}
+
+/// Which file system a name is in, for statfs: `/proc` is a subtree of
+/// the RAM file system here, but programs (df, `stat -f`) expect Linux's
+/// magic numbers.
+#[derive(Clone, Copy)]
+enum FsKind {
+    Tmpfs,
+    Proc,
+    Pipe,
+}
+
+fn kind_of(path: &[u8]) -> FsKind {
+    if path == b"/proc" || path.starts_with(b"/proc/") { FsKind::Proc } else { FsKind::Tmpfs }
+}
+
+/// `struct statfs` (120 bytes) for `kind`: the RAM file system counts
+/// memory frames as its blocks, as tmpfs does; /proc and pipes have none.
+fn statfs_bytes(kind: FsKind) -> [u8; 120] {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+    const PIPEFS_MAGIC: u64 = 0x5049_5045;
+    const ST_VALID: u64 = 0x20;
+    let (free, total) = crate::mm::frames::stats();
+    let (magic, blocks, bfree, files, ffree) = match kind {
+        FsKind::Tmpfs => {
+            let (f, d) = super::with(|fs| fs.counts());
+            let used = (f + d) as u64;
+            (TMPFS_MAGIC, total, free, used + free, free)
+        }
+        FsKind::Proc => (PROC_SUPER_MAGIC, 0, 0, 0, 0),
+        FsKind::Pipe => (PIPEFS_MAGIC, 0, 0, 0, 0),
+    };
+    let page = nk_model::layout::PAGE_SIZE;
+    let mut b = [0u8; 120];
+    let words = [magic, page, blocks, bfree, bfree, files, ffree, 0, klib::ramfs::NAME_MAX as u64, page, ST_VALID];
+    for (i, w) in words.iter().enumerate() {
+        b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    b
+}
+
+/// statfs(2).
+pub fn statfs(root: u64, cwd: Ino, path: u64, buf: u64) -> SysResult {
+    let path = files::user_path(root, path)?;
+    let base = super::with(|fs| {
+        fs.lookup(cwd, &path)?;
+        if path.first() == Some(&b'/') { Ok(Vec::new()) } else { fs.path_of(cwd) }
+    })
+    .map_err(fs_err)?;
+    let st = statfs_bytes(kind_of(&klib::path::lexical(&base, &path)));
+    copy_to_user(root, buf, &st).map_err(|_| EFAULT)?;
+    Ok(0)
+}
+
+/// fstatfs(2).
+pub fn fstatfs(root: u64, files: &FdTable, fd: u64, buf: u64) -> SysResult {
+    let (object, name) = {
+        let file = files.get(fd)?;
+        let f = file.lock();
+        (f.object.clone(), f.name())
+    };
+    let kind = match object {
+        Object::Pipe(_) => FsKind::Pipe,
+        Object::Console => FsKind::Tmpfs,
+        Object::Dir(ino) => kind_of(&super::with(|fs| fs.path_of(ino)).unwrap_or_default()),
+        Object::File(_) | Object::Device(..) => kind_of(&name),
+    };
+    copy_to_user(root, buf, &statfs_bytes(kind)).map_err(|_| EFAULT)?;
     Ok(0)
 }

@@ -2,13 +2,15 @@
 //! absolute path under `/proc`, the subtree is rebuilt from the processes
 //! and counters of that moment (`meminfo`, `uptime`, `loadavg`, `stat`,
 //! `mounts`, `cpuinfo`, and `PID/` with `cmdline`, `comm`, `stat`,
-//! `status`, `exe` and `cwd`), so the ordinary calls (open, read,
+//! `status`, `exe`, `cwd` and `fd/`), so the ordinary calls (open, read,
 //! getdents64, stat, readlink, execve of `/proc/self/exe`) serve it.
 //! `/proc/self` is the caller's `PID/`, resolved in the path itself.
 //!
 //! What it is not: a file's bytes are those of when it was looked up (as
 //! if read at once), a relative path from a directory inside `/proc` sees
-//! the tree as it was last rebuilt, and there is no `fd/`.
+//! the tree as it was last rebuilt, and a name in `fd/` is the path a
+//! file was opened by (folded, but not followed through links, and not
+//! updated by a rename).
 
 use super::{FsError, Ino, ROOT, RamFsRef};
 use alloc::format;
@@ -30,6 +32,8 @@ struct Entry {
     utime: u64,
     stime: u64,
     rss_pages: u64,
+    /// Open descriptors and what each names.
+    fds: Vec<(usize, Vec<u8>)>,
 }
 
 /// Rewrites `/proc/self` to the caller's `/proc/PID` and rebuilds the
@@ -82,6 +86,7 @@ fn snapshot() -> Vec<Entry> {
             utime: p.cpu.user,
             stime: p.cpu.system,
             rss_pages: p.mem.resident() as u64,
+            fds: p.files.names(),
         });
     });
     out
@@ -125,8 +130,9 @@ fn counters(entries: &[Entry]) -> Vec<(&'static str, String)> {
                 "cpu  {user} 0 {system} {idle} 0 0 0 0 0 0\ncpu0 {user} 0 {system} {idle} 0 0 0 0 0 0\nbtime {boot}\nprocesses {last}\nprocs_running 1\nprocs_blocked 0\n"
             ),
         ),
-        ("mounts", String::from("rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\n")),
-        ("filesystems", String::from("nodev\trootfs\nnodev\tproc\n")),
+        // The root as tmpfs, not "rootfs", which df and mount skip.
+        ("mounts", String::from("tmpfs / tmpfs rw 0 0\nproc /proc proc rw 0 0\n")),
+        ("filesystems", String::from("nodev\ttmpfs\nnodev\tproc\n")),
         (
             "cpuinfo",
             format!(
@@ -187,6 +193,10 @@ fn rebuild(fs: &mut RamFsRef, entries: &[Entry], files: &[(&str, String)]) -> Re
         fs.symlink(dir, e.exe.as_bytes(), "exe")?;
         let cwd = fs.path_of(e.cwd).unwrap_or_else(|_| b"/".to_vec());
         fs.symlink(dir, &cwd, "cwd")?;
+        let fd = fs.mkdir(dir, "fd", 0o500)?;
+        for (n, name) in &e.fds {
+            fs.symlink(fd, name, format!("{n}"))?;
+        }
     }
     Ok(())
 }

@@ -247,6 +247,33 @@ pub fn signal_foreground(sig: u32) {
     }
 }
 
+/// How a process in a background group may use the console, as Linux's
+/// `__tty_check_change`: a read (`SIGTTIN`), or a write under TOSTOP or a
+/// change of its settings (`SIGTTOU`). Allowed if the console is not the
+/// caller's terminal or its group is in the foreground. Otherwise the
+/// caller's group gets the signal and the call is made again once it is
+/// continued (ERESTARTSYS); but a read with SIGTTIN ignored or blocked,
+/// or from an orphaned group, fails with EIO, and a write with SIGTTOU
+/// ignored or blocked goes ahead.
+pub fn console_check(sig: u32) -> Result<(), i64> {
+    let Some((job, held)) = with_current(|p| (p.job, p.sig.ignores_or_blocks(sig))) else { return Ok(()) };
+    let fg = FOREGROUND.load(Ordering::Relaxed);
+    if job.sid != CONSOLE_SESSION.load(Ordering::Relaxed) || fg == 0 || job.pgid == fg {
+        return Ok(());
+    }
+    if held {
+        return if sig == signal::SIGTTIN { Err(errno::EIO) } else { Ok(()) };
+    }
+    if orphaned(job.pgid) {
+        return Err(errno::EIO);
+    }
+    let info = signal::Info { code: 0x80, pid: 0, addr: 0, status: 0 };
+    for pid in pids(|p| p.job.pgid == job.pgid) {
+        let _ = signal::send(pid, sig, info);
+    }
+    Err(errno::ERESTARTSYS)
+}
+
 /// The caller's session, if the console is its controlling terminal.
 fn console_is_mine() -> Result<Job, i64> {
     let j = with_current(|p| p.job).ok_or(errno::ENOTTY)?;

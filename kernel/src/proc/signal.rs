@@ -27,6 +27,12 @@ pub const NSIG: u32 = 64;
 pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;
 const SA_SIGINFO: u64 = 4;
+const SA_RESTART: u64 = 0x1000_0000;
+
+/// RAX on the way out of a call that asked to be made again.
+const RESTART: u64 = (-super::syscall::errno::ERESTARTSYS) as u64;
+/// The length of `syscall` (0f 05), which a restart steps back over.
+const SYSCALL_LEN: u64 = 2;
 const SA_ONSTACK: u64 = 0x0800_0000;
 const SA_NODEFER: u64 = 0x4000_0000;
 const SA_RESETHAND: u64 = 0x8000_0000;
@@ -103,6 +109,12 @@ impl Signals {
                 *a = Action::default();
             }
         }
+    }
+
+    /// Whether `sig` would be ignored or held back now (for SIGTTIN and
+    /// SIGTTOU, which then are not sent: Linux's `is_ignored`).
+    pub fn ignores_or_blocks(&self, sig: u32) -> bool {
+        self.action(sig).handler == SIG_IGN || self.mask & bit(sig) != 0
     }
 
     pub fn action(&self, sig: u32) -> Action {
@@ -232,8 +244,12 @@ pub fn force(sig: u32, info: Info) -> bool {
     .unwrap_or(false)
 }
 
-/// Delivers pending signals on the way out of a system call.
-pub fn deliver_syscall(f: &mut crate::arch::user::SyscallFrame) {
+/// Delivers pending signals on the way out of system call `nr`. A call
+/// that asked to be restarted (ERESTARTSYS) is made again, by pointing
+/// RIP back at the `syscall` instruction with its number in RAX, unless a
+/// handler without SA_RESTART runs: then it returns EINTR, as on Linux.
+pub fn deliver_syscall(f: &mut crate::arch::user::SyscallFrame, nr: u64) {
+    let restart = f.rax == RESTART;
     let mut r = UserRegs {
         r8: f.r8,
         r9: f.r9,
@@ -254,7 +270,14 @@ pub fn deliver_syscall(f: &mut crate::arch::user::SyscallFrame) {
         rip: f.rip,
         rflags: f.rflags,
     };
-    if deliver(&mut r) {
+    let mut changed = deliver(&mut r, restart.then_some(nr));
+    if restart && r.rax == RESTART {
+        // No handler ran (the signal stopped the process, or was ignored).
+        r.rax = nr;
+        r.rip = r.rip.wrapping_sub(SYSCALL_LEN);
+        changed = true;
+    }
+    if changed {
         // `sysretq` puts RIP in RCX and RFLAGS in R11 whatever we do.
         *f = crate::arch::user::SyscallFrame {
             r15: r.r15,
@@ -300,7 +323,7 @@ pub fn deliver_trap(f: &mut nk::trap::TrapFrame) {
         rip: f.rip,
         rflags: f.rflags,
     };
-    if deliver(&mut r) {
+    if deliver(&mut r, None) {
         (f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15) = (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15);
         (f.rdi, f.rsi, f.rbp, f.rbx, f.rdx, f.rax, f.rcx) = (r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rax, r.rcx);
         (f.rsp, f.rip) = (r.rsp, r.rip);
@@ -358,7 +381,11 @@ const RED_ZONE: u64 = 128;
 /// Runs the pending signals' actions before the calling thread returns to
 /// user mode with `regs`: default actions end the process here; a handler
 /// rewrites `regs` to enter it. Returns whether `regs` changed.
-pub fn deliver(regs: &mut UserRegs) -> bool {
+///
+/// `restart` is the number of the system call being left when it asked
+/// to be restarted: a handler with SA_RESTART returns into the call made
+/// again, one without it sees EINTR.
+pub fn deliver(regs: &mut UserRegs, restart: Option<u64>) -> bool {
     loop {
         let Some((sig, info, action, (old_mask, alt), root)) = with_current(|p| {
             let Some((sig, info)) = p.sig.take() else {
@@ -397,6 +424,16 @@ pub fn deliver(regs: &mut UserRegs) -> bool {
             SIG_DFL if STOPS & bit(sig) != 0 => super::jobs::stop_current(sig),
             SIG_DFL => super::terminate_current(sig),
             _ => {
+                if let Some(nr) = restart
+                    && regs.rax == RESTART
+                {
+                    if action.flags & SA_RESTART != 0 {
+                        regs.rax = nr;
+                        regs.rip = regs.rip.wrapping_sub(SYSCALL_LEN);
+                    } else {
+                        regs.rax = (-super::syscall::errno::EINTR) as u64;
+                    }
+                }
                 if push_frame(root, regs, sig, info, action, old_mask, alt).is_err() {
                     // No room for the frame: as Linux does, SIGSEGV by force.
                     super::terminate_current(SIGSEGV);

@@ -28,6 +28,11 @@ pub mod errno {
     pub const ENODEV: i64 = 19;
     pub const ENOSYS: i64 = 38;
     pub const ENOTTY: i64 = 25;
+    pub const EIO: i64 = 5;
+    /// Never seen by user space: the call is made again once the signal
+    /// that interrupted it is dealt with, unless a handler without
+    /// SA_RESTART runs, which sees EINTR (`signal::deliver_syscall`).
+    pub const ERESTARTSYS: i64 = 512;
 }
 
 /// Numbers by Linux's names: a name Linux lacks fails the build.
@@ -61,6 +66,11 @@ mod nr {
     pub const EXIT: u64 = number("exit");
     pub const WAIT4: u64 = number("wait4");
     pub const UNAME: u64 = number("uname");
+    pub const SYNC: u64 = number("sync");
+    pub const SYNCFS: u64 = number("syncfs");
+    pub const FSYNC: u64 = number("fsync");
+    pub const FDATASYNC: u64 = number("fdatasync");
+    pub const REBOOT: u64 = number("reboot");
     pub const SYSINFO: u64 = number("sysinfo");
     pub const GETPPID: u64 = number("getppid");
     pub const SIGALTSTACK: u64 = number("sigaltstack");
@@ -155,6 +165,8 @@ mod nr {
     pub const FCHOWNAT: u64 = number("fchownat");
     pub const UTIMENSAT: u64 = number("utimensat");
     pub const STATX: u64 = number("statx");
+    pub const STATFS: u64 = number("statfs");
+    pub const FSTATFS: u64 = number("fstatfs");
     /// Not Linux: runs one kernel-shell line that the boot's `ksh.user`
     /// allows (`klib::user_ksh`), so the NK's reports stay reachable from
     /// user space and no process can switch its monitor off.
@@ -236,6 +248,9 @@ fn handlers() -> Vec<(u64, Handler)> {
         (nr::EXECVE, |f| execve(f.rdi, f.rsi, f.rdx)),
         (nr::WAIT4, |f| wait4(int(f.rdi), f.rsi, int(f.rdx))),
         (nr::UNAME, |f| uname(f.rdi)),
+        // The RAM file system has nothing to write back.
+        (nr::SYNC, |_| Ok(0)),
+        (nr::REBOOT, |f| reboot(int(f.rdi), int(f.rsi), f.rdx as u32)),
         (nr::SYSINFO, |f| sysinfo(f.rdi)),
         (nr::ARCH_PRCTL, |f| arch_prctl(int(f.rdi), f.rsi)),
         (nr::CLOCK_GETTIME, |f| clock_gettime(int(f.rdi), f.rsi)),
@@ -399,7 +414,7 @@ fn rt_sigreturn(frame: &SyscallFrame) -> SysResult {
     match signal::sigreturn(frame.rsp) {
         Ok(mut regs) => {
             crate::arch::disable_interrupts();
-            signal::deliver(&mut regs);
+            signal::deliver(&mut regs, None);
             crate::arch::user::return_to_user(&regs)
         }
         Err(()) => super::terminate_current(signal::SIGSEGV),
@@ -823,6 +838,11 @@ const FILE_CALLS: &[u64] = &[
     nr::FCHOWNAT,
     nr::UTIMENSAT,
     nr::STATX,
+    nr::STATFS,
+    nr::FSTATFS,
+    nr::FSYNC,
+    nr::FDATASYNC,
+    nr::SYNCFS,
 ];
 
 /// Runs a file system call on the calling process's descriptors
@@ -832,7 +852,11 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
     let nr = frame.rax;
     let cwd = current(|p| p.cwd)?;
     let mut new_cwd = None;
-    let r = with_files(|root, files| files_call_on(nr, args, root, cwd, files, &mut new_cwd))?;
+    // A call that looks a name up may look at /proc/self/fd, which lists
+    // the table the process holds: it keeps a copy there for the call.
+    let looks_up = matches!(nr, nr::OPEN | nr::OPENAT | nr::STAT | nr::LSTAT | nr::NEWFSTATAT | nr::STATX | nr::STATFS)
+        || matches!(nr, nr::READLINK | nr::READLINKAT | nr::ACCESS | nr::FACCESSAT | nr::CHDIR);
+    let r = with_files_showing(looks_up, |root, files| files_call_on(nr, args, root, cwd, files, &mut new_cwd))?;
     if let Some(ino) = new_cwd {
         current(|p| p.cwd = ino)?;
     }
@@ -843,14 +867,26 @@ fn files_call(frame: &SyscallFrame) -> SysResult {
 /// process for the call, so no lock is held while a call waits (a console
 /// read waits for input); only this process's thread uses it meanwhile.
 fn with_files<R>(f: impl FnOnce(u64, &mut crate::fs::files::FdTable) -> R) -> Result<R, i64> {
+    with_files_showing(false, f)
+}
+
+/// `with_files`, leaving a copy of the table in the process for `/proc`
+/// to list while the call runs if `shown` (a copy costs an allocation, so
+/// only calls that look names up make one).
+fn with_files_showing<R>(shown: bool, f: impl FnOnce(u64, &mut crate::fs::files::FdTable) -> R) -> Result<R, i64> {
     use crate::fs::files::FdTable;
-    let (root, mut table, nofile) =
-        current(|p| (p.root(), core::mem::replace(&mut p.files, FdTable::empty()), p.limits.nofile()))?;
+    let (root, mut table, nofile) = current(|p| {
+        let stand_in = if shown { p.files.clone() } else { FdTable::empty() };
+        (p.root(), core::mem::replace(&mut p.files, stand_in), p.limits.nofile())
+    })?;
     // The limit lives in the process (prlimit may set it while the table
     // is out for a call); the table is told it here, where calls use it.
     table.set_limit(nofile);
     let r = f(root, &mut table);
-    current(|p| p.files = table)?;
+    // Dropped outside the process table's lock: the copy may hold the last
+    // reference to a description the call closed.
+    let stand_in = current(|p| core::mem::replace(&mut p.files, table))?;
+    drop(stand_in);
     Ok(r)
 }
 
@@ -925,6 +961,9 @@ fn files_call_on(
         nr::FCHOWNAT => p::fchownat(root, files, cwd, a0, a1, [a2, a3], a4),
         nr::UTIMENSAT => p::utimensat(root, files, cwd, [a0, a1, a2, a3]),
         nr::STATX => p::statx(root, files, cwd, [a0, a1, a2, a3, a4]),
+        nr::STATFS => p::statfs(root, cwd, a0, a1),
+        nr::FSYNC | nr::FDATASYNC | nr::SYNCFS => f::fsync(files, a0, nr == nr::SYNCFS),
+        nr::FSTATFS => p::fstatfs(root, files, a0, a1),
         _ => Err(errno::ENOSYS),
     }
 }
@@ -1082,6 +1121,30 @@ fn arch_prctl(code: i32, addr: u64) -> SysResult {
     current(|p| p.fs_base = addr)?;
     crate::sched::set_fs_base(addr).map_err(|_| errno::EPERM)?;
     Ok(0)
+}
+
+/// `reboot`: Linux's magic numbers, then power-off, halt or restart, all
+/// of which end the run here (QEMU exits with success); turning
+/// Ctrl-Alt-Del on or off is accepted and changes nothing.
+fn reboot(magic: i32, magic2: i32, cmd: u32) -> SysResult {
+    const MAGIC1: i32 = 0xfee1_dead_u32 as i32;
+    const MAGIC2: [i32; 4] = [672_274_793, 85_072_278, 369_367_448, 537_993_216];
+    const RESTART: u32 = 0x0123_4567;
+    const HALT: u32 = 0xcdef_0123;
+    const POWER_OFF: u32 = 0x4321_fedc;
+    const CAD_ON: u32 = 0x89ab_cdef;
+    const CAD_OFF: u32 = 0;
+    if magic != MAGIC1 || !MAGIC2.contains(&magic2) {
+        return Err(errno::EINVAL);
+    }
+    match cmd {
+        CAD_ON | CAD_OFF => Ok(0),
+        RESTART | HALT | POWER_OFF => {
+            crate::println!("reboot: pid {} asked to power off", crate::sched::current());
+            crate::arch::exit_qemu(crate::arch::ExitCode::Success)
+        }
+        _ => Err(errno::EINVAL),
+    }
 }
 
 fn uname(buf: u64) -> SysResult {
