@@ -53,8 +53,9 @@ options for run and gdb:
   --mem SIZE                  guest RAM: 512M, 1G, ... (default 256M)
   --boot-time                 run only: print the time from QEMU start to the shell prompt
   --timeout SECS              stop QEMU after SECS seconds (default: never)
-  --userland busybox|bash     run only: boot into Debian's static busybox sh (with a link
-                              per applet) or bash, fetched with apt-get download and
+  --userland busybox|bash|sash
+                              run only: boot into Debian's static busybox sh (with a link
+                              per applet), bash or sash, fetched with apt-get download and
                               packed into the initrd; exit it to reach the kernel shell
   --add HOST_PATH[:GUEST_PATH]
                               also pack the host file HOST_PATH into the initrd, as
@@ -380,7 +381,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, UsageError> {
                 let v = value()?;
                 opts.userland = match crate::userland::Userland::parse(&v) {
                     Some(u) => Some(u),
-                    None => return usage_err(format!("--userland takes busybox or bash, got '{v}'")),
+                    None => return usage_err(format!("--userland takes busybox, bash or sash, got '{v}'")),
                 }
             }
             "--boot-time" if inline.is_none() => opts.boot_time = true,

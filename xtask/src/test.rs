@@ -147,7 +147,11 @@ fn native_stage(initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) 
 /// workload (`scenarios::WORKLOAD`) on both kernels.
 fn userland_stage(wp: &Path, native: Option<&Path>, filter: Option<&str>, tally: &mut Tally) {
     use crate::userland::Userland;
-    for (u, groups) in [(Userland::Busybox, ["busybox", "busybox-native"]), (Userland::Bash, ["bash", "bash-native"])] {
+    for (u, groups) in [
+        (Userland::Busybox, ["busybox", "busybox-native"]),
+        (Userland::Bash, ["bash", "bash-native"]),
+        (Userland::Sash, ["sash", "sash-native"]),
+    ] {
         if filter.is_some_and(|f| !groups.iter().any(|g| f.starts_with(g) || g.contains(f))) {
             continue;
         }

@@ -1,4 +1,4 @@
-//! `--userland busybox|bash`: Debian's static busybox or bash, fetched
+//! `--userland busybox|bash|sash`: Debian's static busybox or bash, fetched
 //! through apt (`apt-get download`, never a download from elsewhere),
 //! unpacked with `dpkg-deb`, and packed into the initrd next to the
 //! project's programs; the kernel starts it as the shell (`init=`).
@@ -16,6 +16,9 @@ pub enum Userland {
     Busybox,
     /// bash-static: `/bin/bash`, with busybox's applets as its commands.
     Bash,
+    /// sash, the stand-alone shell (static, with its own `-ls`, `-cp` and
+    /// the like): `/bin/sash`, with busybox's applets too.
+    Sash,
 }
 
 impl Userland {
@@ -23,6 +26,7 @@ impl Userland {
         match s {
             "busybox" => Some(Userland::Busybox),
             "bash" => Some(Userland::Bash),
+            "sash" => Some(Userland::Sash),
             _ => None,
         }
     }
@@ -32,6 +36,7 @@ impl Userland {
         match self {
             Userland::Busybox => "busybox-static",
             Userland::Bash => "bash-static",
+            Userland::Sash => "sash",
         }
     }
 
@@ -40,6 +45,7 @@ impl Userland {
         match self {
             Userland::Busybox => "/bin/sh",
             Userland::Bash => "/bin/bash",
+            Userland::Sash => "/bin/sash",
         }
     }
 
@@ -62,10 +68,12 @@ impl Userland {
     fn programs(self, dir: &Path) -> Result<Vec<File>> {
         match self {
             // bash, with busybox's applets for the commands it runs.
-            Userland::Bash => {
-                let data = read(&dir.join("bin/bash-static"))?;
+            Userland::Bash | Userland::Sash => {
+                let (from, to) =
+                    if self == Userland::Bash { ("bin/bash-static", "bin/bash") } else { ("bin/sash", "bin/sash") };
+                let data = read(&dir.join(from))?;
                 let mut files = Userland::Busybox.programs(&unpacked(Userland::Busybox.package())?)?;
-                files.push(File { guest: "bin/bash".into(), mode: klib::cpio::S_IFREG | 0o755, data });
+                files.push(File { guest: to.into(), mode: klib::cpio::S_IFREG | 0o755, data });
                 Ok(files)
             }
             Userland::Busybox => {
