@@ -208,17 +208,8 @@ impl Image {
 /// The absolute path of the file `path` names, its links followed (as
 /// Linux's `/proc/PID/exe` names the file itself, not a link to it).
 fn exe_path(cwd: crate::fs::Ino, path: &str) -> String {
-    let absolute = |dir: &[u8], rel: &[u8]| -> Vec<u8> {
-        if rel.starts_with(b"/") {
-            return rel.to_vec();
-        }
-        let mut p = dir.to_vec();
-        if p.last() != Some(&b'/') {
-            p.push(b'/');
-        }
-        p.extend_from_slice(rel);
-        p
-    };
+    // Folded as it goes (`./x`, `../bin/y`, a link to `../lib/z`).
+    let absolute = klib::path::lexical;
     let start = crate::fs::with(|fs| fs.path_of(cwd)).unwrap_or_else(|_| b"/".to_vec());
     let mut p = absolute(&start, path.as_bytes());
     // Linux's limit on links followed; past it, the path as it stands.
