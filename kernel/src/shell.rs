@@ -142,7 +142,7 @@ fn mem(_: &[&str]) {
         p.ram_bytes >> 10
     );
     println!("frames: {} free of {} ({} MiB free)", free, total, (free * 4096) >> 20);
-    println!("heap: {} KiB used of {} KiB", heap_used >> 10, heap_size >> 10);
+    println!("heap: {} KiB used, of {} KiB", heap_used >> 10, heap_size >> 10);
 }
 
 fn uptime(_: &[&str]) {

@@ -370,7 +370,8 @@ fn pipe_err(stop: super::pipe::Stop) -> i64 {
     use super::pipe::Stop;
     match stop {
         Stop::WouldBlock => EAGAIN,
-        Stop::Interrupted => EINTR,
+        // Nothing moved yet: made again after the signal, as Linux's pipes.
+        Stop::Interrupted => ERESTARTSYS,
         Stop::Fault => EFAULT,
         Stop::NoMemory => ENOMEM,
         Stop::Broken => {

@@ -540,7 +540,9 @@ pub fn wait_child(pid: i64, options: i32) -> Result<Option<(Pid, i32)>, i64> {
                 || !procs.values().any(|p| p.parent == me && wanted(p.pid, p.job.pgid))
         });
         if interrupted {
-            return Err(syscall::errno::EINTR);
+            // As Linux's do_wait: made again after the signal, unless a
+            // handler without SA_RESTART runs.
+            return Err(syscall::errno::ERESTARTSYS);
         }
     }
 }

@@ -20,6 +20,7 @@ pub const TESTS: &[Test] = tests![
     ppoll_waits_under_its_mask,
     pselect6_waits_under_its_mask,
     sigsuspend_waits_under_its_mask,
+    sa_restart_makes_an_interrupted_pipe_read_again,
 ];
 
 fn pollfd(fd: libc::c_int, events: libc::c_short) -> libc::pollfd {
@@ -205,6 +206,41 @@ static WOKEN: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn note(_: libc::c_int) {
     WOKEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A pipe read interrupted by a handler before any byte came: with
+/// SA_RESTART the read goes on and gets the byte sent later; without it,
+/// EINTR. Either way the handler ran once.
+fn sa_restart_makes_an_interrupted_pipe_read_again() -> TestResult {
+    for (flags, restarts) in [(libc::SA_RESTART, true), (0, false)] {
+        set_action(libc::SIGUSR1, note as extern "C" fn(libc::c_int) as usize, flags, &[])?;
+        WOKEN.store(0, Ordering::Relaxed);
+        let (r, w) = pipe2(0)?;
+        // SAFETY: no preconditions.
+        let parent = unsafe { libc::getpid() };
+        let child = fork_child(|| {
+            sleep_ms(40);
+            // SAFETY: a signal to the parent, which has a handler.
+            unsafe { libc::kill(parent, libc::SIGUSR1) };
+            sleep_ms(40);
+            // SAFETY: one byte from a valid buffer.
+            unsafe { libc::write(w.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+            0
+        })?;
+        let mut b = [0u8; 1];
+        // SAFETY: `b` is writable.
+        let n = unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        let e = errno();
+        exited(wait_for(child)?, 0)?;
+        let woken = WOKEN.load(Ordering::Relaxed);
+        check(woken == 1, || format!("the handler ran {woken} times"))?;
+        if restarts {
+            check(n == 1 && b == *b"x", || format!("with SA_RESTART read gave {n} ({})", errno_name(e)))?;
+        } else {
+            check(n == -1 && e == libc::EINTR, || format!("without SA_RESTART read gave {n} ({})", errno_name(e)))?;
+        }
+    }
+    set_action(libc::SIGUSR1, libc::SIG_DFL, 0, &[]).map(drop)
 }
 
 /// With SIGUSR1 blocked and a handler for it, a child sends it while
