@@ -22,20 +22,13 @@ fn with<R>(f: impl FnOnce(&mut Ldisc) -> R) -> R {
 /// typeahead) until a reader wants it, so scripted input echoes in the
 /// order it is read, and the kernel shell gets what a program left.
 fn pump() {
-    let mut signals = [None; 4];
-    with(|l| {
-        let mut n = 0;
-        while !l.readable()
-            && let Some(b) = l.next_typed().or_else(crate::console::try_read)
-        {
-            let s = l.feed(b, &mut |echo: &[u8]| crate::console::write_bytes(echo));
-            if s.is_some() && n < signals.len() {
-                signals[n] = s;
-                n += 1;
-            }
+    move_input(|l| {
+        if l.readable() {
+            return None;
         }
+        let b = l.next_typed().or_else(crate::console::try_read)?;
+        Some(l.feed(b, &mut echo))
     });
-    raise(signals);
 }
 
 /// At each timer tick, while a program has the console: input that has
@@ -47,27 +40,32 @@ pub fn tick() {
     if !crate::proc::jobs::console_in_use() {
         return;
     }
+    move_input(|l| {
+        let b = l.can_receive().then(crate::console::try_read).flatten()?;
+        Some(l.receive(b, &mut echo))
+    });
+}
+
+fn echo(bytes: &[u8]) {
+    crate::console::write_bytes(bytes);
+}
+
+/// Runs `step` on the discipline until it has no more input to move; then,
+/// with the discipline's lock free, signals the foreground group for each
+/// signal character a step saw.
+fn move_input(mut step: impl FnMut(&mut Ldisc) -> Option<Option<klib::ldisc::Signal>>) {
+    use crate::proc::signal::{SIGINT, SIGQUIT, SIGTSTP};
+    use klib::ldisc::Signal;
     let mut signals = [None; 4];
     with(|l| {
         let mut n = 0;
-        while l.can_receive()
-            && let Some(b) = crate::console::try_read()
-        {
-            let s = l.receive(b, &mut |echo: &[u8]| crate::console::write_bytes(echo));
+        while let Some(s) = step(l) {
             if s.is_some() && n < signals.len() {
                 signals[n] = s;
                 n += 1;
             }
         }
     });
-    raise(signals);
-}
-
-/// Signals the foreground group for each signal character seen, once the
-/// discipline's lock is free.
-fn raise(signals: [Option<klib::ldisc::Signal>; 4]) {
-    use crate::proc::signal::{SIGINT, SIGQUIT, SIGTSTP};
-    use klib::ldisc::Signal;
     for s in signals.into_iter().flatten() {
         crate::proc::jobs::signal_foreground(match s {
             Signal::Interrupt => SIGINT,

@@ -456,6 +456,14 @@ pub fn user_path(root: u64, addr: u64) -> Result<Vec<u8>, i64> {
     }
 }
 
+/// `path`, from directory `base`, as an absolute name folded by
+/// `klib::path::lexical` (for names the kernel reports, not lookups);
+/// `None` if `base` has been removed.
+pub(super) fn full_name(base: Ino, path: &[u8]) -> Option<Vec<u8>> {
+    let dir = if path.first() == Some(&b'/') { Vec::new() } else { super::with(|fs| fs.path_of(base)).ok()? };
+    Some(klib::path::lexical(&dir, path))
+}
+
 /// The directory a relative `path` starts from: `cwd` for AT_FDCWD, else
 /// the directory open at `dirfd`. An absolute path ignores `dirfd`.
 pub(super) fn base_dir(files: &FdTable, cwd: Ino, dirfd: u64, path: &[u8]) -> Result<Ino, i64> {
@@ -859,8 +867,7 @@ pub fn openat(root: u64, files: &mut FdTable, cwd: Ino, dirfd: u64, path: u64, f
         }
     };
     let keep = if flags & O_PATH != 0 { O_PATH } else { flags & STATUS_FLAGS };
-    let name = if path.first() == Some(&b'/') { Ok(Vec::new()) } else { super::with(|fs| fs.path_of(base)) };
-    let name = name.ok().map(|dir| klib::path::lexical(&dir, &path));
+    let name = full_name(base, &path);
     // Made outside the file-system lock: dropping it on an error releases the hold.
     let file = OpenFile { object, flags: keep | O_LARGEFILE, offset: 0, dir_after: None, counted: false, name };
     files.install(file, flags & O_CLOEXEC != 0)

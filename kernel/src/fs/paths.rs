@@ -8,7 +8,6 @@ use super::Ino;
 use super::files::errno::*;
 use super::files::{self, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT, AT_SYMLINK_NOFOLLOW, FdTable, Object, fs_err};
 use crate::mm::usercopy::{copy_from_user, copy_to_user};
-use alloc::vec::Vec;
 use klib::ramfs::{RenameMode, Time};
 
 pub type SysResult = Result<u64, i64>;
@@ -251,12 +250,8 @@ fn statfs_bytes(kind: FsKind) -> [u8; 120] {
 /// statfs(2).
 pub fn statfs(root: u64, cwd: Ino, path: u64, buf: u64) -> SysResult {
     let path = files::user_path(root, path)?;
-    let base = super::with(|fs| {
-        fs.lookup(cwd, &path)?;
-        if path.first() == Some(&b'/') { Ok(Vec::new()) } else { fs.path_of(cwd) }
-    })
-    .map_err(fs_err)?;
-    let st = statfs_bytes(kind_of(&klib::path::lexical(&base, &path)));
+    super::with(|fs| fs.lookup(cwd, &path)).map_err(fs_err)?;
+    let st = statfs_bytes(kind_of(&files::full_name(cwd, &path).unwrap_or_default()));
     copy_to_user(root, buf, &st).map_err(|_| EFAULT)?;
     Ok(0)
 }

@@ -238,11 +238,15 @@ pub fn console_in_use() -> bool {
 /// the signal. Nothing if no group is in the foreground.
 pub fn signal_foreground(sig: u32) {
     let fg = FOREGROUND.load(Ordering::Relaxed);
-    if fg == 0 {
-        return;
+    if fg != 0 {
+        signal_group(fg, sig);
     }
+}
+
+/// A signal from the terminal (SI_KERNEL) to every member of group `pgid`.
+fn signal_group(pgid: Pid, sig: u32) {
     let info = signal::Info { code: 0x80, pid: 0, addr: 0, status: 0 };
-    for pid in pids(|p| p.job.pgid == fg) {
+    for pid in pids(|p| p.job.pgid == pgid) {
         let _ = signal::send(pid, sig, info);
     }
 }
@@ -267,10 +271,7 @@ pub fn console_check(sig: u32) -> Result<(), i64> {
     if orphaned(job.pgid) {
         return Err(errno::EIO);
     }
-    let info = signal::Info { code: 0x80, pid: 0, addr: 0, status: 0 };
-    for pid in pids(|p| p.job.pgid == job.pgid) {
-        let _ = signal::send(pid, sig, info);
-    }
+    signal_group(job.pgid, sig);
     Err(errno::ERESTARTSYS)
 }
 

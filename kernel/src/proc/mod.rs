@@ -209,14 +209,14 @@ impl Image {
 /// Linux's `/proc/PID/exe` names the file itself, not a link to it).
 fn exe_path(cwd: crate::fs::Ino, path: &str) -> String {
     // Folded as it goes (`./x`, `../bin/y`, a link to `../lib/z`).
-    let absolute = klib::path::lexical;
+    use klib::path::lexical;
     let start = crate::fs::with(|fs| fs.path_of(cwd)).unwrap_or_else(|_| b"/".to_vec());
-    let mut p = absolute(&start, path.as_bytes());
+    let mut p = lexical(&start, path.as_bytes());
     // Linux's limit on links followed; past it, the path as it stands.
     for _ in 0..40 {
         let Ok(target) = crate::fs::with(|fs| fs.readlink(crate::fs::ROOT, &p).map(<[u8]>::to_vec)) else { break };
         let dir_end = p.iter().rposition(|&b| b == b'/').unwrap_or(0);
-        p = absolute(&p[..dir_end.max(1)], &target);
+        p = lexical(&p[..dir_end.max(1)], &target);
     }
     String::from_utf8_lossy(&p).into_owned()
 }

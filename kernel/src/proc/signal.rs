@@ -273,8 +273,7 @@ pub fn deliver_syscall(f: &mut crate::arch::user::SyscallFrame, nr: u64) {
     let mut changed = deliver(&mut r, restart.then_some(nr));
     if restart && r.rax == RESTART {
         // No handler ran (the signal stopped the process, or was ignored).
-        r.rax = nr;
-        r.rip = r.rip.wrapping_sub(SYSCALL_LEN);
+        make_again(&mut r, nr);
         changed = true;
     }
     if changed {
@@ -428,8 +427,7 @@ pub fn deliver(regs: &mut UserRegs, restart: Option<u64>) -> bool {
                     && regs.rax == RESTART
                 {
                     if action.flags & SA_RESTART != 0 {
-                        regs.rax = nr;
-                        regs.rip = regs.rip.wrapping_sub(SYSCALL_LEN);
+                        make_again(regs, nr);
                     } else {
                         regs.rax = (-super::syscall::errno::EINTR) as u64;
                     }
@@ -442,6 +440,12 @@ pub fn deliver(regs: &mut UserRegs, restart: Option<u64>) -> bool {
             }
         }
     }
+}
+
+/// Points `regs` back at the `syscall` instruction with call `nr` in RAX.
+fn make_again(regs: &mut UserRegs, nr: u64) {
+    regs.rax = nr;
+    regs.rip = regs.rip.wrapping_sub(SYSCALL_LEN);
 }
 
 /// Lays the signal frame out below the user stack and points `regs` at
