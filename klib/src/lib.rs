@@ -16,6 +16,7 @@ pub mod ldisc;
 pub mod line;
 pub mod linux_nr;
 pub mod memmap;
+pub mod module;
 pub mod path;
 pub mod ramfs;
 pub mod user_ksh;
