@@ -28,7 +28,6 @@ impl Vmmu<'_> {
         // executable translation of one cleared earlier: flush before the
         // frame can be written, so the bytes written next never run.
         mem.flush_tlb();
-        self.tlb_stale = false;
         // Zeroed: nothing of the module's code is handed to the outer
         // kernel, and a frame vetted again starts from clean bytes.
         mem.zero_frame(pfn);
@@ -44,13 +43,11 @@ impl Vmmu<'_> {
         let pfn = pfn.0;
         let desc = self.frame(pfn).ok_or(VmmuError::FrameOutOfRange { pfn })?;
         match desc.kind() {
+            // The image's text is vouched for by the build-time scan at its
+            // boot mapping, which is frozen: it is never unloaded.
+            FrameKind::Code if desc.image_code() => return Err(VmmuError::ImageCodeReleased { pfn }),
             FrameKind::Code => {}
             kind => return Err(VmmuError::NotCode { pfn, kind }),
-        }
-        // The image's text is vouched for by the build-time scan at its boot
-        // mapping, which is frozen: it is never unloaded.
-        if desc.image_code() {
-            return Err(VmmuError::ImageCodeReleased { pfn });
         }
         // The alias is one reference, so any other mapping (executable or
         // not, in any address space) shows up as a second one.
