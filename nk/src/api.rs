@@ -72,6 +72,7 @@ operations! {
     NkFree = 19, "nk_free";
     AuditAppend = 20, "audit_append";
     AuditSwitch = 21, "audit_switch";
+    ReleaseCode = 22, "release_code";
 }
 
 // The numbers are the indices of `Op::ALL`: the counters rely on it.
@@ -311,6 +312,7 @@ fn dispatch_op(op: Op, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
         }
         Op::Audit => run_audit(),
         Op::MapCode => vmmu_done(vmmu::map_code(a0, a1, a2)),
+        Op::ReleaseCode => vmmu_done(vmmu::release_code(a0)),
         Op::SetSyscallEntry => accepted(crate::trap::set_syscall_entry(a0), a0),
         Op::SetKernelStack => accepted(crate::gdt::set_kernel_stack(a0), a0),
         Op::SetTrapHandler => accepted(crate::trap::install_handler(a0), a0),
@@ -384,11 +386,21 @@ pub fn declare_ptp(pfn: u64, level: u8) -> Result<(), NkError> {
 
 /// Writes a kernel-executable leaf (entry `index` of level-1 table `table`).
 /// A frame of data it maps is vetted first: refused if a protected
-/// instruction starts at any byte offset; accepted, it is code for good,
-/// never writable again (so never give it back to the frame allocator).
+/// instruction starts at any byte offset; accepted, it is code, never
+/// writable (so never give it back to the frame allocator) until
+/// [`release_code`] makes it data again.
 #[inline(never)]
 pub fn map_code(table: u64, index: usize, pte: u64) -> Result<(), NkError> {
     decode(call(Op::MapCode, table, index as u64, pte)).map(|_| ())
+}
+
+/// Gives a frame [`map_code`] vetted back as data (a module's unload): it
+/// must be mapped by nothing but its read-only direct-map alias. The NK
+/// flushes the TLB, zeroes the frame and makes the alias writable again;
+/// then the frame may go back to the frame allocator.
+#[inline(never)]
+pub fn release_code(pfn: u64) -> Result<(), NkError> {
+    decode(call(Op::ReleaseCode, pfn, 0, 0)).map(|_| ())
 }
 
 /// Points this CPU's `syscall` instruction at `entry`, which must lie in

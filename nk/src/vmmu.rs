@@ -237,6 +237,10 @@ mod ops {
         with_vmmu(|s, m| s.vmmu.map_code(m, RawPfn(table), raw_index(index), RawPte(pte)))
     }
 
+    pub fn release_code(pfn: u64) -> Result<(), VmmuError> {
+        with_vmmu(|s, m| s.vmmu.release_code(m, RawPfn(pfn)))
+    }
+
     pub fn write_batch(ptr: u64, count: u64) -> Result<(), BatchFailure> {
         if !check_batch_buffer(ptr, count) {
             return Err(BatchFailure::BadBuffer);
@@ -339,6 +343,14 @@ mod ops {
     /// No vetting: whatever the frame holds becomes executable.
     pub fn map_code(table: u64, index: u64, pte: u64) -> Result<(), VmmuError> {
         write(table, index, pte)
+    }
+
+    /// No check: the frame is zeroed, as the call promises (like `declare`
+    /// here), even under mappings that still execute it; the outer kernel
+    /// can write it anyway, its alias never was read-only.
+    pub fn release_code(pfn: u64) -> Result<(), VmmuError> {
+        DirectMap.zero_frame(pfn);
+        Ok(())
     }
 
     pub fn write(table: u64, index: u64, pte: u64) -> Result<(), VmmuError> {

@@ -89,6 +89,7 @@ pub const CATALOG: &[Attack] = &[
     runs("frames-out-of-range", "I1", vmmu::frames_out_of_range),
     runs("map-code-hidden-mov-cr0", "I7", vmmu::map_code_hidden_mov_cr0),
     runs("image-code-remap", "I7", vmmu::image_code_remap),
+    runs("release-mapped-code", "I7", vmmu::release_mapped_code),
     runs("kernel-code-write", "I6", memory::kernel_code_write),
     runs("execute-data", "I6", memory::execute_data),
     runs("idt-overwrite", "I9", memory::idt_overwrite),

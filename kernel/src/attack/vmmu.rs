@@ -405,6 +405,48 @@ pub fn map_code_hidden_mov_cr0() -> Outcome {
     }
 }
 
+/// `mov eax, 1; ret`: the module's code as vetted.
+const RET_1: [u8; 6] = [0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3];
+/// `mov eax, 2; ret`: what the attacker writes once the frame is data.
+const RET_2: [u8; 6] = [0xb8, 0x02, 0x00, 0x00, 0x00, 0xc3];
+
+/// A module unload that skips the unmapping: `release_code` of a vetted
+/// frame still mapped kernel-executable, then new bytes written through
+/// its direct-map alias (writable once the frame is data) and run at the
+/// old mapping. Unvetted code would run: the bytes written could be any
+/// protected instruction. The NK refuses the release while any mapping
+/// but the alias is left (`StillMapped`), and the frame stays code.
+pub fn release_mapped_code() -> Outcome {
+    let Some(frame) = frames::alloc() else { return NotRun("no frames".into()) };
+    frame.fill(0xcc);
+    frame.write_at(0, &RET_1);
+    let mut space = match AddressSpace::new() {
+        Ok(s) => s,
+        Err(e) => return vm(e),
+    };
+    if let Err(e) = space.map_code(VA, frame) {
+        drop(space);
+        let _ = frames::free(frame);
+        return NotRun(format!("map_code of the module's page: {e}"));
+    }
+    if let Err(e) = api::release_code(frame.number()) {
+        // Still code, mapped at `VA` until `space` goes: never freed.
+        return refused(e);
+    }
+    frame.write_at(0, &RET_2);
+    let ran = with_space(&space, || crate::ktest::call_code(VA));
+    drop(space);
+    let _ = frames::free(frame);
+    match ran {
+        Ok(2) => Succeeded(format!(
+            "released frame {:#x} while mapped executable at {VA:#x}, rewrote it through its alias, ran the new code",
+            frame.number()
+        )),
+        Ok(r) => Succeeded(format!("released frame {:#x} while mapped executable (it returned {r})", frame.number())),
+        Err(e) => vm(e),
+    }
+}
+
 fn unsafe_read(b: &u8) -> u8 {
     // SAFETY: a reference is valid to read; volatile keeps the compiler
     // from folding the static's bytes into immediates in this code.

@@ -148,7 +148,8 @@ impl AddressSpace {
 
     /// Maps `frame` at `va` as kernel code (read-only, supervisor,
     /// executable) after the NK has vetted it. Once accepted the frame is
-    /// code for good: the caller must never free it.
+    /// code: the caller must not free it until it is unmapped everywhere
+    /// and `nk::api::release_code` has made it data again.
     pub fn map_code(&mut self, va: u64, frame: Frame) -> Result<(), VmError> {
         if !va.is_multiple_of(PAGE_SIZE) || va >= USER_END || !is_canonical(va) {
             return Err(VmError::NotLowerHalf { va });
@@ -358,7 +359,47 @@ crate::ktest!(
         }
         let r = with_space(&space, || crate::ktest::call_code(va)).map_err(|e| alloc::format!("{e}"))?;
         crate::kassert_eq!(r, 0x1234);
-        // The frame is code for good on the protected kernel: never freed.
+        // Not released: code on the protected kernel, so never freed.
+        Ok(())
+    }
+);
+
+crate::ktest!(
+    fn released_code_is_zeroed_writable_data_again() {
+        let mut space = AddressSpace::new().map_err(|e| alloc::format!("{e}"))?;
+        let frame = frames::alloc().ok_or("frame")?;
+        frame.fill(0xcc);
+        // mov eax, 0x4321; ret
+        frame.write_at(0, &[0xb8, 0x21, 0x43, 0, 0, 0xc3]);
+        let va = 0x6000_0000;
+        space.map_code(va, frame).map_err(|e| alloc::format!("map_code: {e}"))?;
+        let r = with_space(&space, || crate::ktest::call_code(va)).map_err(|e| alloc::format!("{e}"))?;
+        crate::kassert_eq!(r, 0x4321);
+        if nk::BACKEND != "native" {
+            let refused = nk::api::release_code(frame.number());
+            let still = nk::api::NkError::Vmmu {
+                error: nk::VmmuError::StillMapped { pfn: frame.number(), refs: 2 },
+                index: None,
+            };
+            crate::kassert!(refused == Err(still), "released while mapped: {:?}", refused);
+            crate::kassert_eq!(nk::api::frame_kind(frame.number()), Some(nk::FrameKind::Code));
+        }
+        space.unmap(&[va]).map_err(|e| alloc::format!("unmap: {e}"))?;
+        nk::api::release_code(frame.number()).map_err(|e| alloc::format!("release_code: {e}"))?;
+        if nk::BACKEND != "native" {
+            crate::kassert_eq!(nk::api::frame_kind(frame.number()), Some(nk::FrameKind::Data));
+        }
+        let alias = nk::layout::phys_to_virt(frame.addr());
+        let t = walk::translate(walk::current_root(), alias).ok_or("alias")?;
+        crate::kassert!(t.writable && !t.executable, "a released frame's alias is not writable data");
+        let zeroed = (0..PAGE_SIZE).all(|i| walk::read_u8(alias + i) == Some(0));
+        crate::kassert!(zeroed, "a released frame was not zeroed");
+        frame.fill(0x5a);
+        drop(space);
+        frames::free(frame).map_err(|_| "free")?;
+        if let Ok(report) = nk::api::audit() {
+            crate::kassert!(report.violations == 0, "audit after release: {:?}", report.first[0]);
+        }
         Ok(())
     }
 );

@@ -19,7 +19,8 @@ impl OpCounter {
 
 /// The vMMU's counters. Operations inside a batch count under their own
 /// kind too; `batches` counts `apply_batch` calls and refused batches.
-/// `map_code` counts under its own name only (never under `write_pte`).
+/// `map_code` counts under its own name only (never under `write_pte`), as
+/// does `release_code`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Counters {
     pub declare: OpCounter,
@@ -28,4 +29,5 @@ pub struct Counters {
     pub load_cr3: OpCounter,
     pub batches: OpCounter,
     pub map_code: OpCounter,
+    pub release_code: OpCounter,
 }

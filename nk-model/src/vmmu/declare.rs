@@ -31,6 +31,13 @@ pub(super) fn page_table_alias(value: u64) -> u64 {
     (value & !taken) | PteFlags::NO_EXECUTE.bits()
 }
 
+/// The alias of a frame given back as data (`remove_ptp`, `release_code`,
+/// `unprotect`): the read-only alias above with W again, still no-execute,
+/// which is exactly the alias the boot gives a data frame.
+pub(super) fn data_alias(value: u64) -> u64 {
+    value | PteFlags::WRITABLE.bits()
+}
+
 impl Vmmu<'_> {
     /// Makes `pfn` a page table of `level`: write-protects its direct-map
     /// alias, flushes the TLB, zeroes it (a level-4 table gets the kernel

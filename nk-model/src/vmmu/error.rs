@@ -72,6 +72,11 @@ pub enum VmmuError {
     /// The frame is the kernel image's code, which is executable only at
     /// its boot mapping (the build-time scan vouches for it only there).
     ImageCodeRemapped { pfn: u64 },
+    /// `release_code`: only a frame of kernel code is given back as data.
+    NotCode { pfn: u64, kind: FrameKind },
+    /// `release_code`: the kernel image's code is never given back (the
+    /// build-time scan vouches for it at its frozen boot mapping).
+    ImageCodeReleased { pfn: u64 },
 }
 
 impl VmmuError {
@@ -108,6 +113,8 @@ impl VmmuError {
             Self::ProtectedInstruction { .. } => 26,
             Self::NotCodeLeaf { .. } => 27,
             Self::ImageCodeRemapped { .. } => 28,
+            Self::NotCode { .. } => 29,
+            Self::ImageCodeReleased { .. } => 30,
         }
     }
 }
@@ -169,6 +176,12 @@ impl core::fmt::Display for VmmuError {
             ),
             Self::ImageCodeRemapped { pfn } => {
                 write!(f, "frame {pfn:#x} is kernel-image code, executable only at its boot mapping")
+            }
+            Self::NotCode { pfn, kind } => {
+                write!(f, "frame {pfn:#x} is {kind}; only kernel code is released back to data")
+            }
+            Self::ImageCodeReleased { pfn } => {
+                write!(f, "frame {pfn:#x} is kernel-image code, which is never released")
             }
         }
     }

@@ -2,7 +2,9 @@
 //! after boot (I6, I7). The frame is write-protected in its one remaining
 //! mapping, the TLB flushed, its bytes vetted with `crate::code` (the same
 //! rules `cargo xtask scan` cross-checks against a full decoder), and only
-//! then is it typed `Code`, for good, and mapped kernel-executable.
+//! then is it typed `Code` and mapped kernel-executable. Only
+//! `release_code` turns it back into data, and only once no mapping but
+//! its read-only alias is left.
 
 use super::alias::Alias;
 use super::declare::page_table_alias;
@@ -50,7 +52,7 @@ enum CodeMapping {
 }
 
 impl Vmmu<'_> {
-    /// Writes a kernel-executable leaf, first turning the frame it maps into `Code` for good if it is still `Data`.
+    /// Writes a kernel-executable leaf, first turning the frame it maps into `Code` if it is still `Data`.
     ///
     /// `table` must be a declared level-1 table, `pte` a code leaf (present,
     /// read-only, supervisor, executable, 4 KiB). A `Code` frame is mapped
@@ -59,7 +61,8 @@ impl Vmmu<'_> {
     /// `write_pte` for a `Code` frame; then its alias is write-protected and
     /// the TLB flushed (no CPU can write it any more), its 4096 bytes are
     /// vetted at every byte offset, and it becomes `Code` (never writable,
-    /// declarable or removable again) before the entry is written. If the
+    /// declarable or removable; data again only through `release_code`,
+    /// once unmapped everywhere) before the entry is written. If the
     /// bytes hold a protected opcode, the alias is put back as it was and
     /// the TLB flushed again: the call leaves memory, the frame table and
     /// every counter but its own as they were. Any other kind is refused
@@ -161,8 +164,9 @@ impl Vmmu<'_> {
             mem.flush_tlb();
             return Err(VmmuError::ProtectedInstruction { pfn, offset: found.offset });
         }
-        // For good: `Code` is never mapped writable (rights), never declared
-        // (declare), never removed (remove), and its alias stays read-only.
+        // `Code` is never mapped writable (rights), never declared (declare),
+        // never removed (remove), and its alias stays read-only until
+        // `release_code` finds no mapping but the alias and zeroes it.
         self.frames[pfn as usize].set_kind(FrameKind::Code);
         self.apply_write(mem, write);
         Ok(())

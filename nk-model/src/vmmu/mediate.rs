@@ -3,12 +3,11 @@
 //! alias), and back (I11, I10).
 
 use super::alias::Alias;
-use super::declare::page_table_alias;
+use super::declare::{data_alias, page_table_alias};
 use super::error::VmmuError;
 use super::frame::FrameKind;
 use super::phys_mem::PhysMem;
 use super::state::Vmmu;
-use crate::pte::PteFlags;
 
 impl Vmmu<'_> {
     /// Checks that `pfn` could be protected: outer-kernel data whose only
@@ -56,7 +55,7 @@ impl Vmmu<'_> {
         }
         let alias = self.direct_map_alias(mem, pfn).ok_or(VmmuError::NoDirectMapAlias { pfn })?;
         self.frames[pfn as usize].set_kind(FrameKind::Data);
-        mem.write_entry(alias.table, alias.index, alias.value | PteFlags::WRITABLE.bits());
+        mem.write_entry(alias.table, alias.index, data_alias(alias.value));
         self.tlb_stale = true;
         Ok(())
     }

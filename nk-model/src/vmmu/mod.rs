@@ -19,6 +19,7 @@ mod map_code;
 mod mediate;
 mod phys_mem;
 mod raw;
+mod release_code;
 mod remove;
 mod report;
 mod rights;

@@ -5,9 +5,10 @@
 ///
 /// `table` and `pfn` are frame numbers. The vMMU only passes frames that are
 /// in RAM (inside the frame table) and, for the entry accessors, only
-/// declared page-table pages or the kernel root's walk, but for one more:
+/// declared page-table pages or the kernel root's walk, but for two more:
 /// `map_code` reads the frame it vets (512 entries, each 8 bytes of code in
-/// little-endian order) once its alias is read-only.
+/// little-endian order) once its alias is read-only, and `release_code`
+/// zeroes the code frame it gives back (`zero_frame`).
 pub trait PhysMem {
     fn read_entry(&self, table: u64, index: usize) -> u64;
     fn write_entry(&mut self, table: u64, index: usize, value: u64);

@@ -2,6 +2,7 @@
 //! outer-kernel data again.
 
 use super::alias::Alias;
+use super::declare::data_alias;
 use super::entry::{ENTRIES, target};
 use super::error::VmmuError;
 use super::frame::FrameKind;
@@ -9,7 +10,6 @@ use super::level::Level;
 use super::phys_mem::PhysMem;
 use super::raw::RawPfn;
 use super::state::Vmmu;
-use crate::pte::PteFlags;
 
 /// A removal that passed every check.
 struct Removal {
@@ -66,7 +66,7 @@ impl Vmmu<'_> {
         // earlier in this gate call) and walk the table: flush before the
         // outer kernel can write it.
         self.flush_if_stale(mem);
-        mem.write_entry(r.alias.table, r.alias.index, r.alias.value | PteFlags::WRITABLE.bits());
+        mem.write_entry(r.alias.table, r.alias.index, data_alias(r.alias.value));
         // Not needed for safety (rights only grow), but it spares the outer
         // kernel a spurious write fault on a stale read-only translation.
         self.tlb_stale = true;

@@ -56,7 +56,8 @@ impl VmmuError {
             | E::MapsNkMemory { pfn }
             | E::RefOverflow { pfn }
             | E::Pinned { pfn }
-            | E::ImageCodeRemapped { pfn } => (pfn, 0),
+            | E::ImageCodeRemapped { pfn }
+            | E::ImageCodeReleased { pfn } => (pfn, 0),
             E::BadLevel { level } => (0, u32::from(level)),
             E::BadIndex { index } => (index as u64, 0),
             E::BadCpu { cpu } => (cpu as u64, 0),
@@ -68,9 +69,10 @@ impl VmmuError {
             E::BadTableEntryFlags { value } | E::WritableExecutable { value } | E::NotCodeLeaf { value } => (value, 0),
             E::HugePageRefused { level } => (0, u32::from(level.as_u8())),
             E::Misaligned { addr } | E::ExecutableDevice { addr } => (addr, 0),
-            E::WritableMapping { pfn, kind } | E::UserMapping { pfn, kind } | E::ExecutableMapping { pfn, kind } => {
-                (pfn, kind_code(kind))
-            }
+            E::WritableMapping { pfn, kind }
+            | E::UserMapping { pfn, kind }
+            | E::ExecutableMapping { pfn, kind }
+            | E::NotCode { pfn, kind } => (pfn, kind_code(kind)),
             E::PinnedEntry { table, index } => (table, index as u32),
             // An offset inside a frame: below 4096.
             E::ProtectedInstruction { pfn, offset } => (pfn, offset as u32),
@@ -111,6 +113,8 @@ impl VmmuError {
             26 => E::ProtectedInstruction { pfn, offset: aux as usize },
             27 => E::NotCodeLeaf { value: pfn },
             28 => E::ImageCodeRemapped { pfn },
+            29 => E::NotCode { pfn, kind: kind_of(aux)? },
+            30 => E::ImageCodeReleased { pfn },
             _ => return None,
         })
     }
@@ -153,10 +157,12 @@ mod tests {
             VmmuError::ProtectedInstruction { pfn: 7, offset: 4095 },
             VmmuError::NotCodeLeaf { value: u64::MAX },
             VmmuError::ImageCodeRemapped { pfn: 7 },
+            VmmuError::NotCode { pfn: 7, kind: FrameKind::Ptp(Level::L3) },
+            VmmuError::ImageCodeReleased { pfn: 7 },
         ];
         let mut codes: std::vec::Vec<u32> = all.iter().map(|e| e.code()).collect();
         codes.dedup();
-        assert_eq!(codes.len(), 28, "every rule is covered once (WrongLevel twice)");
+        assert_eq!(codes.len(), 30, "every rule is covered once (WrongLevel twice)");
         for e in all {
             assert_eq!(VmmuError::from_wire(e.to_wire()), Some(e), "{e:?}");
         }
@@ -165,7 +171,7 @@ mod tests {
     #[test]
     fn unknown_numbers_decode_to_nothing() {
         assert_eq!(VmmuError::from_wire(Wire { code: 0, main: 0, aux: 0 }), None);
-        assert_eq!(VmmuError::from_wire(Wire { code: 29, main: 0, aux: 0 }), None);
+        assert_eq!(VmmuError::from_wire(Wire { code: 31, main: 0, aux: 0 }), None);
         assert_eq!(VmmuError::from_wire(Wire { code: 6, main: 0, aux: 0x99 }), None);
         assert_eq!(VmmuError::from_wire(Wire { code: 2, main: 0, aux: 300 }), None);
     }

@@ -6,7 +6,9 @@
 //! data and of page tables, entries of pinned tables and entries that point
 //! at NK memory or pinned tables), and `map_code` of random frames, filled
 //! first with benign code or with a protected opcode planted at a random
-//! offset (inside an immediate, cut off at the end of the frame).
+//! offset (inside an immediate, cut off at the end of the frame), and
+//! `release_code` of vetted code (still mapped, or unmapped first), image
+//! code and any frame.
 
 use super::machine::*;
 use super::{Sim, machine};
@@ -55,6 +57,7 @@ pub enum Call {
     Batch(Vec<Op>),
     LoadCr3(usize, RawPfn),
     MapCode(MapCode),
+    ReleaseCode(RawPfn),
 }
 
 /// A `map_code` call, and what the outer kernel wrote into the frame just
@@ -125,6 +128,7 @@ pub struct Mix {
     pub unlink: u64,
     pub cr3: u64,
     pub map_code: u64,
+    pub release_code: u64,
 }
 
 /// The frames of the machine by what they are now.
@@ -183,6 +187,9 @@ impl<'s, 't> Gen<'s, 't> {
         }
         if self.rng.percent(self.mix.map_code) {
             return self.map_code();
+        }
+        if self.rng.percent(self.mix.release_code) {
+            return self.release_code();
         }
         Call::Single(self.op())
     }
@@ -453,6 +460,36 @@ impl<'s, 't> Gen<'s, 't> {
             _ => None,
         };
         Call::MapCode(MapCode { fill, table: RawPfn(table), index, pte: RawPte(pfn << 12 | flags) })
+    }
+
+    /// `release_code` of a frame vetted earlier most of the time (often one
+    /// no table maps any more, so the release is accepted), or first the
+    /// unload's unmapping: a write clearing a leaf that maps vetted code.
+    /// Else image code or any frame.
+    fn release_code(&mut self) -> Call {
+        if self.rng.percent(45) {
+            let code = &self.pools.code;
+            let s = self.s;
+            let leaves: Vec<(u64, usize)> = self.pools.ptps[1]
+                .iter()
+                .filter(|p| !BOOT_TABLES.contains(p))
+                .flat_map(|&t| (0..ENTRIES).map(move |i| (t, i)))
+                .filter(|&(t, i)| s.entry(t, i) & P != 0 && code.contains(&((s.entry(t, i) >> 12) & 0xff_ffff_ffff)))
+                .collect();
+            if let Some((table, index)) = self.rng.pick(&leaves) {
+                return Call::Single(Op::Write(RawPfn(table), index, RawPte(0)));
+            }
+        }
+        let pfn = match self.rng.below(100) {
+            0..65 => {
+                let unmapped: Vec<u64> = self.pools.code.iter().copied().filter(|&p| self.s.refs(p) == 1).collect();
+                let pick = if self.rng.percent(70) { self.rng.pick(&unmapped) } else { None };
+                pick.or_else(|| self.rng.pick(&self.pools.code)).unwrap_or_else(|| self.data_frame())
+            }
+            65..80 => CODE.start + self.rng.below(CODE.end - CODE.start),
+            _ => self.any_frame(),
+        };
+        Call::ReleaseCode(RawPfn(pfn))
     }
 
     /// Random bytes without 0x0f (so no opcode of the two-byte map), with

@@ -4,7 +4,9 @@
 //! flushes exactly when needed, the checker finds no violation, every
 //! entry the boot pins froze keeps its boot value, and no write ever
 //! replaces a direct-map alias. `map_code` is checked the same way, and an
-//! accepted one must leave its frame `Code` with no protected opcode in it.
+//! accepted one must leave its frame `Code` with no protected opcode in it;
+//! an accepted `release_code` must leave a zeroed `Data` frame that nothing
+//! but its (now writable) alias maps, flushed before the alias changed.
 
 use super::adversary::{Call, Fill, MapCode};
 use super::machine::{FRAMES, NX, P, PS, U, W, alias_slot};
@@ -33,9 +35,13 @@ pub struct Tally {
     pub mapped_code: u64,
     pub became_code: u64,
     pub vetting_refused: u64,
-    /// Refusals by `VmmuError::code`, and those of `map_code` alone.
-    pub by_rule: [u64; 29],
-    pub map_code_by_rule: [u64; 29],
+    /// Accepted `release_code` calls.
+    pub released: u64,
+    /// Refusals by `VmmuError::code`, and those of `map_code` and of
+    /// `release_code` alone.
+    pub by_rule: [u64; 31],
+    pub map_code_by_rule: [u64; 31],
+    pub release_code_by_rule: [u64; 31],
     /// Writes aimed at the direct-map alias of a data frame, and of a page
     /// table (all refused).
     pub alias_data: u64,
@@ -73,6 +79,10 @@ impl Sim<'_> {
             Call::MapCode(m) => {
                 tally.ops += 1;
                 self.map_code_call(m, tally);
+            }
+            Call::ReleaseCode(RawPfn(pfn)) => {
+                tally.ops += 1;
+                self.release_code_call(*pfn, tally);
             }
         }
         self.leave_gate(call_mark);
@@ -209,6 +219,53 @@ impl Sim<'_> {
                 }
             }
         }
+    }
+
+    /// One `release_code` call. Accepted: the preconditions held (restated
+    /// here: vetted code, not the image's, mapped by its alias alone), the
+    /// frame is `Data` and zero, its alias is the read-only one with W back,
+    /// and the call flushed first, then zeroed the frame, then wrote the
+    /// alias, nothing else; no other frame changed. Refused: nothing
+    /// changed. Either way every counter but `release_code`'s is as it was.
+    fn release_code_call(&mut self, pfn: u64, tally: &mut Tally) {
+        let alias = alias_slot(&self.mem, self.root, pfn).map(|(t, i)| (t, i, self.entry(t, i)));
+        let (before, counters, mark) = (self.state(), self.v.counters, self.mem.mark());
+        let result = self.v.release_code(&mut self.mem, RawPfn(pfn));
+        let mut expected = counters;
+        expected.release_code.record(&result);
+        assert_eq!(self.v.counters, expected, "release_code counted elsewhere: {pfn:#x}");
+        let e = match result {
+            Ok(()) => {
+                tally.accepted += 1;
+                tally.released += 1;
+                let desc = before.frames[pfn as usize];
+                assert!(desc.kind() == FrameKind::Code && !desc.image_code(), "released {desc:?} {pfn:#x}");
+                assert_eq!(desc.refs(), 1, "released {pfn:#x}, still mapped");
+                let mut after = before.frames.clone();
+                after[pfn as usize].set_kind(FrameKind::Data);
+                assert!(self.v.frames == &after[..], "release_code of {pfn:#x} changed another frame");
+                assert!(self.mem.bytes(pfn).iter().all(|&b| b == 0), "released {pfn:#x} unzeroed");
+                let (at, slot, was) = alias.expect("released without an alias");
+                assert_eq!(was & (W | U | NX), NX, "released code's alias was not read-only: {pfn:#x}");
+                let changes = self.mem.since(mark);
+                let zeroing = &changes[1..changes.len() - 1];
+                assert_eq!(changes.first(), Some(&Change::Flush), "wrote {pfn:#x} before flushing: {changes:?}");
+                assert!(
+                    zeroing.iter().all(
+                        |c| matches!(*c, Change::Cleared { table, .. } | Change::Zero { pfn: table } if table == pfn)
+                    ),
+                    "release_code of {pfn:#x} did more than zero it: {changes:?}"
+                );
+                let restore = Change::Write { table: at, index: slot, old: was, new: was | W };
+                assert_eq!(changes.last(), Some(&restore), "{pfn:#x}: {changes:?}");
+                return;
+            }
+            Err(e) => e,
+        };
+        tally.refused += 1;
+        tally.by_rule[e.code() as usize] += 1;
+        tally.release_code_by_rule[e.code() as usize] += 1;
+        assert_eq!(self.state(), before, "refused release_code {pfn:#x} ({e}) changed the vMMU or memory");
     }
 
     /// The frame whose direct-map alias `op` would write, found by walking

@@ -72,10 +72,11 @@ pub struct Frozen {
 impl Frozen {
     /// The value the entry must hold now: its boot value, except that a
     /// direct-map alias is read-only, supervisor and no-execute while its
-    /// frame is a page table, and for good once it is code (`declare_ptp`,
-    /// `remove_ptp` and `map_code` change it, never `write_pte`; the boot
-    /// gave every data alias W and NX and no U, so `remove_ptp` restores
-    /// exactly the boot value, and boot code already has the code alias).
+    /// frame is a page table or code (`declare_ptp`, `remove_ptp`,
+    /// `map_code` and `release_code` change it, never `write_pte`; the boot
+    /// gave every data alias W and NX and no U, so `remove_ptp` and
+    /// `release_code` restore exactly the boot value, and boot code already
+    /// has the code alias).
     pub fn expected(&self, v: &Vmmu<'_>) -> u64 {
         match self.alias_of {
             Some(pfn)

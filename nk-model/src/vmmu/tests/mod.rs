@@ -15,6 +15,7 @@ mod rules_image_code;
 mod rules_map_code;
 mod rules_mediate;
 mod rules_pin;
+mod rules_release_code;
 mod rules_remove;
 mod rules_write;
 mod sim;

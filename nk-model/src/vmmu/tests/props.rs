@@ -52,15 +52,16 @@ fn drive(name: &str, steps: usize, mix: Mix) -> Tally {
 
 #[test]
 fn random_calls_keep_every_invariant() {
-    let mix = Mix { batch: 15, declare: 22, remove: 14, unlink: 14, cr3: 8, map_code: 5 };
+    let mix = Mix { batch: 15, declare: 22, remove: 14, unlink: 14, cr3: 8, map_code: 5, release_code: 3 };
     let t = drive("random calls", 250, mix);
     assert!(t.ops >= 60_000, "{t:?}");
     // Every rule is probed but two the outer kernel cannot reach (unit tests
     // cover them): NoDirectMapAlias (12), since every alias lies in a pinned
     // table and never goes away, and RefOverflow (23), which needs 2^32
     // entries. ProtectedInstruction (26), NotCodeLeaf (27) and
-    // ImageCodeRemapped (28) included.
-    let unprobed: Vec<usize> = (1..=28).filter(|&code| ![12, 23].contains(&code) && t.by_rule[code] == 0).collect();
+    // ImageCodeRemapped (28), NotCode (29) and ImageCodeReleased (30)
+    // included.
+    let unprobed: Vec<usize> = (1..=30).filter(|&code| ![12, 23].contains(&code) && t.by_rule[code] == 0).collect();
     assert!(unprobed.is_empty(), "rules never refused: {unprobed:?}");
     // Direct-map aliases of data and of page tables are attacked (and every
     // attempt is refused: the driver checks it).
@@ -73,19 +74,20 @@ fn random_calls_keep_every_invariant() {
 
 #[test]
 fn batches_do_what_their_operations_do_one_by_one() {
-    let mix = Mix { batch: 100, declare: 25, remove: 15, unlink: 15, cr3: 0, map_code: 0 };
+    let mix = Mix { batch: 100, declare: 25, remove: 15, unlink: 15, cr3: 0, map_code: 0, release_code: 0 };
     let t = drive("batches", 100, mix);
     assert!(t.ops >= 40_000, "{t:?}");
     assert!(t.accepted * 100 >= t.ops * 35, "{t:?}");
 }
 
 /// `map_code` often, on frames the outer kernel filled with benign code or
-/// with a protected opcode planted anywhere: the driver checks that every
-/// frame made code holds no protected opcode, and that every refusal by
-/// vetting names the opcode's offset and changes nothing.
+/// with a protected opcode planted anywhere, and `release_code` of them:
+/// the driver checks that every frame made code holds no protected opcode,
+/// that every refusal by vetting names the opcode's offset and changes
+/// nothing, and that every frame released was unmapped and is zeroed.
 #[test]
 fn code_is_vetted_before_it_becomes_executable() {
-    let mix = Mix { batch: 5, declare: 20, remove: 12, unlink: 14, cr3: 3, map_code: 40 };
+    let mix = Mix { batch: 5, declare: 20, remove: 12, unlink: 14, cr3: 3, map_code: 40, release_code: 20 };
     let t = drive("code", 80, mix);
     assert!(t.calls >= 20_000, "{t:?}");
     // Frames become code (and code is mapped again), planted opcodes are
@@ -98,8 +100,18 @@ fn code_is_vetted_before_it_becomes_executable() {
     let rules = [1, 3, 5, 7, 8, 13, 19, 21, 22, 24, 26, 27, 28];
     let unprobed: Vec<usize> = rules.into_iter().filter(|&code| t.map_code_by_rule[code] < 10).collect();
     assert!(unprobed.is_empty(), "map_code rules (nearly) never refused: {unprobed:?}, {t:?}");
-    let others = (0..29).filter(|code| !rules.contains(code));
+    let others = (0..31).filter(|code| !rules.contains(code));
     assert!(others.into_iter().all(|code| t.map_code_by_rule[code] == 0), "{t:?}");
+    // Vetted frames are unmapped and released (the driver checks each one
+    // is zeroed data, flushed first), and release_code meets each of its
+    // rules the outer kernel can reach: out of range, still mapped, not
+    // code, image code.
+    assert!(t.released >= 150, "{t:?}");
+    let rules = [1, 8, 29, 30];
+    let unprobed: Vec<usize> = rules.into_iter().filter(|&code| t.release_code_by_rule[code] < 10).collect();
+    assert!(unprobed.is_empty(), "release_code rules (nearly) never refused: {unprobed:?}, {t:?}");
+    let others = (0..31).filter(|code| !rules.contains(code));
+    assert!(others.into_iter().all(|code| t.release_code_by_rule[code] == 0), "{t:?}");
 }
 
 /// Builds an address space with random mappings, tears it down in one

@@ -1,7 +1,7 @@
 //! `map_code`: one test per rule, what an accepted call does (a `Data` frame
-//! vetted, typed `Code` for good, its alias read-only, the entry written),
-//! and what a refused one does not (nothing, even when the vetting refuses
-//! after the alias was write-protected).
+//! vetted, typed `Code` until `release_code`, its alias read-only, the
+//! entry written), and what a refused one does not (nothing, even when the
+//! vetting refuses after the alias was write-protected).
 
 use super::machine::*;
 use super::sim::{Change, SimMem};
@@ -149,12 +149,13 @@ fn the_bytes_are_read_once_no_cpu_can_write_them() {
 }
 
 #[test]
-fn code_is_code_for_good() {
+fn code_stays_code_until_released() {
     let mut frames = Vec::new();
     let (mut s, [.., l1]) = setup(&mut frames);
     s.map_code(l1, 3, code(X));
     let kind = FrameKind::Code;
-    // Never writable, never user, never a page table, never data again.
+    // Never writable, never user, never a page table; data again only by
+    // `release_code` (`rules_release_code`).
     s.refuses_write(l1, 4, X << 12 | P | W | NX, VmmuError::WritableMapping { pfn: X, kind });
     s.refuses_write(l1, 4, X << 12 | P | U, VmmuError::UserMapping { pfn: X, kind });
     s.refuses_map_code(l1, 4, X << 12 | P | W, VmmuError::NotCodeLeaf { value: X << 12 | P | W });
@@ -163,7 +164,8 @@ fn code_is_code_for_good() {
     // Its alias stays read-only: frozen, like every direct-map leaf.
     let (table, index) = alias_slot(&s.mem, s.root, X).unwrap();
     s.refuses_write(table, index, X << 12 | P | W | NX | G, VmmuError::PinnedEntry { table, index });
-    // Unmapped everywhere but its alias, it is still code, still read-only.
+    // Unmapped everywhere but its alias, it is still code, still read-only,
+    // until it is released.
     s.write(l1, 3, 0);
     assert_eq!((s.v.frame(X).unwrap().kind(), s.refs(X), s.alias(X)), (kind, 1, X << 12 | P | NX | G));
     s.refuses_declare(X, 2, VmmuError::WrongKind { pfn: X, found: kind });
