@@ -17,6 +17,7 @@ mod console;
 mod fs;
 mod ktest;
 mod mm;
+mod module;
 mod panic;
 mod proc;
 mod sched;

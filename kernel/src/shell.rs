@@ -41,6 +41,9 @@ const COMMANDS: &[Command] = &[
         run: nk_cmd,
     },
     Command { name: "ps", args: "", help: "the NK-protected process list", run: ps },
+    Command { name: "insmod", args: "PATH", help: "load a kernel module (its text vetted by the NK)", run: insmod },
+    Command { name: "rmmod", args: "NAME", help: "unload a kernel module", run: rmmod },
+    Command { name: "lsmod", args: "", help: "the loaded kernel modules", run: lsmod },
     Command { name: "sys", args: "stat", help: "unimplemented system calls programs asked for", run: sys_cmd },
     Command {
         name: "audit",
@@ -143,6 +146,36 @@ fn mem(_: &[&str]) {
     );
     println!("frames: {} free of {} ({} MiB free)", free, total, (free * 4096) >> 20);
     println!("heap: {} KiB used, of {} KiB", heap_used >> 10, heap_size >> 10);
+}
+
+fn insmod(args: &[&str]) {
+    let [path] = args else { return println!("usage: insmod PATH") };
+    let bytes = match crate::fs::read_file(crate::fs::ROOT, path) {
+        Ok(b) => b,
+        Err(e) => return println!("insmod: {path}: {e}"),
+    };
+    let crossings = nk::api::gate_crossings();
+    match crate::module::load(&bytes) {
+        Ok(name) => println!("insmod: {name} loaded ({} NK crossings)", nk::api::gate_crossings() - crossings),
+        Err(e) => println!("insmod: {path}: {e} (errno {})", e.errno()),
+    }
+}
+
+fn rmmod(args: &[&str]) {
+    let [name] = args else { return println!("usage: rmmod NAME") };
+    match crate::module::unload(name) {
+        Ok(()) => println!("rmmod: {name} unloaded"),
+        Err(e) => println!("rmmod: {name}: {e}"),
+    }
+}
+
+fn lsmod(_: &[&str]) {
+    let (loads, unloads) = crate::module::counts();
+    println!("{:<16}{:>8}  {:<7} {:<8}{}", "Module", "Size", "Used by", "Version", "Address");
+    for m in crate::module::list() {
+        println!("{:<16}{:>8}  {:<7} {:<8}{:#x}", m.name, m.bytes, m.users, m.version, m.base);
+    }
+    println!("({loads} loaded and {unloads} unloaded since boot)");
 }
 
 fn uptime(_: &[&str]) {

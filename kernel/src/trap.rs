@@ -30,6 +30,7 @@ fn handle(frame: &mut TrapFrame, info: TrapInfo) {
             crate::proc::clock::tick(frame.from_user());
             lapic::end_of_interrupt();
             crate::tty::tick();
+            crate::module::tick();
             crate::sched::wake(crate::sched::TICK);
             crate::fs::poll::notify();
             crate::sched::preempt();

@@ -1,5 +1,6 @@
 //! The initrd: builds the user programs in `user/` (static Linux x86-64
-//! binaries, musl), and packs them with any `--add` files into
+//! binaries, musl) and the modules in `modules/` (`lib/modules/NAME.ko`),
+//! and packs them with any `--add` files into
 //! `target/initrd.cpio`, a cpio newc archive written by `klib::cpio`, the
 //! same module the kernel reads it with. QEMU hands it over with `-initrd`.
 
@@ -51,6 +52,7 @@ pub fn build_with(extra: &[AddFile], more: Vec<File>, initrd: &Path) -> Result<P
         let path = program_path(name);
         files.push(File { guest: format!("bin/{name}"), mode: PROGRAM_MODE, data: read(&path)? });
     }
+    files.extend(crate::modules::build()?);
     files.extend(more);
     for add in extra {
         files.push(read_added(add)?);

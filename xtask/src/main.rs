@@ -12,6 +12,7 @@ mod initrd;
 mod layout;
 mod layout_bench;
 mod link;
+mod modules;
 mod nk_text;
 mod qemu;
 mod run;

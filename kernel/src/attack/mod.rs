@@ -8,6 +8,7 @@ mod cpu_state;
 mod flags;
 pub mod gate;
 mod memory;
+mod modules;
 mod services;
 mod sites;
 mod stack;
@@ -131,6 +132,11 @@ pub const CATALOG: &[Attack] = &[
     stops("site-lidt", "I9", sites::lidt),
     stops("site-ltr", "I9", sites::ltr),
     runs("accidental-encoding", "I4", sites::accidental_encoding),
+    runs("module-hidden-instruction", "I7", modules::hidden_instruction),
+    runs("module-page-boundary", "I7", modules::page_boundary),
+    runs("module-relocation-formed", "I7", modules::relocation_formed),
+    runs("module-writes-own-text", "I6", modules::writes_own_text),
+    runs("module-writable-code", "I6", modules::writable_code),
     // Last: on `native` their backwards copies may also scribble on NK data.
     runs("gate-df-append", "I11", flags::df_append),
     runs("gate-df-declare", "I2", flags::df_declare),

@@ -1,7 +1,7 @@
 //! The character devices of `/dev`: null, zero, full, random, urandom,
-//! and tty and console (which are the console). The nodes live in the RAM
-//! file system with their device numbers; opening one gives a description
-//! whose reads and writes land here.
+//! tty and console (which are the console), and those modules register.
+//! The nodes live in the RAM file system with their device numbers;
+//! opening one gives a description whose reads and writes land here.
 
 use super::files::errno::{EFAULT, ENOSPC};
 use crate::mm::usercopy::copy_to_user;
@@ -18,6 +18,8 @@ pub enum Dev {
     /// Reads give random bytes (RDRAND, or the fallback generator, as
     /// `getrandom`), writes are accepted and ignored.
     Random,
+    /// A loadable module's device, by its slot (`crate::module`).
+    Module(u32),
 }
 
 /// `makedev(major, minor)` as Linux's `st_rdev` encodes small numbers.
@@ -49,14 +51,16 @@ pub fn opens(rdev_: u64) -> Option<Opens> {
         r if r == rdev(1, 7) => Opens::Dev(Dev::Full),
         r if r == rdev(1, 8) || r == rdev(1, 9) => Opens::Dev(Dev::Random),
         r if r == rdev(5, 0) || r == rdev(5, 1) => Opens::Console,
-        _ => return None,
+        r => Opens::Dev(Dev::Module(crate::module::device_slot(r)?)),
     })
 }
 
 /// read(2) of `len` bytes into user memory at `buf`.
 pub fn read(dev: Dev, root: u64, buf: u64, len: u64) -> Result<u64, i64> {
-    if dev == Dev::Null {
-        return Ok(0);
+    match dev {
+        Dev::Null => return Ok(0),
+        Dev::Module(slot) => return crate::module::dev_read(slot, root, buf, len),
+        _ => {}
     }
     // As Linux's /dev/zero, a read moves at most MAX_RW_COUNT bytes; a
     // chunk at a time, so a huge read needs no huge buffer.
@@ -77,9 +81,10 @@ pub fn read(dev: Dev, root: u64, buf: u64, len: u64) -> Result<u64, i64> {
 }
 
 /// write(2): every byte taken, except by `/dev/full`.
-pub fn write(dev: Dev, len: u64) -> Result<u64, i64> {
+pub fn write(dev: Dev, root: u64, buf: u64, len: u64) -> Result<u64, i64> {
     match dev {
         Dev::Full => Err(ENOSPC),
+        Dev::Module(slot) => crate::module::dev_write(slot, root, buf, len),
         _ => Ok(len.min(0x7fff_f000)),
     }
 }

@@ -206,6 +206,9 @@ impl Drop for OpenFile {
         if self.counted {
             OPEN_DESCRIPTIONS.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
         }
+        if let Object::Device(super::dev::Dev::Module(slot), _) = self.object {
+            crate::module::dev_close(slot);
+        }
         // The last descriptor is gone: an unlinked file's bytes may go too.
         if let Object::File(ino) | Object::Dir(ino) | Object::Device(_, ino) = self.object {
             super::with(|fs| fs.release(ino));
@@ -634,7 +637,7 @@ pub fn write_ref(root: u64, file: &FileRef, buf: u64, len: u64) -> SysResult {
             drop(f);
             write_pipe(&end, root, buf, len, nonblock)
         }
-        Object::Device(dev, _) => super::dev::write(dev, len),
+        Object::Device(dev, _) => super::dev::write(dev, root, buf, len),
         Object::Dir(_) => Err(EISDIR),
         // Linux returns before an append would move the offset.
         Object::File(_) if len == 0 => Ok(0),
@@ -789,7 +792,7 @@ pub fn pwrite64(root: u64, files: &FdTable, fd: u64, buf: u64, len: u64, offset:
     }
     match f.object {
         Object::Console | Object::Pipe(_) => Err(ESPIPE),
-        Object::Device(dev, _) => super::dev::write(dev, len),
+        Object::Device(dev, _) => super::dev::write(dev, root, buf, len),
         Object::Dir(_) => Err(EISDIR),
         Object::File(_) if len == 0 => Ok(0),
         Object::File(ino) => write_at(root, ino, Some(offset), buf, len).map(|(n, _)| n),
@@ -852,7 +855,18 @@ pub fn openat(root: u64, files: &mut FdTable, cwd: Ino, dirfd: u64, path: u64, f
         Kind::File => Object::File(ino),
         Kind::Dir => Object::Dir(ino),
         Kind::CharDev => match super::dev::opens(st.rdev) {
-            Some(super::dev::Opens::Dev(d)) => Object::Device(d, ino),
+            Some(super::dev::Opens::Dev(d)) => {
+                // A module's device: the description holds the module
+                // loaded (`OpenFile`'s drop lets go). It may have gone
+                // between the look-up and now.
+                if let super::dev::Dev::Module(slot) = d
+                    && !crate::module::dev_open(slot)
+                {
+                    super::with(|fs| fs.release(ino));
+                    return Err(ENXIO);
+                }
+                Object::Device(d, ino)
+            }
             Some(super::dev::Opens::Console) => Object::Console,
             // A node with a number no driver has (made by nobody yet).
             None => {
@@ -871,6 +885,19 @@ pub fn openat(root: u64, files: &mut FdTable, cwd: Ino, dirfd: u64, path: u64, f
     // Made outside the file-system lock: dropping it on an error releases the hold.
     let file = OpenFile { object, flags: keep | O_LARGEFILE, offset: 0, dir_after: None, counted: false, name };
     files.install(file, flags & O_CLOEXEC != 0)
+}
+
+/// The whole regular file open as `fd`, for `finit_module`: EBADF if it
+/// is not open for reading, EINVAL if it is no regular file.
+pub fn whole_file(files: &FdTable, fd: u64) -> Result<Vec<u8>, i64> {
+    let file = files.get(fd)?;
+    let f = file.lock();
+    if !f.readable() {
+        return Err(EBADF);
+    }
+    let Object::File(ino) = f.object else { return Err(EINVAL) };
+    drop(f);
+    super::read_ino(ino).map_err(fs_err)
 }
 
 /// close(2).

@@ -79,6 +79,24 @@ fn make_dev(fs: &mut RamFs<'static>) {
     }
 }
 
+/// Makes `/dev/NAME`, a character device `rdev` (a module's), mode 0666.
+pub fn make_node(name: &str, rdev: u64) -> Result<(), FsError> {
+    with(|fs| {
+        let dev = fs.lookup(ROOT, "/dev")?;
+        fs.mknod_chr(dev, name, 0o666, rdev).map(|_| ())
+    })
+}
+
+/// Removes `/dev/NAME` (a module's device that is gone); descriptions
+/// still open on it keep the node, as after any unlink.
+pub fn remove_node(name: &str) {
+    with(|fs| {
+        if let Ok(dev) = fs.lookup(ROOT, "/dev") {
+            let _ = fs.unlink(dev, name);
+        }
+    })
+}
+
 /// Runs `f` on the file system, with interrupts off so the lock is never
 /// held across a switch. `f` must not drop an `OpenFile` (its `Drop` takes
 /// this lock) nor touch user memory (copy it before or after).
@@ -95,12 +113,21 @@ pub fn with<R>(f: impl FnOnce(&mut RamFs<'static>) -> R) -> R {
 pub fn read_file(cwd: Ino, path: impl AsRef<[u8]>) -> Result<Vec<u8>, FsError> {
     with(|fs| {
         let ino = fs.lookup(cwd, path)?;
-        let data = fs.data(ino)?;
-        let mut copy = Vec::new();
-        copy.try_reserve_exact(data.len()).map_err(|_| FsError::NoSpace)?;
-        copy.extend_from_slice(data);
-        Ok(copy)
+        copy_of(fs, ino)
     })
+}
+
+/// The whole regular file `ino`, copied (out of heap is `NoSpace`).
+pub fn read_ino(ino: Ino) -> Result<Vec<u8>, FsError> {
+    with(|fs| copy_of(fs, ino))
+}
+
+fn copy_of(fs: &RamFs<'static>, ino: Ino) -> Result<Vec<u8>, FsError> {
+    let data = fs.data(ino)?;
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(data.len()).map_err(|_| FsError::NoSpace)?;
+    copy.extend_from_slice(data);
+    Ok(copy)
 }
 
 /// What `stat` says of `path` (from `cwd` when relative): the mode bits

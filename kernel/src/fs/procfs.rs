@@ -50,7 +50,10 @@ pub fn prepare(path: &mut Vec<u8>) {
         }
     }
     let entries = snapshot();
-    let files = counters(&entries);
+    let mut files = counters(&entries);
+    // Modules' entries are shown before the lock: their code runs.
+    let extra = crate::module::proc_files();
+    files.extend(extra.iter().map(|(name, text)| (name.as_str(), text.clone())));
     super::with(|fs| {
         if let Err(e) = rebuild(fs, &entries, &files) {
             // Said once: a program looping over /proc must not flood the console.
@@ -93,6 +96,15 @@ fn snapshot() -> Vec<Entry> {
 }
 
 /// The files of `/proc` itself: (name, contents).
+/// Whether a module may name a `/proc` entry `name`: not a number (a
+/// process), not `self` or `thread-self`, not one of the kernel's files.
+pub fn free_name(name: &str) -> bool {
+    let kernel = counters(&[]);
+    !name.bytes().all(|b| b.is_ascii_digit())
+        && !["self", "thread-self"].contains(&name)
+        && kernel.iter().all(|(n, _)| *n != name)
+}
+
 fn counters(entries: &[Entry]) -> Vec<(&'static str, String)> {
     let (free, total) = crate::mm::frames::stats();
     let kib = |frames: u64| frames * 4;
@@ -133,6 +145,7 @@ fn counters(entries: &[Entry]) -> Vec<(&'static str, String)> {
         // The root as tmpfs, not "rootfs", which df and mount skip.
         ("mounts", String::from("tmpfs / tmpfs rw 0 0\nproc /proc proc rw 0 0\n")),
         ("filesystems", String::from("nodev\ttmpfs\nnodev\tproc\n")),
+        ("modules", crate::module::proc_modules()),
         (
             "cpuinfo",
             format!(

@@ -4,6 +4,7 @@
 
 pub mod frames;
 pub mod heap;
+pub mod modarea;
 pub mod usercopy;
 pub mod vm;
 pub mod walk;

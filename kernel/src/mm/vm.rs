@@ -82,11 +82,11 @@ impl Batch {
     }
 
     /// Entry `index` of `table` as it will be when the batch runs.
-    fn entry(&self, table: u64, index: usize) -> Pte {
+    pub(super) fn entry(&self, table: u64, index: usize) -> Pte {
         if self.fresh.contains(&table) { Pte::from_bits(0) } else { walk::entry(table * PAGE_SIZE, index) }
     }
 
-    fn write(&mut self, table: u64, index: usize, pte: u64) {
+    pub(super) fn write(&mut self, table: u64, index: usize, pte: u64) {
         self.ops.push(BatchOp { kind: BatchOp::WRITE, a: table, b: index as u64, c: pte });
     }
 
@@ -134,7 +134,7 @@ impl AddressSpace {
             let table = self.walk_or_create(va, &mut batch, &mut new_tables)?;
             let index = table_index(va, 1);
             if batch.entry(table, index).is_present() {
-                self.give_back(new_tables);
+                give_back(new_tables);
                 return Err(VmError::AlreadyMapped { va });
             }
             batch.write(table, index, Pte::new(pa, flags | PteFlags::PRESENT).bits());
@@ -158,7 +158,7 @@ impl AddressSpace {
         let mut new_tables = Vec::new();
         let table = self.walk_or_create(va, &mut batch, &mut new_tables)?;
         if batch.entry(table, table_index(va, 1)).is_present() {
-            self.give_back(new_tables);
+            give_back(new_tables);
             return Err(VmError::AlreadyMapped { va });
         }
         let tables = batch.submit();
@@ -219,51 +219,11 @@ impl AddressSpace {
 
     /// The level-1 table for `va`, if the levels above exist.
     fn leaf_table(&self, va: u64) -> Option<u64> {
-        let mut table = self.root.number();
-        for level in (2..=4u8).rev() {
-            let e = walk::entry(table * PAGE_SIZE, table_index(va, level));
-            if !e.is_present() || e.is_huge() {
-                return None;
-            }
-            table = e.addr() / PAGE_SIZE;
-        }
-        Some(table)
+        leaf_table(self.root.number(), va)
     }
 
     fn walk_or_create(&self, va: u64, batch: &mut Batch, new_tables: &mut Vec<Frame>) -> Result<u64, VmError> {
-        let mut table = self.root.number();
-        for level in (2..=4u8).rev() {
-            let index = table_index(va, level);
-            let e = batch.entry(table, index);
-            table = if let Some(&child) = batch.pending.get(&(table, index)) {
-                child
-            } else if e.is_present() {
-                if e.is_huge() {
-                    return Err(VmError::AlreadyMapped { va });
-                }
-                e.addr() / PAGE_SIZE
-            } else {
-                let Some(frame) = frames::alloc() else {
-                    self.give_back(core::mem::take(new_tables));
-                    return Err(VmError::OutOfFrames);
-                };
-                new_tables.push(frame);
-                let child = frame.number();
-                batch.ops.push(BatchOp { kind: BatchOp::DECLARE, a: child, b: u64::from(level - 1), c: 0 });
-                batch.write(table, index, Pte::new(child * PAGE_SIZE, TABLE_FLAGS).bits());
-                batch.pending.insert((table, index), child);
-                batch.fresh.insert(child);
-                child
-            };
-        }
-        Ok(table)
-    }
-
-    /// Frees frames that were allocated for tables never submitted.
-    fn give_back(&self, frames_: Vec<Frame>) {
-        for f in frames_ {
-            let _ = frames::free(f);
-        }
+        walk_or_create(self.root.number(), va, batch, new_tables)
     }
 
     /// Clears every lower-half entry, removes every table and the root, in
@@ -295,6 +255,64 @@ impl Drop for AddressSpace {
             }
             Err(e) => crate::println!("vm: address space {:#x} not torn down ({e}); its frames leak", self.root.addr()),
         }
+    }
+}
+
+/// The level-1 table for `va` under the root `root` (a frame number), if
+/// the levels above exist.
+pub(super) fn leaf_table(root: u64, va: u64) -> Option<u64> {
+    let mut table = root;
+    for level in (2..=4u8).rev() {
+        let e = walk::entry(table * PAGE_SIZE, table_index(va, level));
+        if !e.is_present() || e.is_huge() {
+            return None;
+        }
+        table = e.addr() / PAGE_SIZE;
+    }
+    Some(table)
+}
+
+/// The level-1 table for `va` under the root `root`, with the batch's
+/// pending tables; a missing level is a fresh frame, declared and linked in
+/// `batch` and added to `new_tables` (all of them given back on failure).
+pub(super) fn walk_or_create(
+    root: u64,
+    va: u64,
+    batch: &mut Batch,
+    new_tables: &mut Vec<Frame>,
+) -> Result<u64, VmError> {
+    let mut table = root;
+    for level in (2..=4u8).rev() {
+        let index = table_index(va, level);
+        let e = batch.entry(table, index);
+        table = if let Some(&child) = batch.pending.get(&(table, index)) {
+            child
+        } else if e.is_present() {
+            if e.is_huge() {
+                return Err(VmError::AlreadyMapped { va });
+            }
+            e.addr() / PAGE_SIZE
+        } else {
+            let Some(frame) = frames::alloc() else {
+                give_back(core::mem::take(new_tables));
+                return Err(VmError::OutOfFrames);
+            };
+            new_tables.push(frame);
+            let child = frame.number();
+            batch.ops.push(BatchOp { kind: BatchOp::DECLARE, a: child, b: u64::from(level - 1), c: 0 });
+            batch.write(table, index, Pte::new(child * PAGE_SIZE, TABLE_FLAGS).bits());
+            batch.pending.insert((table, index), child);
+            batch.fresh.insert(child);
+            child
+        };
+    }
+    Ok(table)
+}
+
+/// Frees frames that were allocated for tables never submitted.
+fn give_back(frames_: Vec<Frame>) {
+    for f in frames_ {
+        let _ = frames::free(f);
     }
 }
 

@@ -21,6 +21,8 @@ pub mod errno {
     pub const EACCES: i64 = 13;
     pub const EFAULT: i64 = 14;
     pub const EEXIST: i64 = 17;
+    pub const ENOENT: i64 = 2;
+    pub const EFBIG: i64 = 27;
     pub const ESRCH: i64 = 3;
     pub const EINTR: i64 = 4;
     pub const EAGAIN: i64 = 11;
@@ -71,6 +73,9 @@ mod nr {
     pub const FSYNC: u64 = number("fsync");
     pub const FDATASYNC: u64 = number("fdatasync");
     pub const REBOOT: u64 = number("reboot");
+    pub const INIT_MODULE: u64 = number("init_module");
+    pub const FINIT_MODULE: u64 = number("finit_module");
+    pub const DELETE_MODULE: u64 = number("delete_module");
     pub const SYSINFO: u64 = number("sysinfo");
     pub const GETPPID: u64 = number("getppid");
     pub const SIGALTSTACK: u64 = number("sigaltstack");
@@ -253,6 +258,9 @@ fn handlers() -> Vec<(u64, Handler)> {
         // The RAM file system has nothing to write back.
         (nr::SYNC, |_| Ok(0)),
         (nr::REBOOT, |f| reboot(int(f.rdi), int(f.rsi), f.rdx as u32)),
+        (nr::INIT_MODULE, |f| init_module(f.rdi, f.rsi, f.rdx)),
+        (nr::FINIT_MODULE, |f| finit_module(f.rdi, f.rsi, int(f.rdx))),
+        (nr::DELETE_MODULE, |f| delete_module(f.rdi, f.rsi)),
         (nr::SYSINFO, |f| sysinfo(f.rdi)),
         (nr::ARCH_PRCTL, |f| arch_prctl(int(f.rdi), f.rsi)),
         (nr::CLOCK_GETTIME, |f| clock_gettime(int(f.rdi), f.rsi)),
@@ -1185,6 +1193,67 @@ fn reboot(magic: i32, magic2: i32, cmd: u32) -> SysResult {
         }
         _ => Err(errno::EINVAL),
     }
+}
+
+/// The largest module file `init_module` copies in: four times the
+/// largest image, which leaves room for symbols and relocations.
+const MODULE_FILE_MAX: u64 = 4 * klib::module::MAX_IMAGE;
+
+/// `init_module`: the module's file at `image` (`len` bytes). Parameters
+/// are not supported: only an empty string is accepted.
+fn init_module(image: u64, len: u64, params: u64) -> SysResult {
+    let root = root()?;
+    no_module_params(root, params)?;
+    if len > MODULE_FILE_MAX {
+        return Err(errno::EFBIG);
+    }
+    if !crate::mm::heap::can_grow(len) {
+        return Err(errno::ENOMEM);
+    }
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(len as usize).map_err(|_| errno::ENOMEM)?;
+    bytes.resize(len as usize, 0);
+    copy_from_user(root, &mut bytes, image).map_err(|_| errno::EFAULT)?;
+    load_module(&bytes)
+}
+
+/// `finit_module`: as `init_module`, the file read from `fd`. None of
+/// the flags (ignore version magic, decompress) applies here.
+fn finit_module(fd: u64, params: u64, flags: i32) -> SysResult {
+    no_module_params(root()?, params)?;
+    if flags != 0 {
+        return Err(errno::EINVAL);
+    }
+    let bytes = with_files(|_, files| crate::fs::files::whole_file(files, fd))??;
+    load_module(&bytes)
+}
+
+fn no_module_params(root: u64, params: u64) -> Result<(), i64> {
+    match user_string(root, params, 4096)? {
+        Some(p) if p.iter().all(|b| b.is_ascii_whitespace()) => Ok(()),
+        Some(_) => Err(errno::EINVAL),
+        None => Err(ENAMETOOLONG),
+    }
+}
+
+fn load_module(bytes: &[u8]) -> SysResult {
+    match crate::module::load(bytes) {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            crate::println!("init_module: pid {}: {e}", crate::sched::current());
+            Err(e.errno())
+        }
+    }
+}
+
+/// `delete_module`: the flags change nothing, as on a Linux built without
+/// forced unloading: the kernel never waits for a module's users to go
+/// (O_NONBLOCK, which every caller passes, is how it always behaves), and
+/// O_TRUNC does not force an unload (busybox also passes O_EXCL).
+fn delete_module(name: u64, _flags: u64) -> SysResult {
+    let name = user_string(root()?, name, klib::module::NAME_MAX + 1)?.ok_or(errno::ENOENT)?;
+    let name = core::str::from_utf8(&name).map_err(|_| errno::ENOENT)?;
+    crate::module::unload(name).map(|()| 0).map_err(|e| e.errno())
 }
 
 fn uname(buf: u64) -> SysResult {
