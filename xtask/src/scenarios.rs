@@ -152,6 +152,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         hostile_scenario("hostile"),
         monitor_scenario("monitor-locked", false),
+        modules_scenario("modules", false),
         fuzz_scenario("fuzz", FUZZ_SEED, FUZZ_CALLS),
         // Every service off: the kernel runs programs without them.
         Scenario {
@@ -328,6 +329,53 @@ fn monitor_scenario(name: &'static str, native: bool) -> Scenario {
     }
 }
 
+/// Loadable modules from the kernel shell: the issue's own script
+/// (insmod, lsmod, rmmod of `hello`), `/dev/rot13` from a user program,
+/// `/proc/ticker`, the refusals a user sees, and a malicious module: the
+/// NK refuses its text on the protected kernel; on `native` its init runs
+/// the hidden `mov cr0` (and reports it with errno 133).
+fn modules_scenario(name: &'static str, native: bool) -> Scenario {
+    let mut checks: Vec<Check> = vec![
+        ("hello-loads", |s| contains(s, "hello: loaded, interface 1").and(contains(s, "insmod: hello loaded ("))),
+        ("lsmod-lists", |s| match s.output.lines().find(|l| l.starts_with("hello ")) {
+            Some(l) if l.contains("0xffffffffc0") && l.contains(" 1.0 ") => Ok(()),
+            other => Err(format!("lsmod's line for hello is {other:?}")),
+        }),
+        ("rmmod", |s| contains(s, "hello: unloaded\nrmmod: hello unloaded")),
+        ("loaded-twice", |s| contains(s, "insmod: /lib/modules/hello.ko: a module named hello is loaded (errno 17)")),
+        ("not-loaded", |s| contains(s, "rmmod: nothing: no module of that name is loaded")),
+        ("not-a-module", |s| contains(s, "insmod: /bin/hello: not a module: not a relocatable file (errno 8)")),
+        ("rot13-from-user", |s| has_line(s, "Uryyb, Jbeyq")),
+        ("ticker-proc", |s| contains(s, "ticks: ").and(contains(s, "ticker: unloaded after "))),
+        ("proc-modules", |s| {
+            let line = s.output.lines().find(|l| l.starts_with("rot13 ") && l.contains(" Live 0x"));
+            line.map(drop).ok_or_else(|| "no /proc/modules line for rot13".into())
+        }),
+        ("all-unloaded", |s| contains(s, "(5 loaded and 5 unloaded since boot)")),
+        ("poweroff", |s| exit_status(s, EXIT_SUCCESS)),
+    ];
+    if native {
+        checks.push(("evil-runs", |s| contains(s, "evil_unaligned.ko: its init failed with errno 133")));
+    } else {
+        checks.push(("evil-refused", |s| {
+            contains(s, "evil_unaligned.ko: the nested kernel refused it: vMMU refused: frame ")?;
+            contains(s, "holds a protected instruction's opcode at byte 1")
+        }));
+    }
+    let script = "insmod /lib/modules/hello.ko\nlsmod\ninsmod /lib/modules/hello.ko\nrmmod hello\n\
+        rmmod nothing\ninsmod /bin/hello\ninsmod /lib/modules/rot13.ko\nrun /bin/sh\n\
+        echo Hello, World > /dev/rot13\ncat /dev/rot13\ncat /proc/modules\nexit\nrmmod rot13\n\
+        insmod /lib/modules/ticker.ko\nsleep 100\nrun /bin/cat /proc/ticker\nrmmod ticker\n\
+        insmod /lib/modules/evil_unaligned.ko\ninsmod /lib/modules/hello.ko\nrmmod hello\n\
+        insmod /lib/modules/rot13.ko\nrmmod rot13\nlsmod\npoweroff\n";
+    Scenario::new(name, script, checks)
+}
+
+/// The modules group on the native build.
+pub fn run_modules_native(kernel: &Path, initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) {
+    run_scenarios(vec![modules_scenario("modules-native", true)], kernel, initrd, filter, tally);
+}
+
 /// The locked-monitor group on the native build.
 pub fn run_monitor_native(kernel: &Path, initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) {
     run_scenarios(vec![monitor_scenario("monitor-locked-native", true)], kernel, initrd, filter, tally);
@@ -485,6 +533,10 @@ echo "tty=$(tty) fd0=$(readlink /proc/self/fd/0)"
 echo "df=$(df / | tail -n 1 | sed 's/.* //') fs=$(stat -f -c %T / /proc | tr '\n' ' ')"
 cat & sleep 0.5; echo "ttin=$(cut -d' ' -f3 /proc/$!/stat)"; kill -9 $!; wait $!; echo "ttin-wait=$?"
 sync; echo "sync=$?"
+insmod /lib/modules/rot13.ko; echo "insmod=$?"
+echo "lsmod=$(lsmod | grep -c '^rot13 ')"
+echo Hello > /dev/rot13; echo "rot13=$(cat /dev/rot13)"
+rmmod rot13; echo "rmmod=$? left=$(grep -c rot13 /proc/modules)"
 "#;
 
 /// The workload's end. Ctrl-C is typed once the loop runs (a NUL holds
@@ -552,6 +604,12 @@ fn userland_scenario(group: &'static str) -> Scenario {
                     contains(s, "ttin-wait=137").or_else(|_| contains(s, "ttin-wait=149"))
                 }),
                 ("sync", |s| contains(s, "sync=0")),
+                ("busybox-modules", |s| {
+                    contains(s, "insmod=0")?;
+                    contains(s, "lsmod=1")?;
+                    contains(s, "rot13=Uryyb")?;
+                    contains(s, "rmmod=0 left=0")
+                }),
                 ("finished", |s| {
                     contains(s, "workload-done")?;
                     match s.output.lines().find(|l| l.contains("exited with status")) {

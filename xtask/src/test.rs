@@ -132,6 +132,7 @@ fn native_stage(initrd: Option<&Path>, filter: Option<&str>, tally: &mut Tally) 
             crate::scenarios::run_user(&kernel, initrd, "user-native", filter, tally);
             crate::scenarios::run_hostile(&kernel, initrd, "hostile-native", filter, tally);
             crate::scenarios::run_monitor_native(&kernel, initrd, filter, tally);
+            crate::scenarios::run_modules_native(&kernel, initrd, filter, tally);
             crate::scenarios::run_fuzz(&kernel, initrd, "fuzz-native", filter, tally);
             Some(kernel)
         }
