@@ -14,8 +14,17 @@ use std::{env, fs, io};
 
 /// The modules `modules/` builds, packed as `lib/modules/NAME.ko`: the
 /// examples, then the malicious ones the attack catalog loads.
-pub const MODULES: &[&str] =
-    &["hello", "rot13", "ticker", "evil_unaligned", "evil_pagecross", "evil_reloc", "evil_selfwrite"];
+pub const MODULES: &[&str] = &[
+    "hello",
+    "rot13",
+    "ticker",
+    "evil_unaligned",
+    "evil_pagecross",
+    "evil_reloc",
+    "evil_selfwrite",
+    "evil_hook",
+    "evil_nkcall",
+];
 const TARGET: &str = "x86_64-unknown-none";
 
 pub fn modules_dir() -> PathBuf {

@@ -135,6 +135,11 @@ unsafe extern "C" {
     fn nk_gate_body(op: u64, a0: u64, a1: u64, a2: u64, caller: u64) -> nk::GateResult;
 }
 
+/// The gate body's address, for a malicious module to jump to.
+pub(super) fn body_address() -> u64 {
+    nk_gate_body as *const () as u64
+}
+
 /// Calls the body behind the gate directly, skipping the gate: an
 /// `nk_write` to the sealed system-call table (I11's write-once region).
 /// With protection on, the body's first write to NK data faults and the

@@ -137,6 +137,8 @@ pub const CATALOG: &[Attack] = &[
     runs("module-relocation-formed", "I7", modules::relocation_formed),
     runs("module-writes-own-text", "I6", modules::writes_own_text),
     runs("module-writable-code", "I6", modules::writable_code),
+    runs("module-hook-syscall", "I11", modules::hook_syscall),
+    runs("module-calls-nk-body", "I4", modules::call_nk_body),
     // Last: on `native` their backwards copies may also scribble on NK data.
     runs("gate-df-append", "I11", flags::df_append),
     runs("gate-df-declare", "I2", flags::df_declare),

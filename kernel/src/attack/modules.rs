@@ -17,10 +17,15 @@ use alloc::string::String;
 const PAYLOAD_RAN: i64 = 133;
 
 fn load(name: &str) -> Result<Result<String, LoadError>, Outcome> {
+    load_with(name, &[])
+}
+
+/// Loads `name`, resolving `extra` for it as a compromised loader would.
+fn load_with(name: &str, extra: &[(&str, u64)]) -> Result<Result<String, LoadError>, Outcome> {
     let path = format!("/lib/modules/{name}.ko");
     let bytes = crate::fs::read_file(crate::fs::ROOT, &path)
         .map_err(|e| NotRun(format!("{path}: {e} (built by cargo xtask build)")))?;
-    Ok(crate::module::load(&bytes))
+    Ok(crate::module::load_with(&bytes, extra))
 }
 
 /// Loads the malicious module `name`: blocked if the NK refused its text,
@@ -90,4 +95,59 @@ pub fn writable_code() -> Outcome {
     let _ = modarea::unmap(va, 1);
     let _ = frames::free(frame);
     outcome
+}
+
+/// Hooks getppid by a store from module code into the sealed system-call
+/// table: the store faults on the protected kernel (this thread dies,
+/// leaving the module half-loaded); on `native` the hook is in place.
+pub fn hook_syscall() -> Outcome {
+    use super::services::{VICTIM, evil, victim_is_evil};
+    let Some(slot) = crate::services::systable::entry_address(VICTIM) else {
+        return NotRun(String::from("no system-call table"));
+    };
+    let old = crate::services::systable::lookup(VICTIM).map_or(0, |h| h as *const () as u64);
+    let extra = [("evil_syscall_slot", slot), ("evil_handler", evil as *const () as u64)];
+    let outcome = match load_with("evil_hook", &extra) {
+        Err(outcome) => return outcome,
+        Ok(Err(LoadError::Init(PAYLOAD_RAN))) if victim_is_evil() => {
+            Succeeded(String::from("evil_hook stored into the sealed table: getppid dispatched to the attacker"))
+        }
+        Ok(r) => NotRun(format!("evil_hook: {:?}", r.err())),
+    };
+    restore(slot, old);
+    outcome
+}
+
+/// Calls the NK's gate body from module code, past the gate, to write the
+/// sealed system-call table: on the protected kernel the body's first
+/// write to NK data faults (this thread dies); on `native` it lands.
+pub fn call_nk_body() -> Outcome {
+    use super::services::{VICTIM, evil, victim_is_evil};
+    let Some(slot) = crate::services::systable::entry_address(VICTIM) else {
+        return NotRun(String::from("no system-call table"));
+    };
+    let old = crate::services::systable::lookup(VICTIM).map_or(0, |h| h as *const () as u64);
+    let word = alloc::boxed::Box::new(evil as *const () as u64);
+    let extra = [
+        ("evil_gate_body", super::gate::body_address()),
+        ("evil_syscall_slot", slot),
+        ("evil_src", super::direct_map(&*word as *const u64 as u64)),
+    ];
+    let outcome = match load_with("evil_nkcall", &extra) {
+        Err(outcome) => return outcome,
+        Ok(Err(LoadError::Init(PAYLOAD_RAN))) if victim_is_evil() => {
+            Succeeded(String::from("evil_nkcall ran the NK's gate body past the gate: getppid redirected"))
+        }
+        Ok(r) => NotRun(format!("evil_nkcall: {:?}", r.err())),
+    };
+    restore(slot, old);
+    outcome
+}
+
+/// Puts the table entry back after an attack that got through (`native`,
+/// where the table is writable memory).
+fn restore(slot: u64, old: u64) {
+    if super::NATIVE {
+        super::services::restore_entry(slot, old);
+    }
 }

@@ -29,6 +29,14 @@ pub(super) fn victim_is_evil() -> bool {
     systable::lookup(VICTIM).is_some_and(|h| (h as usize) == (evil as *const () as usize) && h(&mut frame) == Ok(MAGIC))
 }
 
+/// Writes a table entry back (on `native`, where the table is writable
+/// memory), after an attack that changed it.
+pub(super) fn restore_entry(slot: u64, old: u64) {
+    // SAFETY: `slot` is the table entry an attack overwrote; the value is
+    // the handler it held.
+    unsafe { (slot as *mut u64).write_volatile(old) };
+}
+
 /// A store straight into the sealed system-call table.
 pub fn syscall_table_overwrite() -> Outcome {
     let Some(addr) = systable::entry_address(VICTIM) else { return NotRun("no system-call table".into()) };

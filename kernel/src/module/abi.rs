@@ -370,7 +370,7 @@ unsafe extern "C" fn nkmod_panic(text: *const u8, len: usize) -> ! {
         // SAFETY: the caller's contract, bounded.
         unsafe { core::slice::from_raw_parts(text, len.min(CHUNK)) }
     };
-    panic!("a module panicked: {}", String::from_utf8_lossy(bytes));
+    panic!("a loadable module panicked: {}", String::from_utf8_lossy(bytes));
 }
 
 /// From the timer interrupt: runs the timers that are due, with no lock

@@ -137,10 +137,17 @@ fn place(modules: &[Loaded], pages: u64) -> Option<u64> {
 
 /// Loads the module in `bytes` and runs its `init`; returns its name.
 pub fn load(bytes: &[u8]) -> Result<String, LoadError> {
-    crate::arch::without_interrupts(|| load_quiet(bytes))
+    load_with(bytes, &[])
 }
 
-fn load_quiet(bytes: &[u8]) -> Result<String, LoadError> {
+/// `load`, resolving `extra` symbols before the kernel's exports: what a
+/// compromised loader would do for a malicious module (the attack catalog
+/// uses it to hand modules addresses the interface never exports).
+pub fn load_with(bytes: &[u8], extra: &[(&str, u64)]) -> Result<String, LoadError> {
+    crate::arch::without_interrupts(|| load_quiet(bytes, extra))
+}
+
+fn load_quiet(bytes: &[u8], extra: &[(&str, u64)]) -> Result<String, LoadError> {
     let module = Module::parse(bytes).map_err(LoadError::Module)?;
     let name = module.info.name.clone();
     let mut modules = MODULES.lock();
@@ -148,7 +155,8 @@ fn load_quiet(bytes: &[u8]) -> Result<String, LoadError> {
         return Err(LoadError::Exists(name));
     }
     let base = place(&modules, module.pages()).ok_or(LoadError::NoMemory)?;
-    let image = module.link(base, &abi::resolve).map_err(LoadError::Module)?;
+    let resolve = |name: &str| extra.iter().find(|(n, _)| *n == name).map(|&(_, a)| a).or_else(|| abi::resolve(name));
+    let image = module.link(base, &resolve).map_err(LoadError::Module)?;
     let mut frames_ = Vec::new();
     frames_.try_reserve_exact(module.pages() as usize).map_err(|_| LoadError::NoMemory)?;
     for page in image.bytes.chunks_exact(PAGE_SIZE as usize) {
