@@ -373,6 +373,17 @@ crate::ktest!(
         crate::kassert!(load(b"#!/bin/sh\necho hi\n").is_err_and(|e| e.errno() == 8));
         crate::kassert!(unload("hello") == Err(UnloadError::NotLoaded));
         crate::kassert!(before == footprint(), "a refused load leaked: {:?} then {:?}", before, footprint());
+        // Refused by the NK (protected) or by its own init (native, where
+        // the hidden instruction runs): either way nothing stays.
+        let evil = crate::fs::read_file(crate::fs::ROOT, "/lib/modules/evil_pagecross.ko")
+            .map_err(|e| alloc::format!("{e}"))?;
+        let before = footprint();
+        for _ in 0..20 {
+            let e = load(&evil).err().ok_or("evil_pagecross loaded")?;
+            let want = if nk::BACKEND == "native" { 133 } else { 1 };
+            crate::kassert!(e.errno() == want, "evil_pagecross: errno {} ({})", e.errno(), e);
+        }
+        crate::kassert!(before == footprint(), "refused evil loads leaked: {:?} then {:?}", before, footprint());
         Ok(())
     }
 );

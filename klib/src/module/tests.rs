@@ -304,3 +304,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_relocation_naming_no_symbol_is_refused() {
+    let mut b = Build::new(&[0; 8]);
+    let print = b.external("nkmod_print");
+    b.reloc(b.text, 0, print, 0, elf::R_X86_64_PC32);
+    let mut bytes = b.bytes();
+    // Point the one relocation's symbol index past the table's end.
+    let (_, sections) = sections(&bytes).unwrap();
+    let rela = sections.iter().find(|s| s.sh_type.get(LE) == elf::SHT_RELA).unwrap();
+    let info_at = rela.sh_offset.get(LE) as usize + 8;
+    let r_type = u64::from(elf::R_X86_64_PC32);
+    bytes[info_at..info_at + 8].copy_from_slice(&(0xffff_u64 << 32 | r_type).to_le_bytes());
+    assert_eq!(link(&bytes).unwrap_err(), ModError::BadSymbol { index: 0xffff });
+}
