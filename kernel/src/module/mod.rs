@@ -22,7 +22,7 @@ use klib::module::{Kind, ModError, Module};
 use nk_model::layout::PAGE_SIZE;
 use spin::Mutex;
 
-pub use abi::{dev_close, dev_open, dev_read, dev_write, device_slot, proc_files, tick};
+pub use abi::{dev_close, dev_open, dev_read, dev_write, device_slot, proc_files, set_quiet, tick};
 
 /// A module in the kernel.
 struct Loaded {

@@ -70,6 +70,8 @@ pub const ROWS: &[RowSpec] = &[
     kernel("declare_ptp", "declare_ptp (zero, write-protect alias)"),
     kernel("load_cr3", "load_cr3 (same root again)"),
     kernel("raw_toggle", "raw protection toggle alone (off+on)"),
+    kernel("module_load", "module load (hello.ko: link, map, vet text, init)"),
+    kernel("module_unload", "module unload (exit, unmap, release text, free)"),
 ];
 
 pub fn spec(name: &str) -> Option<&'static RowSpec> {
@@ -160,6 +162,12 @@ mod tests {
         assert_eq!((name, obs), ("gate_round_trip", Observation::Value { ns: 3180.666, crossings: Some(1.0) }));
         let (_, obs) = parse_line("nk-bench: row=raw_toggle ticks=0 ns=0.000 crossings=0.000").unwrap();
         assert!(matches!(obs, Observation::Unavailable(_)));
+        let (name, obs) =
+            parse_line("nk-bench: row=module_load unavailable=/lib/modules/hello.ko: no such file").unwrap();
+        assert_eq!(
+            (name, obs),
+            ("module_load", Observation::Unavailable("/lib/modules/hello.ko: no such file".into()))
+        );
     }
 
     #[test]
@@ -205,6 +213,6 @@ mod tests {
         assert_eq!(spec("fork_exit").unwrap().max_crossings, Some(2.0));
         assert_eq!(spec("null_syscall").unwrap().perspicuos, Some(1.07));
         assert_eq!(spec("null_syscall_audit").unwrap().perspicuos, Some(4.41));
-        assert_eq!(ROWS.iter().filter(|r| r.source == Source::Kernel).count(), 6);
+        assert_eq!(ROWS.iter().filter(|r| r.source == Source::Kernel).count(), 8);
     }
 }
