@@ -73,6 +73,8 @@ operations! {
     AuditAppend = 20, "audit_append";
     AuditSwitch = 21, "audit_switch";
     ReleaseCode = 22, "release_code";
+    /// A context switch: kernel stack, FS base and CR3 in one crossing.
+    Switch = 23, "switch";
 }
 
 // The numbers are the indices of `Op::ALL`: the counters rely on it.
@@ -315,6 +317,7 @@ fn dispatch_op(op: Op, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
         Op::ReleaseCode => vmmu_done(vmmu::release_code(a0)),
         Op::SetSyscallEntry => accepted(crate::trap::set_syscall_entry(a0), a0),
         Op::SetKernelStack => accepted(crate::gdt::set_kernel_stack(a0), a0),
+        Op::Switch => switch_parts(a0, a1, a2),
         Op::SetTrapHandler => accepted(crate::trap::install_handler(a0), a0),
         Op::SetCr0 => done(cpu_state::set_cr0(a0)),
         Op::SetCr4 => done(cpu_state::set_cr4(a0, &crate::boot_info::published().cpu)),
@@ -329,6 +332,38 @@ fn dispatch_op(op: Op, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
         Op::AuditAppend => services_done(services::audit(a0).map(|()| 0)),
         Op::AuditSwitch => services_done(services::audit_switch(a0, caller)),
     }
+}
+
+/// `switch`: each part as its own operation would do it, with the same
+/// checks, in this order; `KEEP` leaves a part alone. The first refusal
+/// ends the call with that part's error (the parts before it are done).
+fn switch_parts(rsp0: u64, fs_base: u64, root: u64) -> GateResult {
+    if rsp0 != KEEP && !crate::gdt::set_kernel_stack(rsp0) {
+        return GateResult { status: gate::STATUS_BAD_OP, detail: rsp0 };
+    }
+    if fs_base != KEEP
+        && let Err(e) = cpu_state::write_msr(crate::sites::MSR_FS_BASE, fs_base)
+    {
+        return encode_cpu(e);
+    }
+    if root != KEEP {
+        return vmmu_done(vmmu::load_cr3(root));
+    }
+    GateResult::OK
+}
+
+/// A part of `switch` to leave as it is (no stack, FS base or root has
+/// this value: it is neither aligned, canonical nor a frame).
+pub const KEEP: u64 = u64::MAX;
+
+/// Switches this CPU to a thread in one crossing: its kernel stack (the
+/// one taken on an interrupt from user mode), FS base and root, each
+/// `Some` only when it changes. Refused as the separate calls would be
+/// (`set_kernel_stack`, `write_msr` of FS base, `load_cr3`), in that order.
+#[inline(never)]
+pub fn switch(rsp0: Option<u64>, fs_base: Option<u64>, root: Option<u64>) -> Result<(), NkError> {
+    let keep = |v: Option<u64>| v.unwrap_or(KEEP);
+    decode(call(Op::Switch, keep(rsp0), keep(fs_base), keep(root))).map(|_| ())
 }
 
 /// An empty NK call: one gate round trip, nothing else.

@@ -86,6 +86,7 @@ pub const CATALOG: &[Attack] = &[
     runs("declare-mapped-frame", "I10", vmmu::declare_mapped_frame),
     runs("remove-referenced-ptp", "I10", vmmu::remove_referenced_ptp),
     runs("cr3-undeclared-root", "I5", vmmu::cr3_undeclared_root),
+    runs("switch-undeclared-root", "I5", vmmu::switch_undeclared_root),
     runs("declare-twice", "I10", vmmu::declare_twice),
     runs("frames-out-of-range", "I1", vmmu::frames_out_of_range),
     runs("map-code-hidden-mov-cr0", "I7", vmmu::map_code_hidden_mov_cr0),

@@ -225,6 +225,16 @@ pub fn remove_referenced_ptp() -> Outcome {
 /// Loads a root the NK never saw: a copy of the kernel root in a data frame
 /// the attacker can still write.
 pub fn cr3_undeclared_root() -> Outcome {
+    undeclared_root(api::load_cr3)
+}
+
+/// The same through `switch`, the context switch's one crossing: its CR3
+/// part must be refused exactly as `load_cr3` is.
+pub fn switch_undeclared_root() -> Outcome {
+    undeclared_root(|root| api::switch(None, None, Some(root)))
+}
+
+fn undeclared_root(load: fn(u64) -> Result<(), NkError>) -> Outcome {
     let Some(fake) = Scratch::new() else { return NotRun("no frames".into()) };
     let root = api::kernel_root();
     for i in 0..512 {
@@ -233,7 +243,7 @@ pub fn cr3_undeclared_root() -> Outcome {
         unsafe { fake.slot(i as u64).write_volatile(e) };
     }
     let r = crate::arch::without_interrupts(|| {
-        api::load_cr3(fake.pfn())?;
+        load(fake.pfn())?;
         let live = walk::current_root() / PAGE_SIZE;
         // SAFETY: `fake` is ordinary data, writable in the direct map, and
         // slot `ROOT_SLOT` is unused; restored at once.

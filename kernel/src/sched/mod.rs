@@ -284,21 +284,19 @@ fn schedule(leave: Leave) -> bool {
     true
 }
 
-/// The kernel stack and address space of a thread that runs a process:
-/// what the CPU needs before that thread's user code can run. Each NK call
-/// is skipped when the CPU already has the value.
+/// The kernel stack, FS base and address space of a thread that runs a
+/// process: what the CPU needs before that thread's user code can run. One
+/// NK crossing for whatever differs from what the CPU has, none if nothing
+/// does.
 fn activate(user: UserContext, tid: ThreadId) {
     use core::sync::atomic::{AtomicU64, Ordering};
     static RSP0: AtomicU64 = AtomicU64::new(0);
     arch::user::set_syscall_stack(user.kstack_top);
-    if RSP0.swap(user.kstack_top, Ordering::Relaxed) != user.kstack_top {
-        let _ = nk::api::set_kernel_stack(user.kstack_top);
-    }
-    if crate::mm::walk::current_root() / 4096 != user.root {
-        let _ = nk::api::load_cr3(user.root);
-    }
-    if let Some(fs) = crate::proc::fs_base_of(tid) {
-        let _ = set_fs_base(fs);
+    let rsp0 = (RSP0.swap(user.kstack_top, Ordering::Relaxed) != user.kstack_top).then_some(user.kstack_top);
+    let fs = crate::proc::fs_base_of(tid).filter(|&fs| FS_BASE.swap(fs, Ordering::Relaxed) != fs);
+    let root = (crate::mm::walk::current_root() / 4096 != user.root).then_some(user.root);
+    if rsp0.is_some() || fs.is_some() || root.is_some() {
+        let _ = nk::api::switch(rsp0, fs, root);
     }
 }
 
@@ -522,6 +520,23 @@ crate::ktest!(
             Some(Exit::Killed(why)) => crate::kassert!(why.contains("page fault"), "killed for: {}", why),
             other => return Err(alloc::format!("faulting thread ended as {:?}", other)),
         }
+        Ok(())
+    }
+);
+
+crate::ktest!(
+    fn a_switch_is_one_crossing_and_refuses_what_its_parts_refuse() {
+        let root = nk::api::kernel_root();
+        let crossings = nk::api::gate_crossings();
+        let fs = FS_BASE.load(core::sync::atomic::Ordering::Relaxed);
+        arch::without_interrupts(|| nk::api::switch(None, Some(fs), Some(root))).map_err(|e| alloc::format!("{e}"))?;
+        crate::kassert_eq!(nk::api::gate_crossings() - crossings, 1);
+        // Nothing to change: still accepted.
+        crate::kassert!(nk::api::switch(None, None, None).is_ok());
+        // A non-canonical FS base, as write_msr refuses it.
+        crate::kassert!(nk::api::switch(None, Some(1 << 63), None).is_err());
+        // A kernel stack outside the kernel half, as set_kernel_stack refuses it.
+        crate::kassert!(nk::api::switch(Some(0x1000), None, None).is_err());
         Ok(())
     }
 );
