@@ -15,7 +15,8 @@ use std::{env, fs, io};
 /// The user programs' Rust target: static, Linux system calls.
 pub const USER_TARGET: &str = "x86_64-unknown-linux-musl";
 /// The programs `user/` builds, packed as `bin/NAME`.
-pub const PROGRAMS: &[&str] = &["hello", "init", "sh", "utest", "bench", "echo", "cat", "ls", "hostile", "fuzz"];
+pub const PROGRAMS: &[&str] =
+    &["hello", "init", "sh", "utest", "bench", "tiny", "echo", "cat", "ls", "hostile", "fuzz"];
 /// What the built programs are: regular files, rwxr-xr-x.
 pub const PROGRAM_MODE: u32 = S_IFREG | 0o755;
 const DIR_MODE: u32 = S_IFDIR | 0o755;

@@ -17,8 +17,7 @@
 //! whose system calls the kernel lacks (ENOSYS, ENODEV, ...) is reported
 //! unavailable with the reason instead of failing the run.
 //!
-//! `bench --quick` uses shorter samples; `bench --exit` exits at once (the
-//! program `fork+exec` runs); `bench --breakdown ROW` runs one operation of
+//! `bench --quick` uses shorter samples; `bench --breakdown ROW` runs one operation of
 //! ROW between two `nk stat` tables, to show which NK operations it makes.
 #![allow(unsafe_code)] // raw system calls are the thing measured
 
@@ -34,7 +33,8 @@ const PAGE: usize = 4096;
 const FILE_LEN: usize = 1 << 20;
 const DATA_FILE: &CStr = c"/tmp/bench.dat";
 const OPEN_FILE: &CStr = c"/bin/hello";
-const SELF: &CStr = c"/bin/bench";
+/// What the fork+exec row execs: a static program that only exits.
+const TINY: &CStr = c"/bin/tiny";
 
 type RowResult = Result<Sample, String>;
 
@@ -54,16 +54,13 @@ struct Config {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--exit") {
-        return;
-    }
     let quick = args.iter().any(|a| a == "--quick");
     let config =
         if quick { Config { target_ns: 10_000_000, samples: 3 } } else { Config { target_ns: 50_000_000, samples: 7 } };
     println!("bench: start quick={} crossings={}", quick as u8, if crossings().is_some() { "yes" } else { "na" });
     let data = make_data_file();
     let breakdown = args.iter().position(|a| a == "--breakdown").and_then(|i| args.get(i + 1));
-    let rows: [(&str, &mut dyn FnMut(u64) -> RowResult); 10] = [
+    let rows: [(&str, &mut dyn FnMut(u64) -> RowResult); 11] = [
         ("null_syscall", &mut |n| null_syscall(n)),
         ("open_close", &mut |n| open_close(n)),
         ("mmap_1mib", &mut |n| with_data(&data, |fd| mmap_touch_unmap(fd, n))),
@@ -73,6 +70,7 @@ fn main() {
         ("fork_exit", &mut |n| fork_exit(n)),
         ("fork_exec", &mut |n| fork_exec(n)),
         ("pipe_pingpong", &mut |n| pipe_pingpong(n)),
+        ("ctx_switch", &mut |n| ctx_switch(n)),
         ("busybox_workload", &mut |n| busybox_workload(n)),
     ];
     if let Some(wanted) = breakdown {
@@ -398,7 +396,7 @@ fn fork_exit(n: u64) -> RowResult {
 }
 
 fn fork_exec(n: u64) -> RowResult {
-    let argv = [c"bench".as_ptr(), c"--exit".as_ptr(), std::ptr::null()];
+    let argv = [c"tiny".as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null()];
     span(n, || {
         for _ in 0..n {
@@ -407,7 +405,7 @@ fn fork_exec(n: u64) -> RowResult {
             let pid = unsafe { libc::fork() };
             match pid {
                 0 => unsafe {
-                    libc::execve(SELF.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                    libc::execve(TINY.as_ptr(), argv.as_ptr(), envp.as_ptr());
                     libc::_exit(127)
                 },
                 p if p < 0 => return Err(failed("fork")),
@@ -452,6 +450,20 @@ fn busybox_workload(n: u64) -> RowResult {
 /// One byte to a child and back through two pipes: two context switches
 /// per round trip.
 fn pipe_pingpong(n: u64) -> RowResult {
+    token_ring(n)
+}
+
+/// LMBench's `lat_ctx -s 0 2`: two processes pass a token through two
+/// pipes, and each pass is one context switch; the time is per switch,
+/// the pipe read and write included (`lat_ctx` subtracts them; here the
+/// pipe row beside it says what they cost alone).
+fn ctx_switch(n: u64) -> RowResult {
+    let rounds = n.div_ceil(2);
+    token_ring(rounds).map(|s| Sample { ops: 2 * rounds, ..s })
+}
+
+/// `n` round trips of one byte between this process and a child.
+fn token_ring(n: u64) -> RowResult {
     let (mut to_child, mut to_parent) = ([0; 2], [0; 2]);
     // SAFETY: arrays of two descriptors to fill.
     if unsafe { libc::pipe(to_child.as_mut_ptr()) } != 0 {
