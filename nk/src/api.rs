@@ -305,7 +305,7 @@ fn dispatch_op(op: Op, a0: u64, a1: u64, a2: u64, caller: u64) -> GateResult {
         Op::WritePte => vmmu_done(vmmu::write(a0, a1, a2)),
         Op::WritePtes => {
             BATCHED.fetch_add(a1.min(MAX_BATCH), Ordering::Relaxed);
-            batch_done(vmmu::write_batch(a0, a1))
+            write_batch(a0, a1, caller)
         }
         Op::LoadCr3 => vmmu_done(vmmu::load_cr3(a0)),
         Op::FlushTlb => {
@@ -350,6 +350,28 @@ fn switch_parts(rsp0: u64, fs_base: u64, root: u64) -> GateResult {
         return vmmu_done(vmmu::load_cr3(root));
     }
     GateResult::OK
+}
+
+/// `write_ptes`: the vMMU's operations in order, and between them the
+/// switches and mediated writes the batch holds, each checked as its own
+/// operation would be. The first refusal ends the batch: a vMMU refusal
+/// names its index, another is that operation's own error.
+fn write_batch(ptr: u64, count: u64, caller: u64) -> GateResult {
+    let mut reader = match vmmu::BatchReader::open(ptr, count) {
+        Ok(reader) => reader,
+        Err(e) => return batch_done(Err(e)),
+    };
+    loop {
+        let r = match vmmu::write_batch(&mut reader) {
+            Err(e) => return batch_done(Err(e)),
+            Ok(None) => return GateResult::OK,
+            Ok(Some(op)) if op.kind == BatchOp::SWITCH => switch_parts(op.a, op.b, op.c),
+            Ok(Some(op)) => services_done(services::write(op.a, op.b, op.c, caller).map(|()| 0)),
+        };
+        if r.status != 0 {
+            return r;
+        }
+    }
 }
 
 /// A part of `switch` to leave as it is (no stack, FS base or root has
@@ -515,7 +537,7 @@ pub fn audit() -> Result<Report, NkError> {
 
 /// Names kernel data by its direct-map address, which the NK accepts for
 /// sources (the image is linked at `KERNEL_BASE` + its physical address).
-fn direct_map(va: u64) -> u64 {
+pub fn direct_map(va: u64) -> u64 {
     match va.checked_sub(crate::layout::KERNEL_BASE) {
         Some(phys) => crate::layout::phys_to_virt(phys),
         None => va,

@@ -13,7 +13,11 @@ pub const MAX_BATCH: u64 = 4096;
 
 /// One operation of a batch, as the outer kernel lays it out in its memory.
 /// `kind`: 1 declare (`a` frame, `b` level), 2 remove (`a` frame), 3 write
-/// (`a` table frame, `b` index, `c` entry).
+/// (`a` table frame, `b` index, `c` entry); and two that are not the
+/// vMMU's, so one crossing can carry a whole event (a fork, an exit and
+/// the switch after it): 4 switch (`a` kernel stack, `b` FS base, `c` root,
+/// as the `switch` operation), 5 mediated write (`a` destination, `b`
+/// source, `c` length, as `nk_write`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BatchOp {
@@ -27,6 +31,8 @@ impl BatchOp {
     pub const DECLARE: u64 = 1;
     pub const REMOVE: u64 = 2;
     pub const WRITE: u64 = 3;
+    pub const SWITCH: u64 = 4;
+    pub const NK_WRITE: u64 = 5;
 
     fn decode(self) -> Option<Op> {
         Some(match self.kind {
@@ -184,17 +190,41 @@ pub enum BatchFailure {
 
 /// The operations of a batch, copied one by one out of the outer kernel's
 /// memory before each is checked, so changing them meanwhile gains nothing.
-struct BatchReader {
+/// It yields the vMMU's operations; at a switch or a mediated write it
+/// stops and keeps that operation (its copy) for the caller to apply.
+pub(crate) struct BatchReader {
     next: u64,
     left: u64,
     index: usize,
     bad_kind: Option<usize>,
+    other: Option<BatchOp>,
+}
+
+impl BatchReader {
+    /// A reader over `count` operations at `ptr`, if the buffer is one the
+    /// NK reads batches from.
+    pub(crate) fn open(ptr: u64, count: u64) -> Result<Self, BatchFailure> {
+        if !check_batch_buffer(ptr, count) {
+            return Err(BatchFailure::BadBuffer);
+        }
+        Ok(Self { next: ptr, left: count, index: 0, bad_kind: None, other: None })
+    }
+
+    /// Where the vMMU's run stopped: the end (`None`), a kind that does
+    /// not exist, or an operation of another service (its copy).
+    fn stop(&mut self) -> Result<Option<BatchOp>, BatchFailure> {
+        match (self.bad_kind, self.other.take()) {
+            (Some(index), _) => Err(BatchFailure::BadKind { index }),
+            (None, Some(op)) => Ok(Some(op)),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 impl Iterator for BatchReader {
     type Item = Op;
     fn next(&mut self) -> Option<Op> {
-        if self.left == 0 || self.bad_kind.is_some() {
+        if self.left == 0 || self.bad_kind.is_some() || self.other.is_some() {
             return None;
         }
         // SAFETY: `check_batch_buffer` showed the whole buffer lies in the
@@ -202,11 +232,14 @@ impl Iterator for BatchReader {
         let raw = unsafe { (self.next as *const BatchOp).read_volatile() };
         self.next += size_of::<BatchOp>() as u64;
         self.left -= 1;
+        self.index += 1;
         let op = raw.decode();
         if op.is_none() {
-            self.bad_kind = Some(self.index);
+            match raw.kind {
+                BatchOp::SWITCH | BatchOp::NK_WRITE => self.other = Some(raw),
+                _ => self.bad_kind = Some(self.index - 1),
+            }
         }
-        self.index += 1;
         op
     }
 }
@@ -241,16 +274,14 @@ mod ops {
         with_vmmu(|s, m| s.vmmu.release_code(m, RawPfn(pfn)))
     }
 
-    pub fn write_batch(ptr: u64, count: u64) -> Result<(), BatchFailure> {
-        if !check_batch_buffer(ptr, count) {
-            return Err(BatchFailure::BadBuffer);
-        }
-        let mut reader = BatchReader { next: ptr, left: count, index: 0, bad_kind: None };
-        with_vmmu(|s, m| s.vmmu.apply_ops(m, &mut reader)).map_err(BatchFailure::Rule)?;
-        match reader.bad_kind {
-            Some(index) => Err(BatchFailure::BadKind { index }),
-            None => Ok(()),
-        }
+    /// Applies the batch's vMMU operations up to its end or to the next
+    /// operation of another service, which it returns for the caller to
+    /// apply before calling again.
+    pub fn write_batch(reader: &mut BatchReader) -> Result<Option<BatchOp>, BatchFailure> {
+        let base = reader.index;
+        with_vmmu(|s, m| s.vmmu.apply_ops(m, &mut *reader))
+            .map_err(|e| BatchFailure::Rule(BatchError { index: base + e.index, ..e }))?;
+        reader.stop()
     }
 
     pub fn load_cr3(root: u64) -> Result<(), VmmuError> {
@@ -359,19 +390,12 @@ mod ops {
         Ok(())
     }
 
-    pub fn write_batch(ptr: u64, count: u64) -> Result<(), BatchFailure> {
-        if !check_batch_buffer(ptr, count) {
-            return Err(BatchFailure::BadBuffer);
-        }
-        let mut reader = BatchReader { next: ptr, left: count, index: 0, bad_kind: None };
-        for op in &mut reader {
+    pub fn write_batch(reader: &mut BatchReader) -> Result<Option<BatchOp>, BatchFailure> {
+        for op in &mut *reader {
             apply(&mut DirectMap, op);
         }
         finish();
-        match reader.bad_kind {
-            Some(index) => Err(BatchFailure::BadKind { index }),
-            None => Ok(()),
-        }
+        reader.stop()
     }
 
     pub fn load_cr3(root: u64) -> Result<(), VmmuError> {

@@ -47,6 +47,8 @@ pub struct AddressSpace {
     root: Frame,
     /// Every table below the root, so they can be removed and freed.
     tables: Vec<Frame>,
+    /// What the teardown's crossing runs first (see `carry`).
+    carried: Option<Batch>,
 }
 
 /// Operations collected for one gate crossing, with the tables it declares
@@ -59,6 +61,9 @@ pub struct Batch {
     /// Tables the batch declares: empty once it runs, whatever their frames
     /// hold now.
     fresh: BTreeSet<u64>,
+    /// The sources of the batch's mediated writes: boxed, so they stay
+    /// where the operations point while the batch grows.
+    sources: Vec<alloc::boxed::Box<[u8]>>,
 }
 
 impl Default for Batch {
@@ -69,7 +74,7 @@ impl Default for Batch {
 
 impl Batch {
     pub fn new() -> Self {
-        Self { ops: Vec::new(), pending: BTreeMap::new(), fresh: BTreeSet::new() }
+        Self { ops: Vec::new(), pending: BTreeMap::new(), fresh: BTreeSet::new(), sources: Vec::new() }
     }
 
     /// A batch with room for `ops` operations, taken from the heap up
@@ -90,6 +95,22 @@ impl Batch {
         self.ops.push(BatchOp { kind: BatchOp::WRITE, a: table, b: index as u64, c: pte });
     }
 
+    /// Adds a switch of this CPU, as `nk::api::switch`: each part `Some`
+    /// only when it changes.
+    pub fn switch(&mut self, rsp0: Option<u64>, fs_base: Option<u64>, root: Option<u64>) {
+        let keep = |v: Option<u64>| v.unwrap_or(nk::api::KEEP);
+        self.ops.push(BatchOp { kind: BatchOp::SWITCH, a: keep(rsp0), b: keep(fs_base), c: keep(root) });
+    }
+
+    /// Adds a write of `bytes` to NK-protected memory at `dst`, as
+    /// `nk::api::nk_write` (its policy checked when the batch runs).
+    pub fn nk_write(&mut self, dst: u64, bytes: &[u8]) {
+        let source: alloc::boxed::Box<[u8]> = bytes.into();
+        let src = nk::api::direct_map(source.as_ptr() as u64);
+        self.ops.push(BatchOp { kind: BatchOp::NK_WRITE, a: dst, b: src, c: bytes.len() as u64 });
+        self.sources.push(source);
+    }
+
     /// Runs the batch: one gate crossing (none when it is empty).
     pub fn submit(self) -> Result<(), VmError> {
         if self.ops.is_empty() {
@@ -107,7 +128,25 @@ impl AddressSpace {
             let _ = frames::free(root);
             return Err(e.into());
         }
-        Ok(Self { root, tables: Vec::new() })
+        Ok(Self { root, tables: Vec::new(), carried: None })
+    }
+
+    /// A new address space whose root `batch` declares (no crossing of its
+    /// own): nothing may load or use it before the batch has run.
+    pub fn new_in(batch: &mut Batch) -> Result<Self, VmError> {
+        let root = frames::alloc().ok_or(VmError::OutOfFrames)?;
+        batch.ops.push(BatchOp { kind: BatchOp::DECLARE, a: root.number(), b: 4, c: 0 });
+        // Its lower half reads as empty once declared, whatever it holds now.
+        batch.fresh.insert(root.number());
+        Ok(Self { root, tables: Vec::new(), carried: None })
+    }
+
+    /// Makes the teardown, when this space is dropped, run `batch` first
+    /// in the same crossing: the switch away from a space that is live in
+    /// this CPU's CR3, so its root can go in that crossing too, and what
+    /// else belongs to the same event.
+    pub fn carry(&mut self, batch: Batch) {
+        self.carried = Some(batch);
     }
 
     /// The root's frame number, for `nk::api::load_cr3`.
@@ -227,9 +266,10 @@ impl AddressSpace {
     }
 
     /// Clears every lower-half entry, removes every table and the root, in
-    /// one batch. Frames the NK did not hand back are leaked, not reused.
+    /// one batch, after what it carries. Frames the NK did not hand back
+    /// are leaked, not reused.
     fn tear_down(&mut self) -> Result<(), VmError> {
-        let mut batch = Batch::new();
+        let mut batch = self.carried.take().unwrap_or_default();
         for table in self.tables.iter().chain([&self.root]) {
             let entries = if *table == self.root { 0..256 } else { 0..512 };
             for index in entries {

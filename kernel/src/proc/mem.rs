@@ -86,8 +86,31 @@ pub enum Fault {
 pub struct Memory {
     // Dropped in this order: the tables go before the frames they map.
     pub space: AddressSpace,
-    regions: BTreeMap<u64, Region>,
+    regions: Regions,
     pages: Pages,
+}
+
+/// The regions; dropping them lets go of the files they map.
+#[derive(Clone, Default)]
+struct Regions(BTreeMap<u64, Region>);
+
+impl core::ops::Deref for Regions {
+    type Target = BTreeMap<u64, Region>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for Regions {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Regions {
+    fn drop(&mut self) {
+        self.0.values().for_each(|r| release_file(r.backing));
+    }
 }
 
 /// The mapped pages; dropping them lets go of their frames.
@@ -120,7 +143,7 @@ fn flags(prot: u8, hold: Hold) -> PteFlags {
 
 impl Memory {
     pub fn new() -> Result<Memory, VmError> {
-        Ok(Memory { space: AddressSpace::new()?, regions: BTreeMap::new(), pages: Pages(BTreeMap::new()) })
+        Ok(Memory { space: AddressSpace::new()?, regions: Regions::default(), pages: Pages(BTreeMap::new()) })
     }
 
     pub fn root(&self) -> u64 {
@@ -219,7 +242,7 @@ impl Memory {
         // Cut out by splitting, not entry by entry: the B-tree's removal
         // code, inlined here, happened to encode `lmsw` at an unaligned
         // offset, which the image scanner refuses.
-        for r in cut(&mut self.regions, start, end).into_values() {
+        for r in cut(&mut self.regions.0, start, end).into_values() {
             release_file(r.backing);
         }
         let gone = cut(&mut self.pages.0, start, end);
@@ -363,24 +386,40 @@ impl Memory {
         Ok(())
     }
 
-    /// A copy for a child process: the same regions, every page shared.
-    /// Private pages become copy-on-write in both. The parent's pages are
-    /// write-protected and the child's mapped in one batch: two NK
-    /// crossings in all, with the child's root.
-    pub fn fork(&mut self) -> Result<Memory, VmError> {
-        let mut child = Memory::new()?;
-        child.regions = self.regions.clone();
+    /// A copy for a child process: the same regions, every page shared,
+    /// and the batch that makes it (to submit, with whatever else the fork
+    /// changes, before the child runs). Private pages become copy-on-write
+    /// in both, except those in `hot` (the pages both will write at once:
+    /// the stack under the system call, the thread block), which the child
+    /// gets copies of now, so neither takes a fault and a crossing for
+    /// them. The child's root, the parent's write protection and the
+    /// child's mappings are all in the batch: one crossing.
+    pub fn fork(&mut self, hot: &[u64]) -> Result<(Memory, Batch), VmError> {
+        // Two writes a page, and a few per table the child needs.
+        let n = self.pages.0.len();
+        let mut batch = Batch::with_capacity(2 * n + n / 64 + 64)?;
+        let mut child = Memory {
+            space: AddressSpace::new_in(&mut batch)?,
+            regions: self.regions.clone(),
+            pages: Pages(BTreeMap::new()),
+        };
         child.regions.values().for_each(|r| hold_file(r.backing));
         // Every vector at its final size, fallibly: a fork of a large
         // process must fail with ENOMEM, not exhaust the heap while growing.
-        let n = self.pages.0.len();
         let (mut parent_leaves, mut child_leaves) = (Vec::new(), Vec::new());
         parent_leaves.try_reserve_exact(n).map_err(|_| VmError::OutOfFrames)?;
         child_leaves.try_reserve_exact(n).map_err(|_| VmError::OutOfFrames)?;
-        // Two writes a page, and a few per table the child needs.
-        let mut batch = Batch::with_capacity(2 * n + n / 64 + 64)?;
         for (&va, p) in self.pages.0.iter_mut() {
             let prot = self.regions.range(..=va).next_back().map_or(0, |(_, r)| r.prot);
+            if p.hold == Hold::Own && prot & PROT_WRITE != 0 && hot.contains(&va) {
+                if let Some(copy) = frames::alloc() {
+                    copy.copy_from(p.frame);
+                    let own = Page { frame: copy, hold: Hold::Own };
+                    child.pages.0.insert(va, own);
+                    child_leaves.push((va, copy.addr(), flags(prot, Hold::Own)));
+                    continue;
+                }
+            }
             if p.hold == Hold::Own {
                 p.hold = Hold::Cow;
                 if prot & PROT_WRITE != 0 {
@@ -393,8 +432,7 @@ impl Memory {
         }
         self.space.stage_set(&mut batch, &parent_leaves)?;
         child.space.stage_set(&mut batch, &child_leaves)?;
-        batch.submit()?;
-        Ok(child)
+        Ok((child, batch))
     }
 
     /// How many regions there are (`MAX_MAP_COUNT` bounds them).
@@ -425,10 +463,44 @@ impl Memory {
     }
 }
 
-impl Drop for Memory {
-    fn drop(&mut self) {
-        self.regions.values().for_each(|r| release_file(r.backing));
+/// What is left of a process's memory once its regions are gone: its
+/// address space and its pages, whose frames must stay held until the
+/// space's teardown has unmapped them.
+pub struct Remains {
+    space: AddressSpace,
+    pages: Pages,
+}
+
+impl Memory {
+    /// Lets go of the regions (and the files they map) now; the rest goes
+    /// with `bury`, in the switch away from the space.
+    pub fn retire(self) -> Remains {
+        let Memory { space, regions, pages } = self;
+        drop(regions);
+        Remains { space, pages }
     }
+}
+
+/// Pages of spaces torn down, whose frames are let go of by `empty_graves`
+/// in a process's own context: letting go may write a shared page back to
+/// its file, which must not happen inside the scheduler.
+static GRAVES: Mutex<Vec<Pages>> = Mutex::new(Vec::new());
+
+/// Tears the space down in one crossing that runs `carry` first (the
+/// switch away from it, and the process-list write of the same exit); the
+/// pages wait in `GRAVES`. Safe with interrupts off, inside the scheduler.
+pub fn bury(remains: Remains, carry: Batch) {
+    let Remains { mut space, pages } = remains;
+    space.carry(carry);
+    drop(space);
+    crate::arch::without_interrupts(|| GRAVES.lock().push(pages));
+}
+
+/// Lets go of the frames of the spaces `bury` tore down; whether there
+/// were any.
+pub fn empty_graves() -> bool {
+    let graves = crate::arch::without_interrupts(|| core::mem::take(&mut *GRAVES.lock()));
+    !graves.is_empty()
 }
 
 /// A file mapped by a region stays (unlinked or not) while the region does.

@@ -281,25 +281,32 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
     if crate::arch::without_interrupts(|| PROCS.lock().len()) >= MAX_PROCESSES {
         return Err(errno::EAGAIN);
     }
-    let (mem, parent, brk, mmap_next, fs_base, files, cwd, sig, inherited) = with_current(|p| -> Result<_, i64> {
-        let need = (p.mem.resident() as u64).saturating_mul(HEAP_PER_PAGE).saturating_add(HEAP_PER_PROCESS);
-        if !crate::mm::heap::can_grow(need) {
-            return Err(errno::ENOMEM);
-        }
-        let mem = p.mem.fork().map_err(|_| errno::ENOMEM)?;
-        Ok((
-            mem,
-            p.pid,
-            (p.brk_start, p.brk),
-            p.mmap_next,
-            p.fs_base,
-            p.files.clone(),
-            p.cwd,
-            alloc::boxed::Box::new(p.sig.for_child()),
-            (p.umask, p.limits, p.job.for_child(), p.exe.clone(), p.cmdline.clone(), p.alt_stack),
-        ))
-    })
-    .ok_or(errno::EPERM)??;
+    crate::proc::mem::empty_graves();
+    // The pages both will write first: the stack under the call, and the
+    // thread block (musl writes the child's tid there).
+    let stack = frame.rsp.wrapping_sub(8) & !(PAGE_SIZE - 1);
+    let (mem, batch, parent, brk, mmap_next, fs_base, files, cwd, sig, inherited) =
+        with_current(|p| -> Result<_, i64> {
+            let need = (p.mem.resident() as u64).saturating_mul(HEAP_PER_PAGE).saturating_add(HEAP_PER_PROCESS);
+            if !crate::mm::heap::can_grow(need) {
+                return Err(errno::ENOMEM);
+            }
+            let hot = [stack, p.fs_base & !(PAGE_SIZE - 1)];
+            let (mem, batch) = p.mem.fork(&hot).map_err(|_| errno::ENOMEM)?;
+            Ok((
+                mem,
+                batch,
+                p.pid,
+                (p.brk_start, p.brk),
+                p.mmap_next,
+                p.fs_base,
+                p.files.clone(),
+                p.cwd,
+                alloc::boxed::Box::new(p.sig.for_child()),
+                (p.umask, p.limits, p.job.for_child(), p.exe.clone(), p.cmdline.clone(), p.alt_stack),
+            ))
+        })
+        .ok_or(errno::EPERM)??;
     let child = Process {
         pid: 0,
         parent,
@@ -328,17 +335,36 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
     regs.rax = 0;
     let name = sched::current_name();
     let fpu = sched::fpu_state();
-    let tid = crate::arch::without_interrupts(|| {
-        let tid = sched::spawn(&name, move || {
+    // One crossing for the whole fork: the child's root and mappings, the
+    // parent's write protection and the child's process-list entry. The
+    // thread is made only once it has run: nothing of the child can run
+    // before its address space exists.
+    let mut child = Some(child);
+    let forked = crate::arch::without_interrupts(|| {
+        let tid = sched::next_id();
+        let mut batch = batch;
+        let listed = crate::services::proclist::stage_add(&mut batch, tid, parent, &name);
+        if let Err(e) = batch.submit() {
+            crate::println!("fork: the NK refused the fork's batch: {e}");
+            return Err(errno::ENOMEM);
+        }
+        drop(listed);
+        let spawned = sched::spawn(&name, move || {
             sched::become_user(root);
             crate::arch::user::resume_user(&regs)
         });
+        // Interrupts are off: nothing else made a thread meanwhile.
+        debug_assert_eq!(spawned, tid);
         sched::set_fpu_of(tid, fpu);
-        PROCS.lock().insert(tid, Process { pid: tid, ..child });
-        tid
+        if let Some(child) = child.take() {
+            PROCS.lock().insert(tid, Process { pid: tid, ..child });
+        }
+        Ok(tid)
     });
-    crate::services::proclist::add(tid, parent, &name);
-    Ok(tid)
+    // A child that never ran goes here, interrupts on: its regions let go
+    // of files.
+    drop(child);
+    forked
 }
 
 /// `execve`: replaces the calling process's program. On failure the caller
@@ -421,9 +447,15 @@ pub const ORPHAN: Pid = Pid::MAX;
 /// Removes the process on thread `tid` (the calling thread or one that just
 /// died), records its wait status for its parent and frees its memory.
 fn finish(tid: sched::ThreadId, status: i32) {
-    // Unlisted first, whether or not it was a process: a kernel thread the
-    // attack catalog listed leaves the list when it dies too.
-    crate::services::proclist::remove(tid);
+    mem::empty_graves();
+    // The calling thread's process leaves in the crossing that switches
+    // away from it (below); any other is unlisted first, whether or not it
+    // was a process: a kernel thread the attack catalog listed leaves the
+    // list when it dies too.
+    let here = tid == sched::current();
+    if !here {
+        crate::services::proclist::remove(tid);
+    }
     // Out of the table and into the exits in one step: a parent's wait4
     // must never see the child in neither (it would say ECHILD).
     let Some(mut p) = crate::arch::without_interrupts(|| {
@@ -445,19 +477,31 @@ fn finish(tid: sched::ThreadId, status: i32) {
         }
         Some(p)
     }) else {
+        if here {
+            crate::services::proclist::remove(tid);
+        }
         return;
     };
     p.exit_code = Some(status);
-    if tid == sched::current() {
-        sched::leave_user();
+    let memory = p.mem;
+    if here {
+        // Still on its address space: the switch away, the teardown and
+        // the unlisting are one crossing, at the switch.
+        let (remains, unlist) = (memory.retire(), crate::services::proclist::removal(tid));
+        sched::leave_user_at_switch(alloc::boxed::Box::new(move |mut batch| {
+            if let Some((slot, bytes)) = unlist {
+                batch.nk_write(slot, &bytes);
+            }
+            mem::bury(remains, batch);
+        }));
+    } else {
+        drop(memory);
     }
     if p.parent != ORPHAN {
         let (code, st) =
             if status & 0x7f == 0 { (signal::CLD_EXITED, status >> 8) } else { (signal::CLD_KILLED, status) };
         let _ = signal::send(p.parent, signal::SIGCHLD, signal::Info { code, pid: tid, addr: 0, status: st });
     }
-    // Its memory goes with it (the CPU left its address space above).
-    drop(p);
     // Killed for memory or not, what it held is back: the next shortage
     // may choose again.
     let _ = OOM_VICTIM.compare_exchange(tid, 0, Ordering::AcqRel, Ordering::Acquire);
@@ -467,6 +511,8 @@ fn finish(tid: sched::ThreadId, status: i32) {
 /// exit code, or `None` if it was killed or never was a process.
 pub fn wait(tid: sched::ThreadId) -> Option<i32> {
     let how = sched::join(tid);
+    // It has switched away for good: what its exit left is let go of now.
+    mem::empty_graves();
     let status = crate::arch::without_interrupts(|| take_exit(&mut EXITS.lock(), |e| e.tid == tid)).map(|e| e.status);
     match (how, status) {
         (Some(sched::Exit::Returned), Some(st)) if st & 0x7f == 0 => Some(st >> 8),
@@ -522,6 +568,7 @@ pub fn wait_child(pid: i64, options: i32) -> Result<Option<(Pid, i32)>, i64> {
         if let Some((tid, status, ended)) = done {
             if ended {
                 sched::join(tid);
+                mem::empty_graves();
             }
             return Ok(Some((tid, status)));
         }
@@ -634,6 +681,10 @@ enum Oom {
 /// the caller on a tie. While an earlier victim is still exiting, nobody
 /// else is killed.
 fn out_of_memory(va: u64) -> Oom {
+    // Frames of exits not let go of yet are memory coming back: try again.
+    if mem::empty_graves() {
+        return Oom::Other;
+    }
     let me = sched::current();
     let pending = OOM_VICTIM.load(Ordering::Acquire);
     if pending == me {
@@ -684,6 +735,7 @@ fn wait_for_oom_victim() {
     while OOM_VICTIM.load(Ordering::Acquire) != 0 && crate::time::uptime_us() < until {
         sched::yield_now();
     }
+    mem::empty_graves();
 }
 
 /// The FS base (thread pointer) of the process on thread `tid`, if it

@@ -8,6 +8,7 @@
 mod switch;
 
 use crate::arch;
+use crate::mm::vm::Batch;
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -137,6 +138,12 @@ pub fn name_of(id: ThreadId) -> String {
 
 /// Starts `f` in a new kernel thread.
 #[inline(never)]
+/// The id the next `spawn` will give (so one crossing can list a process
+/// before its thread exists); interrupts off from here to that `spawn`.
+pub fn next_id() -> ThreadId {
+    with(|s| s.next_id)
+}
+
 pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadId {
     let mut stack = vec![0u64; STACK_WORDS];
     stack[0] = STACK_CANARY;
@@ -273,8 +280,13 @@ fn schedule(leave: Leave) -> bool {
         n.fpu.restore();
         (save, n.rsp, n.user, next)
     };
-    if let Some(user) = switch_to.2 {
-        activate(user, switch_to.3);
+    match FAREWELL.lock().take() {
+        Some(farewell) => depart(farewell, switch_to.2, switch_to.3),
+        None => {
+            if let Some(user) = switch_to.2 {
+                activate(user, switch_to.3);
+            }
+        }
     }
     // SAFETY: `save` points into the scheduler's record of the current
     // thread, boxed so it does not move (threads are removed only by `join`,
@@ -289,14 +301,63 @@ fn schedule(leave: Leave) -> bool {
 /// NK crossing for whatever differs from what the CPU has, none if nothing
 /// does.
 fn activate(user: UserContext, tid: ThreadId) {
+    let (rsp0, fs, root) = switch_parts(Some(user), tid);
+    if rsp0.is_some() || fs.is_some() || root.is_some() {
+        let _ = nk::api::switch(rsp0, fs, root);
+    }
+}
+
+/// What differs between what this CPU holds and what thread `tid` needs
+/// (the kernel root for a thread that runs no process), each part `Some`
+/// only then; the CPU is taken to hold it from now on.
+fn switch_parts(user: Option<UserContext>, tid: ThreadId) -> (Option<u64>, Option<u64>, Option<u64>) {
     use core::sync::atomic::{AtomicU64, Ordering};
     static RSP0: AtomicU64 = AtomicU64::new(0);
+    let Some(user) = user else {
+        let root = nk::api::kernel_root();
+        return (None, None, (crate::mm::walk::current_root() / 4096 != root).then_some(root));
+    };
     arch::user::set_syscall_stack(user.kstack_top);
     let rsp0 = (RSP0.swap(user.kstack_top, Ordering::Relaxed) != user.kstack_top).then_some(user.kstack_top);
     let fs = crate::proc::fs_base_of(tid).filter(|&fs| FS_BASE.swap(fs, Ordering::Relaxed) != fs);
     let root = (crate::mm::walk::current_root() / 4096 != user.root).then_some(user.root);
-    if rsp0.is_some() || fs.is_some() || root.is_some() {
-        let _ = nk::api::switch(rsp0, fs, root);
+    (rsp0, fs, root)
+}
+
+/// What a process that ended leaves for the switch away from it: given a
+/// batch holding that switch, it adds its own operations (its address
+/// space's teardown) and submits it, so the exit and the switch are one
+/// crossing. Runs inside the scheduler with interrupts off.
+pub type Farewell = Box<dyn FnOnce(Batch) + Send>;
+
+/// The farewell of the thread this CPU is leaving, if it ended a process.
+static FAREWELL: Mutex<Option<Farewell>> = Mutex::new(None);
+
+/// The calling thread stops running a process, whose address space it is
+/// still on: the next switch runs `farewell` with the switch in its batch.
+pub fn leave_user_at_switch(farewell: Farewell) {
+    arch::without_interrupts(|| {
+        with(|s| {
+            let cur = s.current;
+            if let Some(t) = s.get(cur) {
+                t.user = None;
+            }
+        });
+        *FAREWELL.lock() = Some(farewell);
+    });
+}
+
+/// Switches to thread `tid` inside `farewell`'s crossing. Should that
+/// crossing be refused, the switch is made on its own: the next thread
+/// never runs on an address space not its own.
+fn depart(farewell: Farewell, user: Option<UserContext>, tid: ThreadId) {
+    let (rsp0, fs, root) = switch_parts(user, tid);
+    let mut batch = Batch::new();
+    batch.switch(rsp0, fs, root);
+    farewell(batch);
+    let want = user.map_or_else(nk::api::kernel_root, |u| u.root);
+    if crate::mm::walk::current_root() / 4096 != want {
+        let _ = nk::api::switch(rsp0, fs, Some(want));
     }
 }
 
@@ -326,19 +387,6 @@ pub fn become_user(root: u64) {
             (ctx, cur)
         });
         activate(ctx.0, ctx.1);
-    });
-}
-
-/// The calling thread stops running a process: back to the kernel root.
-pub fn leave_user() {
-    arch::without_interrupts(|| {
-        with(|s| {
-            let cur = s.current;
-            if let Some(t) = s.get(cur) {
-                t.user = None;
-            }
-        });
-        let _ = nk::api::load_cr3(nk::api::kernel_root());
     });
 }
 

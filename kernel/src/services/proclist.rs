@@ -108,6 +108,33 @@ pub fn add(pid: u64, ppid: u64, name: &str) {
     });
 }
 
+/// Lists a new process in `batch` (its write lands when the batch runs):
+/// the guard keeps another listing from choosing the same slot until then.
+pub fn stage_add(
+    batch: &mut crate::mm::vm::Batch,
+    pid: u64,
+    ppid: u64,
+    name: &str,
+) -> Option<spin::MutexGuard<'static, ()>> {
+    let base = base()?;
+    let guard = LOCK.lock();
+    match entries().iter().position(|e| e.pid == 0) {
+        Some(slot) => batch.nk_write(base + (slot * SLOT_BYTES) as u64, &Entry::new(pid, ppid, name).to_bytes()),
+        None => crate::println!("proclist: no free slot for pid {}", pid),
+    }
+    Some(guard)
+}
+
+/// The write that unlists `pid`, to carry in a later crossing: its slot
+/// stays taken until then, so nothing else is listed there meanwhile.
+pub fn removal(pid: u64) -> Option<(u64, [u8; SLOT_BYTES])> {
+    let base = base()?;
+    crate::arch::without_interrupts(|| {
+        let _guard = LOCK.lock();
+        slot_of(pid).map(|(slot, _)| (base + (slot * SLOT_BYTES) as u64, Entry::default().to_bytes()))
+    })
+}
+
 /// A process ran `execve`: its name changes.
 pub fn rename(pid: u64, name: &str) {
     if !on() {
