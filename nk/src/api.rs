@@ -10,7 +10,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use nk_model::chain::AuditEntry;
 use nk_model::mediate::{MediateError, Policy};
-use nk_model::vmmu::{BatchError, Report, VmmuError, Wire};
+use nk_model::vmmu::{BatchError, Entry, Report, VmmuError, Wire};
 
 pub use crate::vmmu::{BatchOp, MAX_BATCH, frame_count, frame_kind, kernel_root};
 
@@ -356,6 +356,7 @@ fn switch_parts(rsp0: u64, fs_base: u64, root: u64) -> GateResult {
 /// switches and mediated writes the batch holds, each checked as its own
 /// operation would be. The first refusal ends the batch: a vMMU refusal
 /// names its index, another is that operation's own error.
+#[inline(never)]
 fn write_batch(ptr: u64, count: u64, caller: u64) -> GateResult {
     let mut reader = match vmmu::BatchReader::open(ptr, count) {
         Ok(reader) => reader,
@@ -365,8 +366,12 @@ fn write_batch(ptr: u64, count: u64, caller: u64) -> GateResult {
         let r = match vmmu::write_batch(&mut reader) {
             Err(e) => return batch_done(Err(e)),
             Ok(None) => return GateResult::OK,
-            Ok(Some(op)) if op.kind == BatchOp::SWITCH => switch_parts(op.a, op.b, op.c),
-            Ok(Some(op)) => services_done(services::write(op.a, op.b, op.c, caller).map(|()| 0)),
+            Ok(Some(Entry::Switch { rsp0, fs_base, root })) => switch_parts(rsp0, fs_base, root),
+            Ok(Some(Entry::NkWrite { dst, src, len })) => {
+                services_done(services::write(dst, src, len, caller).map(|()| 0))
+            }
+            // The reader stops only at the other two.
+            Ok(Some(Entry::Vmmu(_))) => GateResult { status: STATUS_BATCH_KIND, detail: 0 },
         };
         if r.status != 0 {
             return r;

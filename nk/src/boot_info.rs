@@ -162,10 +162,12 @@ pub(crate) fn publish(info: BootInfo) -> &'static BootInfo {
     }
     // SAFETY: the flag above admits exactly one writer, and no reference to
     // the cell's contents exists before this write completes.
-    unsafe {
-        BOOT_INFO.info.get().write(info);
-        &*BOOT_INFO.info.get()
-    }
+    unsafe { BOOT_INFO.info.get().write(info) };
+    // Not a tail call to `memcpy`: its GOT displacement, with the bytes
+    // after the jump, happened to encode `lldt`, which the scan refuses.
+    core::sync::atomic::fence(Ordering::SeqCst);
+    // SAFETY: written above, never again; shared reads only from here.
+    unsafe { &*BOOT_INFO.info.get() }
 }
 
 /// The published boot information (the NK's own copy).

@@ -5,7 +5,7 @@
 use crate::layout::{DIRECT_MAP_BASE, PAGE_SIZE, phys_to_virt};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use nk_model::vmmu::{BatchError, FrameDesc, Op, PhysMem, RawLevel, RawPfn, RawPte, Report, Vmmu, VmmuError};
+use nk_model::vmmu::{BatchError, Entry, FrameDesc, Op, PhysMem, RawLevel, RawPfn, RawPte, Report, Vmmu, VmmuError};
 
 /// Most operations one `write_ptes` call applies: the NK runs with
 /// interrupts off, so a call must stay short.
@@ -28,19 +28,14 @@ pub struct BatchOp {
 }
 
 impl BatchOp {
-    pub const DECLARE: u64 = 1;
-    pub const REMOVE: u64 = 2;
-    pub const WRITE: u64 = 3;
-    pub const SWITCH: u64 = 4;
-    pub const NK_WRITE: u64 = 5;
+    pub const DECLARE: u64 = Entry::DECLARE;
+    pub const REMOVE: u64 = Entry::REMOVE;
+    pub const WRITE: u64 = Entry::WRITE;
+    pub const SWITCH: u64 = Entry::SWITCH;
+    pub const NK_WRITE: u64 = Entry::NK_WRITE;
 
-    fn decode(self) -> Option<Op> {
-        Some(match self.kind {
-            Self::DECLARE => Op::Declare(RawPfn(self.a), raw_level(self.b)),
-            Self::REMOVE => Op::Remove(RawPfn(self.a)),
-            Self::WRITE => Op::Write(RawPfn(self.a), raw_index(self.b), RawPte(self.c)),
-            _ => return None,
-        })
+    fn decode(self) -> Option<Entry> {
+        Entry::decode(self.kind, self.a, self.b, self.c)
     }
 }
 
@@ -197,7 +192,7 @@ pub(crate) struct BatchReader {
     left: u64,
     index: usize,
     bad_kind: Option<usize>,
-    other: Option<BatchOp>,
+    other: Option<Entry>,
 }
 
 impl BatchReader {
@@ -212,7 +207,7 @@ impl BatchReader {
 
     /// Where the vMMU's run stopped: the end (`None`), a kind that does
     /// not exist, or an operation of another service (its copy).
-    fn stop(&mut self) -> Result<Option<BatchOp>, BatchFailure> {
+    fn stop(&mut self) -> Result<Option<Entry>, BatchFailure> {
         match (self.bad_kind, self.other.take()) {
             (Some(index), _) => Err(BatchFailure::BadKind { index }),
             (None, Some(op)) => Ok(Some(op)),
@@ -233,14 +228,12 @@ impl Iterator for BatchReader {
         self.next += size_of::<BatchOp>() as u64;
         self.left -= 1;
         self.index += 1;
-        let op = raw.decode();
-        if op.is_none() {
-            match raw.kind {
-                BatchOp::SWITCH | BatchOp::NK_WRITE => self.other = Some(raw),
-                _ => self.bad_kind = Some(self.index - 1),
-            }
+        match raw.decode() {
+            Some(Entry::Vmmu(op)) => return Some(op),
+            Some(other) => self.other = Some(other),
+            None => self.bad_kind = Some(self.index - 1),
         }
-        op
+        None
     }
 }
 
@@ -277,7 +270,7 @@ mod ops {
     /// Applies the batch's vMMU operations up to its end or to the next
     /// operation of another service, which it returns for the caller to
     /// apply before calling again.
-    pub fn write_batch(reader: &mut BatchReader) -> Result<Option<BatchOp>, BatchFailure> {
+    pub fn write_batch(reader: &mut BatchReader) -> Result<Option<Entry>, BatchFailure> {
         let base = reader.index;
         with_vmmu(|s, m| s.vmmu.apply_ops(m, &mut *reader))
             .map_err(|e| BatchFailure::Rule(BatchError { index: base + e.index, ..e }))?;
@@ -390,7 +383,7 @@ mod ops {
         Ok(())
     }
 
-    pub fn write_batch(reader: &mut BatchReader) -> Result<Option<BatchOp>, BatchFailure> {
+    pub fn write_batch(reader: &mut BatchReader) -> Result<Option<Entry>, BatchFailure> {
         for op in &mut *reader {
             apply(&mut DirectMap, op);
         }

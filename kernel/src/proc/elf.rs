@@ -4,8 +4,9 @@
 //! checks every header field and bounds the page count before a frame is
 //! claimed here; this file only carries it out.
 
+use super::mem::{PROT_EXEC, PROT_READ, PROT_WRITE};
 use crate::mm::frames::{self, Frame};
-use crate::mm::vm::{AddressSpace, VmError};
+use crate::mm::vm::{AddressSpace, Batch, VmError};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use klib::elf::{ElfError, Plan};
@@ -48,9 +49,16 @@ impl LoadError {
     }
 }
 
-/// Loads `file` into `space`; records every frame in `pages` (also on
-/// failure, so that the caller frees them after the tables go).
-pub fn load(file: &[u8], space: &mut AddressSpace, pages: &mut BTreeMap<u64, Frame>) -> Result<Loaded, LoadError> {
+/// Loads `file` into `space`, its mappings added to `batch` (they exist
+/// once it runs); records every frame in `pages` with the rights it is
+/// mapped with (also on failure, so that the caller frees them after the
+/// tables go).
+pub fn load(
+    file: &[u8],
+    space: &mut AddressSpace,
+    batch: &mut Batch,
+    pages: &mut BTreeMap<u64, (Frame, u8)>,
+) -> Result<Loaded, LoadError> {
     // Bounded by free frames, and by the heap the pages' entries take.
     let heap_pages = crate::mm::heap::room() / super::HEAP_PER_PAGE;
     let limit = frames::stats().0.saturating_sub(RESERVE_PAGES).min(MAX_IMAGE_PAGES).min(heap_pages);
@@ -60,7 +68,9 @@ pub fn load(file: &[u8], space: &mut AddressSpace, pages: &mut BTreeMap<u64, Fra
         while va < run.end {
             let frame = frames::alloc().ok_or(LoadError::OutOfMemory)?;
             frame.fill(0);
-            pages.insert(va, frame);
+            let prot =
+                PROT_READ | if run.writable { PROT_WRITE } else { 0 } | if run.executable { PROT_EXEC } else { 0 };
+            pages.insert(va, (frame, prot));
             va += PAGE_SIZE;
         }
     }
@@ -69,22 +79,20 @@ pub fn load(file: &[u8], space: &mut AddressSpace, pages: &mut BTreeMap<u64, Fra
         let flags = PteFlags::USER
             | if rights.0 { PteFlags::WRITABLE } else { PteFlags::empty() }
             | if rights.1 { PteFlags::empty() } else { PteFlags::NO_EXECUTE };
-        let group: Vec<(u64, u64)> = plan
+        let group: Vec<(u64, u64, PteFlags)> = plan
             .runs
             .iter()
             .filter(|r| (r.writable, r.executable) == rights)
             .flat_map(|r| (r.start..r.end).step_by(PAGE_SIZE as usize))
-            .filter_map(|va| pages.get(&va).map(|f| (va, f.addr())))
+            .filter_map(|va| pages.get(&va).map(|(f, _)| (va, f.addr(), flags)))
             .collect();
-        if !group.is_empty() {
-            space.map(&group, flags).map_err(LoadError::Vm)?;
-        }
+        space.stage_set(batch, &group).map_err(LoadError::Vm)?;
     }
     Ok(Loaded { entry: plan.entry, phdr: plan.phdr, phent: plan.phent, phnum: plan.phnum, end: plan.end })
 }
 
 /// Copies each segment's file bytes into its pages (every one planned).
-fn copy_segments(plan: &Plan, file: &[u8], pages: &BTreeMap<u64, Frame>) -> Result<(), LoadError> {
+fn copy_segments(plan: &Plan, file: &[u8], pages: &BTreeMap<u64, (Frame, u8)>) -> Result<(), LoadError> {
     let missing = LoadError::Elf(ElfError::NotExecutable("segment outside its pages"));
     for s in &plan.segments {
         let mut rest = file.get(s.file_offset..s.file_offset + s.file_size).ok_or(missing)?;
@@ -92,7 +100,7 @@ fn copy_segments(plan: &Plan, file: &[u8], pages: &BTreeMap<u64, Frame>) -> Resu
         while !rest.is_empty() {
             let off = (va % PAGE_SIZE) as usize;
             let n = rest.len().min(PAGE_SIZE as usize - off);
-            pages.get(&(va - off as u64)).ok_or(missing)?.write_at(off, &rest[..n]);
+            pages.get(&(va - off as u64)).ok_or(missing)?.0.write_at(off, &rest[..n]);
             rest = &rest[n..];
             va += n as u64;
         }

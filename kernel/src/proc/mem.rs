@@ -142,8 +142,9 @@ fn flags(prot: u8, hold: Hold) -> PteFlags {
 }
 
 impl Memory {
-    pub fn new() -> Result<Memory, VmError> {
-        Ok(Memory { space: AddressSpace::new()?, regions: Regions::default(), pages: Pages(BTreeMap::new()) })
+    /// An empty memory whose root `batch` declares.
+    pub fn new_in(batch: &mut Batch) -> Result<Memory, VmError> {
+        Ok(Memory { space: AddressSpace::new_in(batch)?, regions: Regions::default(), pages: Pages(BTreeMap::new()) })
     }
 
     pub fn root(&self) -> u64 {
@@ -152,11 +153,8 @@ impl Memory {
 
     /// Takes over pages the ELF loader filled and mapped, with the rights
     /// it mapped them with, as regions of their own.
-    pub fn adopt(&mut self, loaded: BTreeMap<u64, Frame>) {
-        for (va, frame) in loaded {
-            let t = self.space.translate(va);
-            let prot = PROT_READ
-                | t.map_or(0, |t| if t.writable { PROT_WRITE } else { 0 } | if t.executable { PROT_EXEC } else { 0 });
+    pub fn adopt(&mut self, loaded: BTreeMap<u64, (Frame, u8)>) {
+        for (va, (frame, prot)) in loaded {
             self.pages.0.insert(va, Page { frame, hold: Hold::Own });
             // Merge with the region just below when it ends here alike.
             match self.regions.range_mut(..va).next_back() {
@@ -166,6 +164,42 @@ impl Memory {
                 }
             }
         }
+    }
+
+    /// `populate` with the mappings added to `batch` (there once it runs):
+    /// the pages of `[start, end)` not there yet, fresh, of the region
+    /// holding `start`, which must hold the whole range.
+    pub fn populate_in(&mut self, batch: &mut Batch, start: u64, end: u64) -> Result<(), Fault> {
+        let (from, region) = self.region_at(start).ok_or(Fault::Access)?;
+        if end > region.end || !crate::mm::heap::can_grow((end - start) / PAGE_SIZE * super::HEAP_PER_PAGE) {
+            return Err(Fault::OutOfMemory);
+        }
+        let mut leaves = Vec::new();
+        let mut va = start & !(PAGE_SIZE - 1);
+        while va < end {
+            if let alloc::collections::btree_map::Entry::Vacant(slot) = self.pages.0.entry(va) {
+                let p = page_for(va, from, region)?;
+                leaves.push((va, p.frame.addr(), flags(region.prot, p.hold)));
+                slot.insert(p);
+            }
+            va += PAGE_SIZE;
+        }
+        self.space.stage_set(batch, &leaves).map_err(|_| Fault::OutOfMemory)
+    }
+
+    /// Writes `bytes` at `va` through this memory's own pages, not its
+    /// tables (which may not exist yet): `None` if a page is missing.
+    pub fn poke(&self, va: u64, bytes: &[u8]) -> Option<()> {
+        let end = va.checked_add(bytes.len() as u64)?;
+        let mut at = va;
+        while at < end {
+            let page = at & !(PAGE_SIZE - 1);
+            let n = (end - at).min(page + PAGE_SIZE - at);
+            let off = (at - va) as usize;
+            self.pages.0.get(&page)?.frame.write_at((at - page) as usize, &bytes[off..off + n as usize]);
+            at += n;
+        }
+        Some(())
     }
 
     /// The region holding `va`, with its start.
@@ -292,17 +326,6 @@ impl Memory {
         }
     }
 
-    /// Maps every page of `[start, end)` now (the stack's top, which the
-    /// kernel writes argv into before the process runs).
-    pub fn populate(&mut self, start: u64, end: u64) -> Result<(), Fault> {
-        let mut va = start;
-        while va < end {
-            self.fault(va, true)?;
-            va = (va | (WINDOW - 1)) + 1;
-        }
-        Ok(())
-    }
-
     /// Resolves a fault at `va` (`write`: a write access; `exec`: an
     /// instruction fetch): maps the missing window or breaks a
     /// copy-on-write share. One NK crossing.
@@ -398,11 +421,8 @@ impl Memory {
         // Two writes a page, and a few per table the child needs.
         let n = self.pages.0.len();
         let mut batch = Batch::with_capacity(2 * n + n / 64 + 64)?;
-        let mut child = Memory {
-            space: AddressSpace::new_in(&mut batch)?,
-            regions: self.regions.clone(),
-            pages: Pages(BTreeMap::new()),
-        };
+        let mut child = Memory::new_in(&mut batch)?;
+        child.regions = self.regions.clone();
         child.regions.values().for_each(|r| hold_file(r.backing));
         // Every vector at its final size, fallibly: a fork of a large
         // process must fail with ENOMEM, not exhaust the heap while growing.
@@ -411,14 +431,15 @@ impl Memory {
         child_leaves.try_reserve_exact(n).map_err(|_| VmError::OutOfFrames)?;
         for (&va, p) in self.pages.0.iter_mut() {
             let prot = self.regions.range(..=va).next_back().map_or(0, |(_, r)| r.prot);
-            if p.hold == Hold::Own && prot & PROT_WRITE != 0 && hot.contains(&va) {
-                if let Some(copy) = frames::alloc() {
-                    copy.copy_from(p.frame);
-                    let own = Page { frame: copy, hold: Hold::Own };
-                    child.pages.0.insert(va, own);
-                    child_leaves.push((va, copy.addr(), flags(prot, Hold::Own)));
-                    continue;
-                }
+            if p.hold == Hold::Own
+                && prot & PROT_WRITE != 0
+                && hot.contains(&va)
+                && let Some(copy) = frames::alloc()
+            {
+                copy.copy_from(p.frame);
+                child.pages.0.insert(va, Page { frame: copy, hold: Hold::Own });
+                child_leaves.push((va, copy.addr(), flags(prot, Hold::Own)));
+                continue;
             }
             if p.hold == Hold::Own {
                 p.hold = Hold::Cow;
@@ -485,6 +506,8 @@ impl Memory {
 /// in a process's own context: letting go may write a shared page back to
 /// its file, which must not happen inside the scheduler.
 static GRAVES: Mutex<Vec<Pages>> = Mutex::new(Vec::new());
+/// Whether `GRAVES` may hold any: checked on every system call.
+static BURIED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Tears the space down in one crossing that runs `carry` first (the
 /// switch away from it, and the process-list write of the same exit); the
@@ -493,13 +516,22 @@ pub fn bury(remains: Remains, carry: Batch) {
     let Remains { mut space, pages } = remains;
     space.carry(carry);
     drop(space);
-    crate::arch::without_interrupts(|| GRAVES.lock().push(pages));
+    crate::arch::without_interrupts(|| {
+        GRAVES.lock().push(pages);
+        BURIED.store(true, core::sync::atomic::Ordering::Release);
+    });
 }
 
 /// Lets go of the frames of the spaces `bury` tore down; whether there
 /// were any.
 pub fn empty_graves() -> bool {
-    let graves = crate::arch::without_interrupts(|| core::mem::take(&mut *GRAVES.lock()));
+    if !BURIED.load(core::sync::atomic::Ordering::Acquire) {
+        return false;
+    }
+    let graves = crate::arch::without_interrupts(|| {
+        BURIED.store(false, core::sync::atomic::Ordering::Relaxed);
+        core::mem::take(&mut *GRAVES.lock())
+    });
     !graves.is_empty()
 }
 

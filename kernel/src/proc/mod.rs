@@ -12,6 +12,7 @@ pub mod signal;
 pub mod syscall;
 
 use crate::mm::frames::{self, Frame};
+use crate::mm::vm::Batch;
 use crate::sched;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -152,6 +153,10 @@ pub fn initrd() -> &'static [u8] {
 /// ready to become a new process (`spawn`) or to replace one (`execve`).
 struct Image {
     mem: Memory,
+    /// What builds `mem`'s address space: its root, the program's pages
+    /// and the stack's, for the caller to submit with whatever else goes
+    /// in the same crossing (an exec's switch and old space's teardown).
+    batch: Batch,
     loaded: elf::Loaded,
     sp: u64,
     /// The program's absolute path and its argv, NUL-separated, for
@@ -172,22 +177,31 @@ impl Image {
             return Err(SpawnError::Fs(crate::fs::FsError::Access));
         }
         let file = crate::fs::read_file(cwd, path).map_err(SpawnError::Fs)?;
-        let mut mem = Memory::new().map_err(SpawnError::Vm)?;
+        let mut batch = Batch::new();
+        let mut mem = Memory::new_in(&mut batch).map_err(SpawnError::Vm)?;
+        // On failure what was staged runs all the same, so the space's
+        // teardown finds it declared; the tables go before the frames.
+        let fail = |batch: Batch, mem: Memory, e: SpawnError| {
+            let _ = batch.submit();
+            drop(mem);
+            Err(e)
+        };
         let mut pages = BTreeMap::new();
-        let loaded = elf::load(file.as_slice(), &mut mem.space, &mut pages);
+        let loaded = elf::load(file.as_slice(), &mut mem.space, &mut batch, &mut pages);
         drop(file);
         let loaded = match loaded {
             Ok(l) => l,
             Err(e) => {
-                // The tables go before the frames they map.
-                drop(mem);
+                let r = fail(batch, mem, SpawnError::Load(e));
                 free_all(pages);
-                return Err(SpawnError::Load(e));
+                return r;
             }
         };
         mem.adopt(pages);
         let stack = Region { end: STACK_TOP, prot: PROT_READ | PROT_WRITE, backing: Backing::Anon };
-        mem.add_region(STACK_TOP - STACK_SIZE, STACK_TOP, stack).map_err(SpawnError::Vm)?;
+        if let Err(e) = mem.add_region(STACK_TOP - STACK_SIZE, STACK_TOP, stack) {
+            return fail(batch, mem, SpawnError::Vm(e));
+        }
         // The strings and their pointers sit at the top (up to ARG_MAX,
         // 2 MiB), laid out before the process runs to fault pages in.
         let strings: u64 = argv
@@ -197,11 +211,15 @@ impl Image {
             .map(|n| n as u64 + 1 + 8)
             .sum();
         let ready = (STACK_READY + strings.next_multiple_of(PAGE_SIZE)).min(STACK_SIZE);
-        mem.populate(STACK_TOP - ready, STACK_TOP).map_err(|_| SpawnError::OutOfMemory)?;
-        let sp = syscall::lay_out_stack(mem.root(), STACK_TOP, argv, envp, &loaded).ok_or(SpawnError::Arguments)?;
+        if mem.populate_in(&mut batch, STACK_TOP - ready, STACK_TOP).is_err() {
+            return fail(batch, mem, SpawnError::OutOfMemory);
+        }
+        let Some(sp) = syscall::lay_out_stack(&mem, STACK_TOP, argv, envp, &loaded) else {
+            return fail(batch, mem, SpawnError::Arguments);
+        };
         let exe = exe_path(cwd, path);
         let cmdline = argv.iter().flat_map(|a| a.as_ref().iter().copied().chain([0])).collect();
-        Ok(Image { mem, loaded, sp, exe, cmdline })
+        Ok(Image { mem, batch, loaded, sp, exe, cmdline })
     }
 }
 
@@ -221,8 +239,8 @@ fn exe_path(cwd: crate::fs::Ino, path: &str) -> String {
     String::from_utf8_lossy(&p).into_owned()
 }
 
-fn free_all(pages: BTreeMap<u64, Frame>) {
-    for f in pages.into_values() {
+fn free_all(pages: BTreeMap<u64, (Frame, u8)>) {
+    for (f, _) in pages.into_values() {
         let _ = frames::free(f);
     }
 }
@@ -231,7 +249,8 @@ fn free_all(pages: BTreeMap<u64, Frame>) {
 /// thread, which `wait` waits for.
 pub fn spawn(path: &str, argv: Vec<String>) -> Result<sched::ThreadId, SpawnError> {
     let env = ["PATH=/bin:/usr/bin:/sbin:/usr/sbin", "HOME=/", "TERM=vt100"].map(String::from);
-    let image = Image::build(crate::fs::ROOT, path, &argv, &env)?;
+    let mut image = Image::build(crate::fs::ROOT, path, &argv, &env)?;
+    core::mem::take(&mut image.batch).submit().map_err(SpawnError::Vm)?;
     let (entry, sp, root) = (image.loaded.entry, image.sp, image.mem.root());
     let proc = Process::new(image, 0);
     // The thread must not run before its process is in the table.
@@ -372,14 +391,15 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
 pub fn execve(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<core::convert::Infallible, i64> {
     use syscall::errno;
     let cwd = with_current(|p| p.cwd).ok_or(errno::EPERM)?;
-    let image = Image::build(cwd, path, argv, envp).map_err(|e| match e {
+    let mut image = Image::build(cwd, path, argv, envp).map_err(|e| match e {
         SpawnError::Fs(e) => e.errno(),
         SpawnError::Load(e) => e.errno(),
         SpawnError::OutOfMemory | SpawnError::Vm(_) => errno::ENOMEM,
         SpawnError::Arguments => errno::E2BIG,
     })?;
+    let mut batch = core::mem::take(&mut image.batch);
     let (entry, sp, root) = (image.loaded.entry, image.sp, image.mem.root());
-    let old = with_current(|p| {
+    let Some(old) = with_current(|p| {
         let parent = p.parent;
         let mut old = core::mem::replace(p, Process::new(image, parent));
         p.pid = old.pid;
@@ -392,12 +412,26 @@ pub fn execve(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<core::co
         (p.umask, p.limits, p.cpu, p.alarm) = (old.umask, old.limits, old.cpu, old.alarm);
         p.job = jobs::Job { execed: true, ..old.job };
         old
-    })
-    .ok_or(errno::EPERM)?;
-    sched::become_user(root);
+    }) else {
+        let _ = batch.submit();
+        return Err(errno::EPERM);
+    };
+    let pid = old.pid;
+    let remains = old.mem.retire();
+    // One crossing: the new space built, the switch to it, the new name
+    // listed, the old space torn down (its root once no CPU runs on it).
+    crate::arch::without_interrupts(|| {
+        sched::become_user_in(root, &mut batch);
+        let _listed = crate::services::proclist::stage_rename(&mut batch, pid, path);
+        mem::bury(remains, batch);
+    });
+    mem::empty_graves();
+    if crate::mm::walk::current_root() / PAGE_SIZE != root {
+        // Past the point of no return, as on Linux: the old program is gone.
+        sched::kill_current(alloc::format!("execve: the NK refused the new address space of pid {pid}"));
+        exit_current(127);
+    }
     let _ = sched::set_fs_base(0);
-    crate::services::proclist::rename(old.pid, path);
-    drop(old);
     sched::set_fpu_state(crate::arch::fpu::FpuState::default());
     crate::arch::user::enter_user(entry, sp)
 }

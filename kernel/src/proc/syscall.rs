@@ -304,6 +304,9 @@ fn args(f: &SyscallFrame) -> [u64; 6] {
 /// result in `frame.rax`.
 pub fn dispatch(frame: &mut SyscallFrame) {
     crate::arch::enable_interrupts();
+    // Frames of exits not let go of yet come back before anything counts
+    // or needs them (one load when there are none).
+    super::mem::empty_graves();
     // Linux reads the number as an `int`: the upper half is ignored, and
     // a negative number is no call at all.
     frame.rax = u64::from(frame.rax as u32);
@@ -1467,9 +1470,10 @@ const AT_RANDOM: u64 = 25;
 const AT_EXECFN: u64 = 31;
 
 /// Lays out argc, argv, envp and the auxiliary vector below `top` as Linux
-/// does; returns the initial stack pointer.
+/// does, in `mem`'s own pages (its tables may not exist yet); returns the
+/// initial stack pointer.
 pub fn lay_out_stack<A: AsRef<[u8]>, E: AsRef<[u8]>>(
-    root: u64,
+    mem: &super::mem::Memory,
     top: u64,
     argv: &[A],
     envp: &[E],
@@ -1478,7 +1482,7 @@ pub fn lay_out_stack<A: AsRef<[u8]>, E: AsRef<[u8]>>(
     let mut sp = top;
     let push_bytes = |bytes: &[u8], sp: &mut u64| -> Option<u64> {
         *sp -= bytes.len() as u64;
-        copy_to_user(root, *sp, bytes).ok()?;
+        mem.poke(*sp, bytes)?;
         Some(*sp)
     };
     // The NUL first, then the bytes below it: no copy of the string.
@@ -1515,6 +1519,6 @@ pub fn lay_out_stack<A: AsRef<[u8]>, E: AsRef<[u8]>>(
     }
     sp = (sp - words.len() as u64 * 8) & !15;
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    copy_to_user(root, sp, &bytes).ok()?;
+    mem.poke(sp, &bytes)?;
     Some(sp)
 }

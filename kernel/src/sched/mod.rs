@@ -378,16 +378,29 @@ pub fn set_fs_base(fs: u64) -> Result<(), nk::api::NkError> {
 /// `root`, and switches to that address space.
 pub fn become_user(root: u64) {
     arch::without_interrupts(|| {
-        let ctx = with(|s| {
-            let cur = s.current;
-            let t = s.get(cur).expect("current thread exists");
-            let top = t._stack.as_ref().map_or(0, |st| st.as_ptr() as u64 + (st.len() * 8) as u64) & !15;
-            let ctx = UserContext { root, kstack_top: top };
-            t.user = Some(ctx);
-            (ctx, cur)
-        });
-        activate(ctx.0, ctx.1);
+        let (ctx, tid) = take_user(root);
+        activate(ctx, tid);
     });
+}
+
+/// `become_user` with the switch added to `batch`, which the caller
+/// submits before interrupts are on again (a switch back to this thread
+/// meanwhile would load a root the batch has not declared yet).
+pub fn become_user_in(root: u64, batch: &mut Batch) {
+    let (ctx, tid) = take_user(root);
+    let (rsp0, fs, root) = switch_parts(Some(ctx), tid);
+    batch.switch(rsp0, fs, root);
+}
+
+fn take_user(root: u64) -> (UserContext, ThreadId) {
+    with(|s| {
+        let cur = s.current;
+        let t = s.get(cur).expect("current thread exists");
+        let top = t._stack.as_ref().map_or(0, |st| st.as_ptr() as u64 + (st.len() * 8) as u64) & !15;
+        let ctx = UserContext { root, kstack_top: top };
+        t.user = Some(ctx);
+        (ctx, cur)
+    })
 }
 
 /// Blocks the calling thread until `ready()` holds, sleeping on `channel`

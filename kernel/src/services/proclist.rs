@@ -135,17 +135,14 @@ pub fn removal(pid: u64) -> Option<(u64, [u8; SLOT_BYTES])> {
     })
 }
 
-/// A process ran `execve`: its name changes.
-pub fn rename(pid: u64, name: &str) {
-    if !on() {
-        return;
+/// A process ran `execve`: its name changes, in `batch` (as `stage_add`).
+pub fn stage_rename(batch: &mut crate::mm::vm::Batch, pid: u64, name: &str) -> Option<spin::MutexGuard<'static, ()>> {
+    let base = base()?;
+    let guard = LOCK.lock();
+    if let Some((slot, old)) = slot_of(pid) {
+        batch.nk_write(base + (slot * SLOT_BYTES) as u64, &Entry::new(pid, u64::from(old.ppid), name).to_bytes());
     }
-    crate::arch::without_interrupts(|| {
-        let _guard = LOCK.lock();
-        if let Some((slot, old)) = slot_of(pid) {
-            write_slot(slot, Entry::new(pid, u64::from(old.ppid), name));
-        }
-    });
+    Some(guard)
 }
 
 /// A process ended.

@@ -13,6 +13,53 @@ pub enum Op {
     Write(RawPfn, usize, RawPte),
 }
 
+/// One operation of a batch as the outer kernel lays it out (`kind`, then
+/// three words), decoded: the vMMU's own, or one of the two another part
+/// of the NK applies between them, so one crossing carries a whole event
+/// (a fork; an exit with the switch away from it). Each is checked as its
+/// own operation is; this only says which operation it is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Entry {
+    Vmmu(Op),
+    /// As the `switch` operation: kernel stack, FS base, root (`u64::MAX`
+    /// leaves a part as it is).
+    Switch {
+        rsp0: u64,
+        fs_base: u64,
+        root: u64,
+    },
+    /// As `nk_write`: `len` bytes from `src` to the protected `dst`.
+    NkWrite {
+        dst: u64,
+        src: u64,
+        len: u64,
+    },
+}
+
+impl Entry {
+    pub const DECLARE: u64 = 1;
+    pub const REMOVE: u64 = 2;
+    pub const WRITE: u64 = 3;
+    pub const SWITCH: u64 = 4;
+    pub const NK_WRITE: u64 = 5;
+
+    /// The operation `kind` names with its words, or `None` for a kind
+    /// that does not exist. A level that does not fit a byte is no level
+    /// (0, refused); an index that does not fit is out of range.
+    pub fn decode(kind: u64, a: u64, b: u64, c: u64) -> Option<Entry> {
+        let level = RawLevel(u8::try_from(b).unwrap_or(0));
+        let index = usize::try_from(b).unwrap_or(usize::MAX);
+        Some(match kind {
+            Self::DECLARE => Entry::Vmmu(Op::Declare(RawPfn(a), level)),
+            Self::REMOVE => Entry::Vmmu(Op::Remove(RawPfn(a))),
+            Self::WRITE => Entry::Vmmu(Op::Write(RawPfn(a), index, RawPte(c))),
+            Self::SWITCH => Entry::Switch { rsp0: a, fs_base: b, root: c },
+            Self::NK_WRITE => Entry::NkWrite { dst: a, src: b, len: c },
+            _ => return None,
+        })
+    }
+}
+
 /// The operation of a batch that was refused; those before it stay done.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct BatchError {

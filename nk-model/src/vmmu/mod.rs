@@ -30,7 +30,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{BatchError, Op};
+pub use batch::{BatchError, Entry, Op};
 pub use check::check;
 pub use counters::{Counters, OpCounter};
 pub use encoding::{RESERVED_BITS, TABLE_FLAGS};

@@ -158,3 +158,73 @@ fn an_address_space_torn_down_leaves_no_trace() {
     }
     println!("teardown: {} operations", ops.into_inner());
 }
+
+/// An exit as the kernel makes it, in one crossing: the switch away from
+/// the dying space, its teardown, its root last. The NK applies a batch's
+/// switch between its vMMU runs, as `load_cr3`; here the same composition
+/// runs against the model, with the switch at a random place. The root
+/// goes only once no CPU runs on it: before the switch the batch stops
+/// there (`LiveRoot`, nothing after it applied), after it the frame table
+/// is the booted one again.
+#[test]
+fn an_exit_removes_its_root_only_after_switching_away() {
+    use crate::vmmu::{Entry, VmmuError};
+    let mut runner = TestRunner::new(config());
+    let result = runner.run(&(vec((0u64..400, 0u64..512), 0..32), 0usize..64), |(maps, at)| {
+        let mut frames = Vec::new();
+        let mut s = sim(&mut frames);
+        let booted = s.v.frames.to_vec();
+        let [l4, l3, l2, l1] = s.user_tables(FIRST_DATA + 500);
+        s.v.load_cr3(0, RawPfn(l4)).unwrap();
+        let mut ops = Vec::new();
+        for (i, &(frame, index)) in maps.iter().enumerate() {
+            let slot = (index as usize + i) % 512;
+            let entry = (FIRST_DATA + 550 + frame) << 12 | P | U | W | NX;
+            if s.v.write_pte(&mut s.mem, RawPfn(l1), slot, RawPte(entry)).is_ok() {
+                ops.push(Op::Write(RawPfn(l1), slot, RawPte(0)));
+            }
+        }
+        ops.extend([
+            Op::Write(RawPfn(l2), 0, RawPte(0)),
+            Op::Remove(RawPfn(l1)),
+            Op::Write(RawPfn(l3), 0, RawPte(0)),
+            Op::Remove(RawPfn(l2)),
+            Op::Write(RawPfn(l4), 0, RawPte(0)),
+            Op::Remove(RawPfn(l3)),
+            Op::Remove(RawPfn(l4)),
+        ]);
+        let mut batch: Vec<Entry> = ops.into_iter().map(Entry::Vmmu).collect();
+        let at = at.min(batch.len());
+        batch.insert(at, Entry::Switch { rsp0: u64::MAX, fs_base: u64::MAX, root: s.root });
+        let root_at = batch.len() - 1;
+        // The NK's composition: each vMMU run a batch, a switch a load_cr3.
+        let mut stopped = None;
+        for (i, e) in batch.iter().enumerate() {
+            let r = match *e {
+                Entry::Vmmu(op) => s.v.apply_batch(&mut s.mem, &[op]).map_err(|b| b.error),
+                Entry::Switch { root, .. } => s.v.load_cr3(0, RawPfn(root)).map(|_| ()),
+                Entry::NkWrite { .. } => unreachable!("no mediated write here"),
+            };
+            if let Err(error) = r {
+                stopped = Some((i, error));
+                break;
+            }
+        }
+        s.v.finish(&mut s.mem);
+        s.assert_clean();
+        if at == batch.len() - 1 {
+            // The switch came after the root's removal, which was refused.
+            assert_eq!(stopped, Some((root_at - 1, VmmuError::LiveRoot { pfn: l4 })));
+            assert_eq!(s.v.frame(l4).unwrap().kind(), FrameKind::Ptp(crate::vmmu::Level::L4));
+            assert_eq!(s.v.live_roots()[0], Some(l4));
+        } else {
+            assert_eq!(stopped, None);
+            assert!(s.v.frames == &booted[..], "the frame table differs from the booted one");
+            assert_eq!(s.v.live_roots()[0], Some(s.root));
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

@@ -154,3 +154,20 @@ fn every_error_has_a_sentence_and_a_distinct_code() {
     let batch = BatchError { index: 3, error: VmmuError::KernelRoot };
     assert_eq!(batch.to_string(), "operation 3 of the batch: the kernel root page table is never removed");
 }
+
+#[test]
+fn a_batch_entry_names_one_of_five_operations() {
+    use crate::vmmu::Entry;
+    let (a, b, c) = (0x1234, 3, 0x5678);
+    assert_eq!(Entry::decode(1, a, b, c), Some(Entry::Vmmu(Op::Declare(RawPfn(a), RawLevel(3)))));
+    assert_eq!(Entry::decode(2, a, b, c), Some(Entry::Vmmu(Op::Remove(RawPfn(a)))));
+    assert_eq!(Entry::decode(3, a, b, c), Some(Entry::Vmmu(Op::Write(RawPfn(a), 3, RawPte(c)))));
+    assert_eq!(Entry::decode(4, a, b, c), Some(Entry::Switch { rsp0: a, fs_base: b, root: c }));
+    assert_eq!(Entry::decode(5, a, b, c), Some(Entry::NkWrite { dst: a, src: b, len: c }));
+    for kind in [0, 6, 7, 0x100 | 1, u64::MAX] {
+        assert_eq!(Entry::decode(kind, a, b, c), None, "kind {kind:#x}");
+    }
+    // Words that do not fit are refused by the rules, not wrapped into range.
+    assert_eq!(Entry::decode(1, a, 0x104, c), Some(Entry::Vmmu(Op::Declare(RawPfn(a), RawLevel(0)))));
+    assert_eq!(Entry::decode(3, a, u64::MAX, c), Some(Entry::Vmmu(Op::Write(RawPfn(a), usize::MAX, RawPte(c)))));
+}
