@@ -24,7 +24,7 @@ pub const PROT_WRITE: u8 = 2;
 pub const PROT_EXEC: u8 = 4;
 
 /// Pages mapped per fault: 16 pages, aligned, clipped to the region.
-const WINDOW: u64 = 16 * PAGE_SIZE;
+pub const WINDOW: u64 = 16 * PAGE_SIZE;
 
 /// What a region's pages hold before they are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

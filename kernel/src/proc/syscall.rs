@@ -1105,7 +1105,10 @@ fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> Sys
             // MAP_FIXED mapping may sit there, and was once replaced),
             // else the lowest free gap: without it, large mappings used up
             // the address space for good, even once unmapped.
-            let bump = p.mmap_next;
+            // A mapping of a window or more starts on a window: its faults
+            // then map whole windows (a crossing each), not one more
+            // split across its ends.
+            let bump = if len >= mem::WINDOW { p.mmap_next.next_multiple_of(mem::WINDOW) } else { p.mmap_next };
             let start = if bump.checked_add(len).is_some_and(|e| e <= USER_END) && !p.mem.overlaps(bump, bump + len) {
                 bump
             } else {
