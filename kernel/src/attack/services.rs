@@ -76,6 +76,28 @@ pub fn write_once_second_write() -> Outcome {
     }
 }
 
+/// The sealed table's second write again, as a mediated-write entry of a
+/// `write_ptes` batch (the way a fork lists its child): the policy holds
+/// there as in `nk_write`.
+pub fn batch_write_sealed_table() -> Outcome {
+    let Some(addr) = systable::entry_address(VICTIM) else { return NotRun("no system-call table".into()) };
+    let old = systable::lookup(VICTIM).map_or(0, |h| h as usize as u64);
+    let mut batch = crate::mm::vm::Batch::new();
+    batch.nk_write(addr, &(evil as *const () as usize as u64).to_le_bytes());
+    match batch.submit() {
+        Err(e) => Blocked(format!("the NK refused the batch: {e}")),
+        Ok(()) => {
+            let redirected = victim_is_evil();
+            let _ = nk::api::nk_write(addr, &old.to_le_bytes());
+            if redirected {
+                Succeeded("a batch's mediated write rewrote the sealed table: getppid redirected".into())
+            } else {
+                Blocked("the batch was accepted but changed nothing".into())
+            }
+        }
+    }
+}
+
 /// An append-only region for the catalog, made once per boot.
 pub(super) fn append_region() -> Option<u64> {
     static REGION: spin::Once<Option<u64>> = spin::Once::new();

@@ -234,6 +234,15 @@ pub fn switch_undeclared_root() -> Outcome {
     undeclared_root(|root| api::switch(None, None, Some(root)))
 }
 
+/// The same through a batch's switch entry, the one that carries a fork's
+/// or an exit's switch: checked as `load_cr3` is, inside `write_ptes`.
+pub fn batch_switch_undeclared_root() -> Outcome {
+    undeclared_root(|root| {
+        let op = api::BatchOp { kind: api::BatchOp::SWITCH, a: api::KEEP, b: api::KEEP, c: root };
+        api::write_ptes(&[op])
+    })
+}
+
 fn undeclared_root(load: fn(u64) -> Result<(), NkError>) -> Outcome {
     let Some(fake) = Scratch::new() else { return NotRun("no frames".into()) };
     let root = api::kernel_root();
