@@ -417,7 +417,12 @@ pub fn execve(path: &str, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<core::co
         return Err(errno::EPERM);
     };
     let pid = old.pid;
-    let remains = old.mem.retire();
+    // In a block: the rest of the old process is dropped at its end (this
+    // function never returns, so nothing would drop it later).
+    let remains = {
+        let old = old;
+        old.mem.retire()
+    };
     // One crossing: the new space built, the switch to it, the new name
     // listed, the old space torn down (its root once no CPU runs on it).
     crate::arch::without_interrupts(|| {
