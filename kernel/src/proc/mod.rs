@@ -356,8 +356,8 @@ pub fn fork(frame: &crate::arch::user::SyscallFrame) -> Result<Pid, i64> {
     let fpu = sched::fpu_state();
     // One crossing for the whole fork: the child's root and mappings, the
     // parent's write protection and the child's process-list entry. The
-    // thread is made only once it has run: nothing of the child can run
-    // before its address space exists.
+    // thread is made only once the batch has run: nothing of the child can
+    // run before its address space exists.
     let mut child = Some(child);
     let forked = crate::arch::without_interrupts(|| {
         let tid = sched::next_id();
