@@ -5,7 +5,9 @@
 use crate::layout::{DIRECT_MAP_BASE, PAGE_SIZE, phys_to_virt};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use nk_model::vmmu::{BatchError, Entry, FrameDesc, Op, PhysMem, RawLevel, RawPfn, RawPte, Report, Vmmu, VmmuError};
+use nk_model::vmmu::{
+    BatchError, Entry, FrameDesc, Op, PhysMem, RawLevel, RawPfn, RawPte, Report, Vmmu, VmmuError, index_from_word,
+};
 
 /// Most operations one `write_ptes` call applies: the NK runs with
 /// interrupts off, so a call must stay short.
@@ -37,15 +39,6 @@ impl BatchOp {
     fn decode(self) -> Option<Entry> {
         Entry::decode(self.kind, self.a, self.b, self.c)
     }
-}
-
-/// A level that does not fit a byte is no level at all (0 is refused).
-fn raw_level(level: u64) -> RawLevel {
-    RawLevel(u8::try_from(level).unwrap_or(0))
-}
-
-fn raw_index(index: u64) -> usize {
-    usize::try_from(index).unwrap_or(usize::MAX)
 }
 
 /// Physical memory as the NK reaches it: through the direct map. Every
@@ -248,7 +241,7 @@ mod ops {
     use super::*;
 
     pub fn declare(pfn: u64, level: u64) -> Result<(), VmmuError> {
-        with_vmmu(|s, m| s.vmmu.declare_ptp(m, RawPfn(pfn), raw_level(level)))
+        with_vmmu(|s, m| s.vmmu.declare_ptp(m, RawPfn(pfn), RawLevel::from_word(level)))
     }
 
     pub fn remove(pfn: u64) -> Result<(), VmmuError> {
@@ -256,11 +249,11 @@ mod ops {
     }
 
     pub fn write(table: u64, index: u64, pte: u64) -> Result<(), VmmuError> {
-        with_vmmu(|s, m| s.vmmu.write_pte(m, RawPfn(table), raw_index(index), RawPte(pte)))
+        with_vmmu(|s, m| s.vmmu.write_pte(m, RawPfn(table), index_from_word(index), RawPte(pte)))
     }
 
     pub fn map_code(table: u64, index: u64, pte: u64) -> Result<(), VmmuError> {
-        with_vmmu(|s, m| s.vmmu.map_code(m, RawPfn(table), raw_index(index), RawPte(pte)))
+        with_vmmu(|s, m| s.vmmu.map_code(m, RawPfn(table), index_from_word(index), RawPte(pte)))
     }
 
     pub fn release_code(pfn: u64) -> Result<(), VmmuError> {
@@ -356,7 +349,7 @@ mod ops {
     }
 
     pub fn declare(pfn: u64, level: u64) -> Result<(), VmmuError> {
-        apply(&mut DirectMap, Op::Declare(RawPfn(pfn), raw_level(level)));
+        apply(&mut DirectMap, Op::Declare(RawPfn(pfn), RawLevel::from_word(level)));
         Ok(())
     }
 
@@ -378,7 +371,7 @@ mod ops {
     }
 
     pub fn write(table: u64, index: u64, pte: u64) -> Result<(), VmmuError> {
-        apply(&mut DirectMap, Op::Write(RawPfn(table), raw_index(index), RawPte(pte)));
+        apply(&mut DirectMap, Op::Write(RawPfn(table), index_from_word(index), RawPte(pte)));
         finish();
         Ok(())
     }

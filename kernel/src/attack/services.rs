@@ -60,41 +60,36 @@ pub fn syscall_table_overwrite() -> Outcome {
 
 /// A second `nk_write` to the write-once system-call table.
 pub fn write_once_second_write() -> Outcome {
-    let Some(addr) = systable::entry_address(VICTIM) else { return NotRun("no system-call table".into()) };
-    let old = systable::lookup(VICTIM).map_or(0, |h| h as usize as u64);
-    match nk::api::nk_write(addr, &(evil as *const () as usize as u64).to_le_bytes()) {
-        Err(e) => Blocked(format!("the NK refused: {e}")),
-        Ok(()) => {
-            let redirected = victim_is_evil();
-            let _ = nk::api::nk_write(addr, &old.to_le_bytes());
-            if redirected {
-                Succeeded("the sealed table took a second write: getppid redirected".into())
-            } else {
-                Blocked("the write was accepted but changed nothing".into())
-            }
-        }
-    }
+    second_write("the sealed table took a second write", |addr, bytes| {
+        nk::api::nk_write(addr, bytes).map_err(|e| format!("the NK refused: {e}"))
+    })
 }
 
 /// The sealed table's second write again, as a mediated-write entry of a
 /// `write_ptes` batch (the way a fork lists its child): the policy holds
 /// there as in `nk_write`.
 pub fn batch_write_sealed_table() -> Outcome {
+    second_write("a batch's mediated write rewrote the sealed table", |addr, bytes| {
+        let mut batch = crate::mm::vm::Batch::new();
+        batch.nk_write(addr, bytes);
+        batch.submit().map_err(|e| format!("the NK refused the batch: {e}"))
+    })
+}
+
+/// Points the sealed table's victim entry at `evil` through `write`, and
+/// back (on a kernel that let it through).
+fn second_write(what: &str, write: impl FnOnce(u64, &[u8]) -> Result<(), alloc::string::String>) -> Outcome {
     let Some(addr) = systable::entry_address(VICTIM) else { return NotRun("no system-call table".into()) };
     let old = systable::lookup(VICTIM).map_or(0, |h| h as usize as u64);
-    let mut batch = crate::mm::vm::Batch::new();
-    batch.nk_write(addr, &(evil as *const () as usize as u64).to_le_bytes());
-    match batch.submit() {
-        Err(e) => Blocked(format!("the NK refused the batch: {e}")),
-        Ok(()) => {
-            let redirected = victim_is_evil();
-            let _ = nk::api::nk_write(addr, &old.to_le_bytes());
-            if redirected {
-                Succeeded("a batch's mediated write rewrote the sealed table: getppid redirected".into())
-            } else {
-                Blocked("the batch was accepted but changed nothing".into())
-            }
-        }
+    if let Err(refused) = write(addr, &(evil as *const () as usize as u64).to_le_bytes()) {
+        return Blocked(refused);
+    }
+    let redirected = victim_is_evil();
+    let _ = nk::api::nk_write(addr, &old.to_le_bytes());
+    if redirected {
+        Succeeded(format!("{what}: getppid redirected"))
+    } else {
+        Blocked("the write was accepted but changed nothing".into())
     }
 }
 

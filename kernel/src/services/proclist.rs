@@ -87,9 +87,14 @@ fn slot_of(pid: u64) -> Option<(usize, Entry)> {
     entries().into_iter().enumerate().find(|(_, e)| e.pid != 0 && u64::from(e.pid) == pid)
 }
 
+/// Where slot `slot` of the list at `base` is.
+fn slot_address(base: u64, slot: usize) -> u64 {
+    base + (slot * SLOT_BYTES) as u64
+}
+
 fn write_slot(slot: usize, e: Entry) {
     let Some(base) = base() else { return };
-    if let Err(err) = nk::api::nk_write(base + (slot * SLOT_BYTES) as u64, &e.to_bytes()) {
+    if let Err(err) = nk::api::nk_write(slot_address(base, slot), &e.to_bytes()) {
         crate::println!("proclist: the NK refused a write to slot {}: {}", slot, err);
     }
 }
@@ -119,7 +124,7 @@ pub fn stage_add(
     let base = base()?;
     let guard = LOCK.lock();
     match entries().iter().position(|e| e.pid == 0) {
-        Some(slot) => batch.nk_write(base + (slot * SLOT_BYTES) as u64, &Entry::new(pid, ppid, name).to_bytes()),
+        Some(slot) => batch.nk_write(slot_address(base, slot), &Entry::new(pid, ppid, name).to_bytes()),
         None => crate::println!("proclist: no free slot for pid {}", pid),
     }
     Some(guard)
@@ -131,7 +136,7 @@ pub fn removal(pid: u64) -> Option<(u64, [u8; SLOT_BYTES])> {
     let base = base()?;
     crate::arch::without_interrupts(|| {
         let _guard = LOCK.lock();
-        slot_of(pid).map(|(slot, _)| (base + (slot * SLOT_BYTES) as u64, Entry::default().to_bytes()))
+        slot_of(pid).map(|(slot, _)| (slot_address(base, slot), Entry::default().to_bytes()))
     })
 }
 
@@ -140,7 +145,7 @@ pub fn stage_rename(batch: &mut crate::mm::vm::Batch, pid: u64, name: &str) -> O
     let base = base()?;
     let guard = LOCK.lock();
     if let Some((slot, old)) = slot_of(pid) {
-        batch.nk_write(base + (slot * SLOT_BYTES) as u64, &Entry::new(pid, u64::from(old.ppid), name).to_bytes());
+        batch.nk_write(slot_address(base, slot), &Entry::new(pid, u64::from(old.ppid), name).to_bytes());
     }
     Some(guard)
 }

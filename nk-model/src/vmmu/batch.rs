@@ -2,7 +2,7 @@
 
 use super::error::VmmuError;
 use super::phys_mem::PhysMem;
-use super::raw::{RawLevel, RawPfn, RawPte};
+use super::raw::{RawLevel, RawPfn, RawPte, index_from_word};
 use super::state::Vmmu;
 
 /// One operation of a batch, as the outer kernel alleges it.
@@ -44,15 +44,12 @@ impl Entry {
     pub const NK_WRITE: u64 = 5;
 
     /// The operation `kind` names with its words, or `None` for a kind
-    /// that does not exist. A level that does not fit a byte is no level
-    /// (0, refused); an index that does not fit is out of range.
+    /// that does not exist.
     pub fn decode(kind: u64, a: u64, b: u64, c: u64) -> Option<Entry> {
-        let level = RawLevel(u8::try_from(b).unwrap_or(0));
-        let index = usize::try_from(b).unwrap_or(usize::MAX);
         Some(match kind {
-            Self::DECLARE => Entry::Vmmu(Op::Declare(RawPfn(a), level)),
+            Self::DECLARE => Entry::Vmmu(Op::Declare(RawPfn(a), RawLevel::from_word(b))),
             Self::REMOVE => Entry::Vmmu(Op::Remove(RawPfn(a))),
-            Self::WRITE => Entry::Vmmu(Op::Write(RawPfn(a), index, RawPte(c))),
+            Self::WRITE => Entry::Vmmu(Op::Write(RawPfn(a), index_from_word(b), RawPte(c))),
             Self::SWITCH => Entry::Switch { rsp0: a, fs_base: b, root: c },
             Self::NK_WRITE => Entry::NkWrite { dst: a, src: b, len: c },
             _ => return None,

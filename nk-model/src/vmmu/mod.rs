@@ -39,7 +39,7 @@ pub use error::VmmuError;
 pub use frame::{FrameDesc, FrameKind};
 pub use level::Level;
 pub use phys_mem::PhysMem;
-pub use raw::{RawLevel, RawPfn, RawPte};
+pub use raw::{RawLevel, RawPfn, RawPte, index_from_word};
 pub use report::{Invariant, REPORTED, Report, Violation};
 pub use state::{MAX_CPUS, Vmmu};
 pub use wire::Wire;

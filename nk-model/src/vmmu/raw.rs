@@ -11,6 +11,20 @@ pub struct RawPfn(pub u64);
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct RawLevel(pub u8);
 
+impl RawLevel {
+    /// A level as it crosses the gate, in a word: one that does not fit a
+    /// byte is no level at all (0, which every operation refuses).
+    pub fn from_word(level: u64) -> Self {
+        RawLevel(u8::try_from(level).unwrap_or(0))
+    }
+}
+
+/// An entry index as it crosses the gate: one that does not fit is out of
+/// range (refused), not wrapped into it.
+pub fn index_from_word(index: u64) -> usize {
+    usize::try_from(index).unwrap_or(usize::MAX)
+}
+
 /// A page-table entry as the outer kernel proposes it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct RawPte(pub u64);

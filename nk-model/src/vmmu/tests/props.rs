@@ -116,6 +116,21 @@ fn code_is_vetted_before_it_becomes_executable() {
 
 /// Builds an address space with random mappings, tears it down in one
 /// batch, and expects the frame table exactly as booted.
+/// The end of a teardown of the tables `user_tables` made, once the leaves
+/// are cleared: each table unlinked from its parent, then removed, the
+/// root last.
+fn unlink_and_remove([l4, l3, l2, l1]: [u64; 4]) -> [Op; 7] {
+    [
+        Op::Write(RawPfn(l2), 0, RawPte(0)),
+        Op::Remove(RawPfn(l1)),
+        Op::Write(RawPfn(l3), 0, RawPte(0)),
+        Op::Remove(RawPfn(l2)),
+        Op::Write(RawPfn(l4), 0, RawPte(0)),
+        Op::Remove(RawPfn(l3)),
+        Op::Remove(RawPfn(l4)),
+    ]
+}
+
 #[test]
 fn an_address_space_torn_down_leaves_no_trace() {
     let mut runner = TestRunner::new(config());
@@ -136,15 +151,7 @@ fn an_address_space_torn_down_leaves_no_trace() {
             }
         }
         s.assert_clean();
-        teardown.extend([
-            Op::Write(RawPfn(l2), 0, RawPte(0)),
-            Op::Remove(RawPfn(l1)),
-            Op::Write(RawPfn(l3), 0, RawPte(0)),
-            Op::Remove(RawPfn(l2)),
-            Op::Write(RawPfn(l4), 0, RawPte(0)),
-            Op::Remove(RawPfn(l3)),
-            Op::Remove(RawPfn(l4)),
-        ]);
+        teardown.extend(unlink_and_remove([l4, l3, l2, l1]));
         s.v.apply_batch(&mut s.mem, &teardown).unwrap();
         s.v.finish(&mut s.mem);
         s.assert_clean();
@@ -184,15 +191,7 @@ fn an_exit_removes_its_root_only_after_switching_away() {
                 ops.push(Op::Write(RawPfn(l1), slot, RawPte(0)));
             }
         }
-        ops.extend([
-            Op::Write(RawPfn(l2), 0, RawPte(0)),
-            Op::Remove(RawPfn(l1)),
-            Op::Write(RawPfn(l3), 0, RawPte(0)),
-            Op::Remove(RawPfn(l2)),
-            Op::Write(RawPfn(l4), 0, RawPte(0)),
-            Op::Remove(RawPfn(l3)),
-            Op::Remove(RawPfn(l4)),
-        ]);
+        ops.extend(unlink_and_remove([l4, l3, l2, l1]));
         let mut batch: Vec<Entry> = ops.into_iter().map(Entry::Vmmu).collect();
         let at = at.min(batch.len());
         batch.insert(at, Entry::Switch { rsp0: u64::MAX, fs_base: u64::MAX, root: s.root });
