@@ -3,10 +3,10 @@
 //! unless the entry is frozen: present, and in a pinned table or pointing at
 //! NK memory or at a pinned table.
 
-use super::encoding::check_encoding;
-use super::entry::{Rights, Target, target};
+use super::encoding::{RESERVED_BITS, check_encoding};
+use super::entry::{ENTRIES, Rights, Target, target};
 use super::error::VmmuError;
-use super::frame::FrameKind;
+use super::frame::{FrameDesc, FrameKind};
 use super::level::Level;
 use super::phys_mem::PhysMem;
 use super::raw::{RawPfn, RawPte};
@@ -14,6 +14,7 @@ use super::rights::check_leaf_frame;
 use super::state::Vmmu;
 
 /// An entry write that passed every check.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) struct EntryWrite {
     table: u64,
     index: usize,
@@ -33,11 +34,59 @@ impl Vmmu<'_> {
         index: usize,
         pte: RawPte,
     ) -> Result<(), VmmuError> {
-        let checked = self.check_write(mem, ptp, index, pte);
+        let checked = match self.check_common(mem, ptp.0, index, pte.0) {
+            Some(w) => Ok(w),
+            None => self.check_write(mem, ptp, index, pte),
+        };
         self.counters.write_pte.record(&checked);
         let w = checked?;
         self.apply_write(mem, w);
         Ok(())
+    }
+
+    /// The common case, accepted in a few loads: an entry of an unpinned
+    /// level-1 table whose old and new values are each absent or a leaf
+    /// mapping one frame of outer-kernel data, unpinned, that the rights
+    /// allow (what mapping, copying and tearing down user memory writes).
+    /// `None` for anything else, refusals included, which `check_write`
+    /// then decides. It never accepts what `check_write` refuses, and it
+    /// accepts with the same `EntryWrite` (the driver checks both on every
+    /// write the model tests make): every check of `check_write_as` that
+    /// these entries meet is made here, in the same terms.
+    #[inline]
+    pub(super) fn check_common(&self, mem: &impl PhysMem, table: u64, index: usize, new: u64) -> Option<EntryWrite> {
+        let desc = self.frame(table)?;
+        if desc.kind() != FrameKind::Ptp(Level::L1) || desc.pinned() || index >= ENTRIES {
+            return None;
+        }
+        let old = mem.read_entry(table, index);
+        // check_unfrozen: a present old entry in an unpinned table is
+        // frozen only by the kind or pin of the frame it maps.
+        if let Some(t) = target(Level::L1, old) {
+            self.plain_data(t.first)?;
+        }
+        // check_encoding, check_leaf and check_room for a level-1 leaf of data.
+        if new & RESERVED_BITS != 0 {
+            return None;
+        }
+        if let Some(t) = target(Level::L1, new) {
+            let r = Rights::of(new);
+            let d = self.plain_data(t.first)?;
+            // Writable and executable (check_encoding), or kernel code (check_leaf_frame).
+            if r.executable && (r.writable || !r.user) {
+                return None;
+            }
+            if d.refs() == u32::MAX {
+                return None;
+            }
+        }
+        Some(EntryWrite { table, index, level: Level::L1, old, new })
+    }
+
+    /// Frame `pfn`'s descriptor when it is RAM holding unpinned outer-kernel data.
+    #[inline]
+    fn plain_data(&self, pfn: u64) -> Option<FrameDesc> {
+        self.frame(pfn).filter(|d| d.kind() == FrameKind::Data && !d.pinned())
     }
 
     pub(super) fn check_write(

@@ -46,6 +46,8 @@ pub struct Tally {
     /// table (all refused).
     pub alias_data: u64,
     pub alias_ptp: u64,
+    /// Writes the common-case check accepted (the full check agreed).
+    pub common: u64,
 }
 
 impl Sim<'_> {
@@ -101,6 +103,13 @@ impl Sim<'_> {
             }
             _ => None,
         };
+        if let Op::Write(ptp, index, pte) = *op
+            && let Some(common) = self.v.check_common(&self.mem, ptp.0, index, pte.0)
+        {
+            tally.common += 1;
+            let full = self.v.check_write(&self.mem, ptp, index, pte);
+            assert_eq!(full, Ok(common), "the common-case check and the full one disagree on {op:?}");
+        }
         let alias_of = self.alias_written(op);
         match alias_of.and_then(|pfn| self.v.frame(pfn)).map(|d| d.kind()) {
             Some(FrameKind::Data) => tally.alias_data += 1,

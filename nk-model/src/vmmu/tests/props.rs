@@ -80,6 +80,17 @@ fn batches_do_what_their_operations_do_one_by_one() {
     assert!(t.accepted * 100 >= t.ops * 35, "{t:?}");
 }
 
+/// The common-case check (`check_common`, what most entries of a fork, a
+/// fault-around or a teardown take) is compared with the full check on
+/// every write the driver makes; this makes sure it is taken often enough
+/// for that comparison to mean something.
+#[test]
+fn the_common_case_check_agrees_with_the_full_one() {
+    let mix = Mix { batch: 40, declare: 22, remove: 10, unlink: 14, cr3: 2, map_code: 0, release_code: 0 };
+    let t = drive("common case", 150, mix);
+    assert!(t.common >= 2_000 && t.common * 100 >= t.written * 20, "{t:?}");
+}
+
 /// `map_code` often, on frames the outer kernel filled with benign code or
 /// with a protected opcode planted anywhere, and `release_code` of them:
 /// the driver checks that every frame made code holds no protected opcode,
